@@ -1,0 +1,94 @@
+//! Builds the guest components in `functions/` for `wasm32-wasip2` so that a
+//! plain `cargo build --release` yields a `sluice` binary with its built-in
+//! functions embedded, and the tests find every fixture.
+//!
+//! The guests are a separate cargo workspace with their own target directory
+//! (`target/guests`): they need a different target, profile and rustflags,
+//! and building them from here keeps one command for everything.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const GUEST_TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir.parent().expect("host/ sits inside the repository").to_path_buf();
+    let functions = root.join("functions");
+    let guest_target_dir = root.join("target").join("guests");
+
+    println!("cargo:rerun-if-changed={}", functions.display());
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+
+    ensure_guest_target();
+
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&functions)
+        .args(["build", "--release", "--workspace", "--target", GUEST_TARGET, "--target-dir"])
+        .arg(&guest_target_dir);
+    // The outer build's flags and wrappers (clippy's driver, host rustflags,
+    // its target dir) are not meant for the guests.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+    ] {
+        command.env_remove(var);
+    }
+    let status = command.status().expect("failed to run cargo for the guest components");
+    if !status.success() {
+        panic!(
+            "building the guest components in {} failed (see the errors above); \
+             is the {GUEST_TARGET} target installed? `rustup target add {GUEST_TARGET}`",
+            functions.display()
+        );
+    }
+
+    let out = guest_target_dir.join(GUEST_TARGET).join("release");
+    for name in [
+        "sluice_resize",
+        "sluice_meter",
+        "sluice_example_grayscale",
+        "sluice_fixture_hostile",
+        "sluice_fixture_wrong_world",
+    ] {
+        let path = out.join(format!("{name}.wasm"));
+        assert!(path.is_file(), "the guest build did not produce {}", path.display());
+    }
+    println!("cargo:rustc-env=SLUICE_GUEST_DIR={}", out.display());
+}
+
+/// Installs the guest target through rustup when it is missing, so the
+/// README's run command works on a machine that has only run `rustup`.
+fn ensure_guest_target() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let installed = sysroot
+        .as_deref()
+        .map(|s| s.join("lib/rustlib").join(GUEST_TARGET))
+        .is_some_and(|p| Path::new(&p).is_dir());
+    if installed {
+        return;
+    }
+    println!("cargo:warning=installing the {GUEST_TARGET} target with rustup");
+    let added = Command::new("rustup")
+        .args(["target", "add", GUEST_TARGET])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !added {
+        println!("cargo:warning=could not install {GUEST_TARGET}; run `rustup target add {GUEST_TARGET}`");
+    }
+}

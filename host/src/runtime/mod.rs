@@ -1,0 +1,411 @@
+//! The sandbox: one shared wasmtime [`Engine`], components validated and
+//! compiled once, and a fresh, tightly limited [`Store`] for every call.
+//!
+//! Every call gets:
+//! - a memory limit ([`CallLimiter`]), reported as `memory_limit`;
+//! - a wall-clock deadline enforced twice: an epoch callback interrupts
+//!   CPU-bound guests, and a timer drops the call future, which also ends a
+//!   guest blocked in a host call such as `sleep`;
+//! - an output cap, and capped stdout/stderr ([`log`]);
+//! - WASI 0.2 with nothing granted: no preopens, env, args or sockets, stdin
+//!   closed;
+//! - a [`Usage`] record of what it consumed, whatever its outcome.
+//!
+//! Submodules: [`bindings`] (generated from `wit/`), [`config`], [`error`],
+//! `cache` (compiled artifacts on disk), `limiter`, `log`, `cpu`, `usage`.
+
+pub mod bindings;
+mod cache;
+pub mod config;
+mod cpu;
+pub mod error;
+mod limiter;
+pub mod log;
+pub mod usage;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+
+use bindings::transform::{TransformPre, sluice::function::types};
+use cache::ArtifactCache;
+use cpu::CpuTimed;
+use limiter::CallLimiter;
+use log::CappedPipe;
+
+pub use config::{CallLimits, MIB, RuntimeConfig};
+pub use error::{InvokeError, LoadError, RuntimeError};
+pub use log::CallLog;
+pub use usage::Usage;
+
+/// A call's input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    /// The payload, e.g. an encoded image.
+    pub body: Vec<u8>,
+    /// Media type of `body`; empty when unknown.
+    pub content_type: String,
+    /// Caller parameters in the order given.
+    pub params: Vec<(String, String)>,
+}
+
+/// A successful call's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The output bytes.
+    pub body: Vec<u8>,
+    /// Media type of `body`, as the function declared it.
+    pub content_type: String,
+}
+
+/// Everything one call produced: its result, what it cost, what it printed.
+#[derive(Debug, Clone)]
+pub struct Invocation<T = Output> {
+    /// The output, or why there is none.
+    pub result: Result<T, InvokeError>,
+    /// Resources consumed (always filled, failures included).
+    pub usage: Usage,
+    /// Captured stdout/stderr.
+    pub log: CallLog,
+}
+
+/// A component that passed validation: compiled, linked, ready to
+/// instantiate cheaply for every call.
+#[derive(Clone)]
+pub struct Function {
+    version: String,
+    size: usize,
+    pre: TransformPre<CallState>,
+}
+
+impl Function {
+    /// Content address of the component bytes: `sha256:<hex>`.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Size of the component in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
+impl std::fmt::Debug for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Function").field("version", &self.version).field("size", &self.size).finish()
+    }
+}
+
+/// Per-call host state: WASI context, its resource table, the limiter and
+/// the captured output streams.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: CallLimiter,
+    stdout: CappedPipe,
+    stderr: CappedPipe,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// The shared runtime. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    config: RuntimeConfig,
+    cache: Option<ArtifactCache>,
+    // Held for its Drop, which stops the ticking thread.
+    _ticker: EpochTicker,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator, epoch interruption, optional
+    /// fuel), links WASI and opens the artifact cache.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let mut wasm = wasmtime::Config::new();
+        wasm.epoch_interruption(true);
+        wasm.consume_fuel(config.fuel);
+        if config.pooling {
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_component_instances(config.max_instances)
+                // A wasip2 component holds a handful of core instances
+                // (the program plus small shims), one memory and a few tables.
+                .total_core_instances(config.max_instances.saturating_mul(8))
+                .total_memories(config.max_instances.saturating_mul(2))
+                .total_tables(config.max_instances.saturating_mul(4))
+                .total_stacks(config.max_instances)
+                .max_memory_size(config.memory_limit)
+                .linear_memory_keep_resident(config.keep_resident)
+                .table_keep_resident(64 * 1024);
+            wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&wasm).map_err(|err| RuntimeError::Engine(format!("{err:#}")))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|err| RuntimeError::Linker(format!("{err:#}")))?;
+
+        let cache = config.cache_dir.as_deref().map(|dir| ArtifactCache::open(dir, &engine)).transpose()?;
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
+        Ok(Self { engine, linker, config, cache, _ticker: ticker })
+    }
+
+    /// The runtime's configuration.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Validates and compiles a `transform` component (or loads it from the
+    /// artifact cache), ready to call.
+    pub fn load(&self, bytes: &[u8]) -> Result<Function, LoadError> {
+        let (component, version) = self.compile(bytes)?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|err| LoadError::Imports(format!("{err:#}")))?;
+        let pre = TransformPre::new(pre)
+            .map_err(|err| LoadError::WrongWorld { world: "transform", reason: format!("{err:#}") })?;
+        Ok(Function { version, size: bytes.len(), pre })
+    }
+
+    /// Checks the bytes are a component, then compiles it or loads its
+    /// cached artifact. Returns the component and its `sha256:` version.
+    pub(crate) fn compile(&self, bytes: &[u8]) -> Result<(Component, String), LoadError> {
+        check_component_header(bytes)?;
+        let digest_hex = hex::encode(Sha256::digest(bytes));
+        let version = format!("sha256:{digest_hex}");
+        if let Some(component) = self.cache.as_ref().and_then(|cache| cache.load(&self.engine, &digest_hex)) {
+            return Ok((component, version));
+        }
+        let component =
+            Component::new(&self.engine, bytes).map_err(|err| LoadError::Compile(format!("{err:#}")))?;
+        if let Some(cache) = &self.cache {
+            cache.store(&digest_hex, &component);
+        }
+        Ok((component, version))
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<CallState> {
+        &self.linker
+    }
+
+    /// Calls `function` with the runtime's default limits.
+    pub async fn invoke(&self, function: &Function, request: Request) -> Invocation {
+        self.invoke_with(function, request, &CallLimits::from(&self.config)).await
+    }
+
+    /// Calls `function` in a fresh instance under `limits`.
+    #[tracing::instrument(skip_all, fields(function = %function.version))]
+    pub async fn invoke_with(&self, function: &Function, request: Request, limits: &CallLimits) -> Invocation {
+        let bytes_in = request.body.len() as u64;
+        let req = types::Request { body: request.body, content_type: request.content_type, params: request.params };
+        let pre = function.pre.clone();
+        let max_output = limits.max_output;
+        let sandboxed = self
+            .run_sandboxed(limits, bytes_in, async move |store: &mut Store<CallState>| {
+                let instance = pre.instantiate_async(&mut *store).await.map_err(Failure::Instantiate)?;
+                instance.call_handle(&mut *store, &req).await.map_err(Failure::Call)
+            })
+            .await;
+        let result = sandboxed.result.and_then(|returned| match returned {
+            Ok(response) if response.body.len() > max_output => {
+                Err(InvokeError::OutputTooLarge { size: response.body.len(), limit: max_output })
+            }
+            Ok(response) => Ok(Output { body: response.body, content_type: response.content_type }),
+            Err(types::Error::InvalidInput(message)) => Err(InvokeError::InvalidInput(message)),
+            Err(types::Error::Internal(message)) => Err(InvokeError::FunctionError(message)),
+        });
+        let mut usage = sandboxed.usage;
+        usage.bytes_out = result.as_ref().map_or(0, |output| output.body.len() as u64);
+        usage.outcome = result.as_ref().map_or_else(|err| err.code(), |_| "ok").to_owned();
+        Invocation { result, usage, log: sandboxed.log }
+    }
+
+    /// Runs `call` against a fresh store under `limits`, measuring it and
+    /// turning traps, deadlines and limits into [`InvokeError`]s. Used by
+    /// every world the host calls, so they share one set of guarantees.
+    pub(crate) async fn run_sandboxed<R, F>(&self, limits: &CallLimits, bytes_in: u64, call: F) -> Invocation<R>
+    where
+        F: AsyncFnOnce(&mut Store<CallState>) -> Result<R, Failure>,
+    {
+        let memory = limits.memory.min(self.config.memory_limit);
+        let stdout = CappedPipe::new(self.config.max_log);
+        let stderr = CappedPipe::new(self.config.max_log);
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout.clone()).stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        let state = CallState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: CallLimiter::new(memory),
+            stdout,
+            stderr,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        const FUEL_BUDGET: u64 = u64::MAX;
+        if self.config.fuel {
+            // Fuel is for metering only; the deadline bounds the work.
+            let _ = store.set_fuel(FUEL_BUDGET);
+        }
+        let started = Instant::now();
+        let deadline = started + limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(Trap::Interrupt.into())
+            } else {
+                // Yield so other calls on this thread make progress.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        // The timer gets a little slack so a CPU-bound guest is stopped by
+        // the epoch trap (precise) and the timer only catches blocked ones.
+        let slack = self.config.epoch_tick * 4;
+        let (outcome, cpu) =
+            CpuTimed::new(tokio::time::timeout(limits.timeout + slack, call(&mut store))).await;
+        let wall = started.elapsed();
+
+        let result = match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(failure)) => Err(classify(failure, store.data(), limits, self.config.max_instances)),
+            Err(_elapsed) => Err(InvokeError::Timeout { limit: limits.timeout }),
+        };
+        let fuel = self.config.fuel.then(|| FUEL_BUDGET - store.get_fuel().unwrap_or(FUEL_BUDGET));
+        let state = store.into_data();
+        let (stdout, stdout_dropped) = state.stdout.contents();
+        let (stderr, stderr_dropped) = state.stderr.contents();
+        let usage = Usage {
+            outcome: result.as_ref().map_or_else(|err| err.code(), |_| "ok").to_owned(),
+            wall_us: duration_us(wall),
+            cpu_us: duration_us(cpu),
+            fuel,
+            bytes_in,
+            bytes_out: 0,
+            peak_memory_bytes: state.limiter.peak() as u64,
+        };
+        Invocation { result, usage, log: CallLog { stdout, stderr, dropped_bytes: stdout_dropped + stderr_dropped } }
+    }
+}
+
+/// Where a sandboxed call failed: instantiation failures can mean the pool
+/// is exhausted, which is load, not the function's fault.
+#[derive(Debug)]
+pub enum Failure {
+    /// Creating the instance failed.
+    Instantiate(wasmtime::Error),
+    /// The call itself failed.
+    Call(wasmtime::Error),
+}
+
+fn classify(failure: Failure, state: &CallState, limits: &CallLimits, slots: u32) -> InvokeError {
+    let err = match failure {
+        Failure::Instantiate(err) if err.is::<wasmtime::PoolConcurrencyLimitError>() => {
+            return InvokeError::Overloaded(slots);
+        }
+        Failure::Instantiate(err) | Failure::Call(err) => err,
+    };
+    if let Some(Trap::Interrupt) = err.downcast_ref::<Trap>() {
+        return InvokeError::Timeout { limit: limits.timeout };
+    }
+    if let Some(requested) = state.limiter.refused() {
+        return InvokeError::MemoryLimit { limit: state.limiter.limit(), requested };
+    }
+    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+        return InvokeError::Trapped(format!(
+            "the function exited (status {}) instead of returning a result",
+            exit.0
+        ));
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => InvokeError::Trapped("the function overflowed its stack".to_owned()),
+        Some(Trap::UnreachableCodeReached) => {
+            InvokeError::Trapped("the function trapped: wasm `unreachable` executed (a panic or abort)".to_owned())
+        }
+        Some(Trap::MemoryOutOfBounds) => InvokeError::Trapped(
+            "the function trapped: out-of-bounds memory access (in Rust guests usually a stack overflow)".to_owned(),
+        ),
+        Some(trap) => InvokeError::Trapped(format!("the function trapped: {trap}")),
+        None => InvokeError::Trapped(format!("the function failed in the sandbox: {err:#}")),
+    }
+}
+
+fn duration_us(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Distinguishes a component from a core module or non-wasm bytes before
+/// compiling, so the error can say which it is.
+fn check_component_header(bytes: &[u8]) -> Result<(), LoadError> {
+    const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+    const CORE_VERSION: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
+    match bytes.get(..8) {
+        None => Err(LoadError::NotWasm(format!("{} bytes is too short to be a component", bytes.len()))),
+        Some(header) if &header[..4] != b"\0asm" => {
+            Err(LoadError::NotWasm("it does not start with the `\\0asm` magic number".to_owned()))
+        }
+        Some(header) if header[4..] == CORE_VERSION => Err(LoadError::CoreModule),
+        Some(header) if header[4..] == COMPONENT_VERSION => Ok(()),
+        Some(header) => Err(LoadError::NotWasm(format!(
+            "unknown WebAssembly version/layer {:02x?}",
+            &header[4..]
+        ))),
+    }
+}
+
+/// Advances the engine's epoch on a background thread; stopped on drop.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("sluice-epoch".to_owned())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        Self { stop, thread }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_check_names_what_the_bytes_are() {
+        assert!(matches!(check_component_header(b"\0asm"), Err(LoadError::NotWasm(_))));
+        assert!(matches!(check_component_header(b"GIF89a\0\0\0\0"), Err(LoadError::NotWasm(_))));
+        assert!(matches!(check_component_header(b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule)));
+        assert!(check_component_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+}
