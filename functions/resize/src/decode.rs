@@ -41,26 +41,50 @@ pub fn decode(input: &[u8], max_pixels: u64) -> Result<Decoded, ResizeError> {
 
     check_structure(format, input).map_err(|reason| ResizeError::Decode { format: name, reason })?;
 
+    // The PNG decoder sizes its buffers while reading the header (and on
+    // 32-bit targets fails on an overflow), so read IHDR's size ourselves.
+    if let Some((width, height)) = png_dimensions(format, input) {
+        check_pixels(name, width, height, max_pixels)?;
+    }
+
+    // Header first, without limits, so a bomb is reported by its
+    // dimensions; the allocation limit is applied before any pixel data.
     let mut reader = ImageReader::with_format(Cursor::new(input), format);
-    let mut limits = Limits::default();
-    limits.max_alloc = Some(MAX_DECODER_ALLOC);
-    reader.limits(limits);
+    reader.no_limits();
     let mut decoder = reader.into_decoder().map_err(decode_error)?;
 
     let (width, height) = decoder.dimensions();
-    if width == 0 || height == 0 {
-        return Err(ResizeError::ZeroSize { format: name, width, height });
-    }
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels > max_pixels {
-        return Err(ResizeError::TooManyPixels { format: name, width, height, pixels, budget: max_pixels });
-    }
+    check_pixels(name, width, height, max_pixels)?;
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(MAX_DECODER_ALLOC);
+    decoder.set_limits(limits).map_err(decode_error)?;
 
     // A malformed EXIF block must not sink an otherwise good image.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     image.apply_orientation(orientation);
     Ok(Decoded { image, format, orientation })
+}
+
+fn check_pixels(format: &'static str, width: u32, height: u32, budget: u64) -> Result<(), ResizeError> {
+    if width == 0 || height == 0 {
+        return Err(ResizeError::ZeroSize { format, width, height });
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > budget {
+        return Err(ResizeError::TooManyPixels { format, width, height, pixels, budget });
+    }
+    Ok(())
+}
+
+/// Width and height from a PNG's IHDR chunk, when the file starts with one.
+fn png_dimensions(format: ImageFormat, input: &[u8]) -> Option<(u32, u32)> {
+    if format != ImageFormat::Png || input.get(12..16)? != b"IHDR" {
+        return None;
+    }
+    let width = u32::from_be_bytes(input.get(16..20)?.try_into().ok()?);
+    let height = u32::from_be_bytes(input.get(20..24)?.try_into().ok()?);
+    Some((width, height))
 }
 
 /// The name callers see for each format we decode; `None` for the rest.
@@ -114,4 +138,58 @@ fn check_png_methods(input: &[u8]) -> Result<(), String> {
 fn has_jpeg_end(input: &[u8]) -> bool {
     let tail_start = input.len().saturating_sub(4096);
     input[tail_start..].windows(2).any(|pair| pair == [0xFF, 0xD9])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_png() -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        DynamicImage::new_rgb8(3, 2).write_to(&mut out, ImageFormat::Png).expect("encodes");
+        out.into_inner()
+    }
+
+    #[test]
+    fn a_valid_png_decodes_upright() {
+        let decoded = decode(&tiny_png(), DEFAULT_MAX_PIXELS).expect("decodes");
+        assert_eq!((decoded.image.width(), decoded.image.height()), (3, 2));
+        assert_eq!(decoded.orientation, Orientation::NoTransforms);
+    }
+
+    #[test]
+    fn reserved_png_methods_are_refused() {
+        for (offset, message) in [
+            (26, "cannot decode the PNG image: unknown compression method 1 in the IHDR chunk"),
+            (27, "cannot decode the PNG image: unknown filter method 1 in the IHDR chunk"),
+        ] {
+            let mut png = tiny_png();
+            png[offset] = 1;
+            let err = decode(&png, DEFAULT_MAX_PIXELS).expect_err("refused");
+            assert_eq!(err.to_string(), message);
+        }
+        let mut png = tiny_png();
+        png[28] = 2;
+        let err = decode(&png, DEFAULT_MAX_PIXELS).expect_err("refused");
+        assert_eq!(err.to_string(), "cannot decode the PNG image: unknown interlace method 2 in the IHDR chunk");
+    }
+
+    #[test]
+    fn the_pixel_budget_is_checked_from_the_header() {
+        let err = decode(&tiny_png(), 5).expect_err("6 pixels > 5");
+        assert_eq!(err.to_string(), "the PNG image is 3x2 (6 pixels), over the pixel budget of 5");
+    }
+
+    #[test]
+    fn a_jpeg_without_its_end_marker_is_truncated() {
+        let mut out = Cursor::new(Vec::new());
+        DynamicImage::new_rgb8(16, 16).write_to(&mut out, ImageFormat::Jpeg).expect("encodes");
+        let jpeg = out.into_inner();
+        assert!(decode(&jpeg, DEFAULT_MAX_PIXELS).is_ok());
+        let err = decode(&jpeg[..jpeg.len() - 2], DEFAULT_MAX_PIXELS).expect_err("truncated");
+        assert_eq!(
+            err.to_string(),
+            "cannot decode the JPEG image: the data ends before the end-of-image marker (truncated file?)"
+        );
+    }
 }

@@ -18,5 +18,6 @@ pub mod meter {
         path: "../wit/meter",
         world: "meter",
         exports: { default: async },
+        additional_derives: [PartialEq, Eq],
     });
 }
