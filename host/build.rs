@@ -76,18 +76,13 @@ fn ensure_guest_target() {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let installed = sysroot
-        .as_deref()
-        .map(|s| s.join("lib/rustlib").join(GUEST_TARGET))
-        .is_some_and(|p| Path::new(&p).is_dir());
+    let installed =
+        sysroot.as_deref().map(|s| s.join("lib/rustlib").join(GUEST_TARGET)).is_some_and(|p| Path::new(&p).is_dir());
     if installed {
         return;
     }
     println!("cargo:warning=installing the {GUEST_TARGET} target with rustup");
-    let added = Command::new("rustup")
-        .args(["target", "add", GUEST_TARGET])
-        .status()
-        .is_ok_and(|s| s.success());
+    let added = Command::new("rustup").args(["target", "add", GUEST_TARGET]).status().is_ok_and(|s| s.success());
     if !added {
         println!("cargo:warning=could not install {GUEST_TARGET}; run `rustup target add {GUEST_TARGET}`");
     }

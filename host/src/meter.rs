@@ -53,9 +53,9 @@ impl Meter {
     /// Validates and compiles a meter component.
     pub fn load(runtime: &Runtime, bytes: &[u8]) -> Result<Self, LoadError> {
         let (component, _version) = runtime.compile(bytes)?;
+        let pre = runtime.linker().instantiate_pre(&component).map_err(|err| LoadError::Imports(format!("{err:#}")))?;
         let pre =
-            runtime.linker().instantiate_pre(&component).map_err(|err| LoadError::Imports(format!("{err:#}")))?;
-        let pre = MeterPre::new(pre).map_err(|err| LoadError::WrongWorld { world: "meter", reason: format!("{err:#}") })?;
+            MeterPre::new(pre).map_err(|err| LoadError::WrongWorld { world: "meter", reason: format!("{err:#}") })?;
         Ok(Self { pre })
     }
 

@@ -8,11 +8,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn sluice(args: &[&str], cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .env("SLUICE_CACHE_DIR", cache)
-        .output()
-        .expect("sluice runs")
+    Command::new(env!("CARGO_BIN_EXE_sluice")).args(args).env("SLUICE_CACHE_DIR", cache).output().expect("sluice runs")
 }
 
 /// The single JSON object `--json` prints.
@@ -33,7 +29,17 @@ fn a_builtin_resizes_a_photo_into_a_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("small.jpg");
     let output = sluice(
-        &["run", "resize", "--input", &photo_path("harvesters.jpeg"), "--output", out.to_str().expect("utf-8"), "--param", "width=300", "--json"],
+        &[
+            "run",
+            "resize",
+            "--input",
+            &photo_path("harvesters.jpeg"),
+            "--output",
+            out.to_str().expect("utf-8"),
+            "--param",
+            "width=300",
+            "--json",
+        ],
         dir.path(),
     );
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
@@ -63,7 +69,8 @@ fn a_refused_input_exits_1_with_the_error_code() {
     let dir = tempfile::tempdir().expect("temp dir");
     let input = dir.path().join("notes.txt");
     std::fs::write(&input, "not an image").expect("write");
-    let output = sluice(&["run", "resize", "--input", input.to_str().expect("utf-8"), "-p", "width=10", "--json"], dir.path());
+    let output =
+        sluice(&["run", "resize", "--input", input.to_str().expect("utf-8"), "-p", "width=10", "--json"], dir.path());
     assert_eq!(output.status.code(), Some(1));
     let report = report(&output);
     assert_eq!(report["outcome"], "invalid_input");
@@ -77,7 +84,17 @@ fn a_wasm_path_runs_and_limits_come_from_flags() {
     let hostile = Path::new(env!("SLUICE_GUEST_DIR")).join("sluice_fixture_hostile.wasm");
     let input = photo_path("jpg-size-1x1.jpg");
     let output = sluice(
-        &["run", hostile.to_str().expect("utf-8"), "--input", &input, "-p", "act=loop", "--timeout-ms", "200", "--json"],
+        &[
+            "run",
+            hostile.to_str().expect("utf-8"),
+            "--input",
+            &input,
+            "-p",
+            "act=loop",
+            "--timeout-ms",
+            "200",
+            "--json",
+        ],
         dir.path(),
     );
     assert_eq!(output.status.code(), Some(1));
@@ -86,13 +103,22 @@ fn a_wasm_path_runs_and_limits_come_from_flags() {
     assert_eq!(timeout["message"], "the function ran past its 200ms deadline and was stopped");
 
     let output = sluice(
-        &["run", hostile.to_str().expect("utf-8"), "--input", &input, "-p", "act=memory-bomb", "--memory-mb", "32", "--json"],
+        &[
+            "run",
+            hostile.to_str().expect("utf-8"),
+            "--input",
+            &input,
+            "-p",
+            "act=memory-bomb",
+            "--memory-mb",
+            "32",
+            "--json",
+        ],
         dir.path(),
     );
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(report(&output)["outcome"], "memory_limit");
 }
-
 
 #[test]
 fn a_component_that_is_not_a_transform_is_invalid_component() {
@@ -102,7 +128,8 @@ fn a_component_that_is_not_a_transform_is_invalid_component() {
     std::fs::write(&core_module, b"\0asm\x01\0\0\0").expect("write");
     let wrong_world = Path::new(env!("SLUICE_GUEST_DIR")).join("sluice_fixture_wrong_world.wasm");
     let random = dir.path().join("random.wasm");
-    std::fs::write(&random, (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect::<Vec<_>>()).expect("write");
+    std::fs::write(&random, (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect::<Vec<_>>())
+        .expect("write");
     for (component, reason) in [
         (core_module.as_path(), "core WebAssembly module, not a component"),
         (wrong_world.as_path(), "does not implement the `transform` world"),

@@ -21,10 +21,7 @@ fn a_core_module_is_refused_as_not_a_component() {
 
 #[test]
 fn random_bytes_and_empty_bodies_are_not_wasm() {
-    assert_eq!(
-        load_error(b"").to_string(),
-        "not a WebAssembly binary: 0 bytes is too short to be a component"
-    );
+    assert_eq!(load_error(b"").to_string(), "not a WebAssembly binary: 0 bytes is too short to be a component");
     assert_eq!(
         load_error(&common::photo("kodim23.png")).to_string(),
         "not a WebAssembly binary: it does not start with the `\\0asm` magic number"
@@ -69,11 +66,13 @@ fn versions_are_content_addressed() {
 #[test]
 fn compiled_artifacts_are_cached_and_corrupt_ones_discarded() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = || RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), pooling: false, ..RuntimeConfig::default() };
+    let config =
+        || RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), pooling: false, ..RuntimeConfig::default() };
     let bytes = guest("sluice_fixture_hostile");
 
     Runtime::new(config()).expect("runtime").load(&bytes).expect("compiles");
-    let artifacts: Vec<_> = std::fs::read_dir(dir.path()).expect("cache dir").map(|e| e.expect("entry").path()).collect();
+    let artifacts: Vec<_> =
+        std::fs::read_dir(dir.path()).expect("cache dir").map(|e| e.expect("entry").path()).collect();
     assert_eq!(artifacts.len(), 1, "{artifacts:?}");
     let artifact = &artifacts[0];
     assert!(artifact.extension().is_some_and(|e| e == "cwasm"));

@@ -4,7 +4,15 @@ mod common;
 
 use sluice::meter::{Meter, PriceTable, UsageRecord, UsageTotal};
 
-fn record(job: &str, tenant: &str, function: &str, outcome: &str, cpu_us: u64, wall_us: u64, bytes: (u64, u64)) -> UsageRecord {
+fn record(
+    job: &str,
+    tenant: &str,
+    function: &str,
+    outcome: &str,
+    cpu_us: u64,
+    wall_us: u64,
+    bytes: (u64, u64),
+) -> UsageRecord {
     UsageRecord {
         job_id: job.to_owned(),
         tenant: tenant.to_owned(),
@@ -19,7 +27,8 @@ fn record(job: &str, tenant: &str, function: &str, outcome: &str, cpu_us: u64, w
     }
 }
 
-const PRICES: PriceTable = PriceTable { per_invocation: 100, per_cpu_second: 1_000_000, per_wall_second: 10_000, per_mib_transferred: 2_000 };
+const PRICES: PriceTable =
+    PriceTable { per_invocation: 100, per_cpu_second: 1_000_000, per_wall_second: 10_000, per_mib_transferred: 2_000 };
 
 #[tokio::test]
 async fn totals_and_costs_match_a_hand_computed_batch() {
@@ -40,9 +49,39 @@ async fn totals_and_costs_match_a_hand_computed_batch() {
     //   = 200 + 750_000 + 9_000 + 9_000 = 768_200.
     // zeta/resize: 100 + 5 + 0 (0.07) + 0 (0.06) = 105.
     let expected = vec![
-        UsageTotal { tenant: "acme".into(), function: "blur".into(), invocations: 1, failures: 0, cpu_us: 10_000, wall_us: 20_000, bytes_in: 1000, bytes_out: 1000, cost_micros: 10_303 },
-        UsageTotal { tenant: "acme".into(), function: "resize".into(), invocations: 2, failures: 0, cpu_us: 750_000, wall_us: 900_000, bytes_in: 3_145_728, bytes_out: 1_572_864, cost_micros: 768_200 },
-        UsageTotal { tenant: "zeta".into(), function: "resize".into(), invocations: 1, failures: 0, cpu_us: 5, wall_us: 7, bytes_in: 10, bytes_out: 20, cost_micros: 105 },
+        UsageTotal {
+            tenant: "acme".into(),
+            function: "blur".into(),
+            invocations: 1,
+            failures: 0,
+            cpu_us: 10_000,
+            wall_us: 20_000,
+            bytes_in: 1000,
+            bytes_out: 1000,
+            cost_micros: 10_303,
+        },
+        UsageTotal {
+            tenant: "acme".into(),
+            function: "resize".into(),
+            invocations: 2,
+            failures: 0,
+            cpu_us: 750_000,
+            wall_us: 900_000,
+            bytes_in: 3_145_728,
+            bytes_out: 1_572_864,
+            cost_micros: 768_200,
+        },
+        UsageTotal {
+            tenant: "zeta".into(),
+            function: "resize".into(),
+            invocations: 1,
+            failures: 0,
+            cpu_us: 5,
+            wall_us: 7,
+            bytes_in: 10,
+            bytes_out: 20,
+            cost_micros: 105,
+        },
     ];
     assert_eq!(totals, expected);
 }
@@ -66,11 +105,12 @@ async fn an_empty_batch_has_no_totals_and_a_bad_record_is_refused() {
     let runtime = common::runtime();
     let meter = Meter::builtin(&runtime).expect("meter loads");
     assert_eq!(meter.aggregate(&runtime, Vec::new(), PRICES).await.expect("aggregates"), Vec::new());
-    let err = meter
-        .aggregate(&runtime, vec![record("x", "", "f", "ok", 0, 0, (0, 0))], PRICES)
-        .await
-        .expect_err("refused");
-    assert_eq!(err.to_string(), "the meter refused the batch: record for job `x` has an empty job id, tenant or function");
+    let err =
+        meter.aggregate(&runtime, vec![record("x", "", "f", "ok", 0, 0, (0, 0))], PRICES).await.expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "the meter refused the batch: record for job `x` has an empty job id, tenant or function"
+    );
 }
 
 #[tokio::test]

@@ -47,7 +47,10 @@ async fn every_photo_resizes_to_the_box_for_each_fit_mode() {
                 "contain" => {
                     assert!(w <= 160 && h <= 120 && (w == 160 || h == 120), "{name} contain gave {w}x{h}");
                     let skew = (i64::from(w) * i64::from(src_h) - i64::from(h) * i64::from(src_w)).abs();
-                    assert!(skew <= i64::from(src_w.max(src_h)), "{name} contain {w}x{h} lost the aspect ratio of {src_w}x{src_h}");
+                    assert!(
+                        skew <= i64::from(src_w.max(src_h)),
+                        "{name} contain {w}x{h} lost the aspect ratio of {src_w}x{src_h}"
+                    );
                 }
                 _ => assert_eq!((w, h), (160, 120), "{name} fit={fit}"),
             }
@@ -129,7 +132,10 @@ async fn bad_parameters_are_invalid_input_with_a_precise_message() {
         (&[("width", "0")], "`width` must be a whole number from 1 to 16384, got `0`"),
         (&[("width", "10"), ("fit", "squash")], "`fit` must be contain, cover or fill, got `squash`"),
         (&[("width", "10"), ("quality", "0")], "`quality` must be a whole number from 1 to 100, got `0`"),
-        (&[("width", "10"), ("colour", "red")], "unknown parameter `colour` (expected width, height, fit, format, quality, filter)"),
+        (
+            &[("width", "10"), ("colour", "red")],
+            "unknown parameter `colour` (expected width, height, fit, format, quality, filter)",
+        ),
         (
             &[("width", "16384"), ("height", "16384"), ("fit", "fill")],
             "the output would be 16384x16384 (268435456 pixels), over the pixel budget of 50000000",
@@ -186,7 +192,11 @@ async fn every_malformed_file_is_refused_cleanly_within_limits() {
             "{name} took {} µs",
             invocation.usage.wall_us
         );
-        assert!(invocation.usage.peak_memory_bytes < 64 * 1024 * 1024, "{name} used {} bytes", invocation.usage.peak_memory_bytes);
+        assert!(
+            invocation.usage.peak_memory_bytes < 64 * 1024 * 1024,
+            "{name} used {} bytes",
+            invocation.usage.peak_memory_bytes
+        );
         if DECODABLE_MALFORMED.contains(&name.as_str()) {
             let output = invocation.result.unwrap_or_else(|err| panic!("{name} should decode: {err}"));
             assert_eq!(decode(&output.body).width(), 64, "{name}");
@@ -203,7 +213,10 @@ async fn every_malformed_file_is_refused_cleanly_within_limits() {
 async fn bombs_are_refused_from_the_header_with_their_dimensions() {
     let resize = resize();
     let cases = [
-        ("65536-uint32-limit.png", "the PNG image is 65536x65536 (4294967296 pixels), over the pixel budget of 50000000"),
+        (
+            "65536-uint32-limit.png",
+            "the PNG image is 65536x65536 (4294967296 pixels), over the pixel budget of 50000000",
+        ),
         ("giant-image.jpg", "the JPEG image is 20000x14000 (280000000 pixels), over the pixel budget of 50000000"),
         ("max_size.jpg", "the JPEG image is 65535x65535 (4294836225 pixels), over the pixel budget of 50000000"),
     ];
@@ -234,7 +247,11 @@ im.convert('RGBA').resize((w, h), Image.LANCZOS).save(dst)
         .args([width.to_string(), height.to_string()])
         .status()
         .expect("python3 runs (the test command installs it with Pillow)");
-    assert!(status.success(), "Pillow failed on {} (is Pillow installed? `python3 -m pip install pillow`)", path.display());
+    assert!(
+        status.success(),
+        "Pillow failed on {} (is Pillow installed? `python3 -m pip install pillow`)",
+        path.display()
+    );
     image::open(out).expect("reference decodes")
 }
 
@@ -269,7 +286,8 @@ async fn quality_matches_pillow_lanczos_within_30_db() {
         let body = std::fs::read(&path).expect("readable");
         let invocation = call(&resize, body, &[("width", "256"), ("format", "png")]).await;
         let ours = decode(&invocation.result.unwrap_or_else(|err| panic!("{name}: {err}")).body);
-        let reference = pillow_reference(&path, ours.width(), ours.height(), &scratch.path().join(format!("{name}.png")));
+        let reference =
+            pillow_reference(&path, ours.width(), ours.height(), &scratch.path().join(format!("{name}.png")));
         let db = psnr(&ours, &reference);
         report.push(format!("{name}: {db:.1} dB"));
         assert!(db >= 30.0, "{name}: PSNR {db:.1} dB against Pillow is below 30 dB\n{}", report.join("\n"));

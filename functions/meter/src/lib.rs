@@ -38,19 +38,17 @@ pub fn aggregate(records: &[UsageRecord], prices: &PriceTable) -> Result<Vec<Usa
 
     let mut totals: BTreeMap<(&str, &str), UsageTotal> = BTreeMap::new();
     for record in last_by_job.values() {
-        let total = totals
-            .entry((&record.tenant, &record.function))
-            .or_insert_with(|| UsageTotal {
-                tenant: record.tenant.clone(),
-                function: record.function.clone(),
-                invocations: 0,
-                failures: 0,
-                cpu_us: 0,
-                wall_us: 0,
-                bytes_in: 0,
-                bytes_out: 0,
-                cost_micros: 0,
-            });
+        let total = totals.entry((&record.tenant, &record.function)).or_insert_with(|| UsageTotal {
+            tenant: record.tenant.clone(),
+            function: record.function.clone(),
+            invocations: 0,
+            failures: 0,
+            cpu_us: 0,
+            wall_us: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            cost_micros: 0,
+        });
         let overflow = || MeterError::Overflow(format!("totals for {}/{}", record.tenant, record.function));
         total.invocations = total.invocations.checked_add(1).ok_or_else(overflow)?;
         if record.outcome != "ok" {

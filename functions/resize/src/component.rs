@@ -22,11 +22,7 @@ impl Guest for Resize {
 }
 
 fn into_wit_error(err: ResizeError) -> Error {
-    if err.is_invalid_input() {
-        Error::InvalidInput(err.to_string())
-    } else {
-        Error::Internal(err.to_string())
-    }
+    if err.is_invalid_input() { Error::InvalidInput(err.to_string()) } else { Error::Internal(err.to_string()) }
 }
 
 bindings::export!(Resize with_types_in bindings);

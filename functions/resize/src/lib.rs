@@ -15,7 +15,7 @@ pub mod encode;
 pub mod geometry;
 pub mod params;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;
 
 use fast_image_resize as fir;
@@ -52,9 +52,7 @@ pub enum ResizeError {
         height: u32,
     },
     /// The header declares more pixels than the budget allows; nothing was decoded.
-    #[error(
-        "the {format} image is {width}x{height} ({pixels} pixels), over the pixel budget of {budget}"
-    )]
+    #[error("the {format} image is {width}x{height} ({pixels} pixels), over the pixel budget of {budget}")]
     TooManyPixels {
         /// Input format name.
         format: &'static str,
@@ -136,8 +134,6 @@ pub fn resample(
     if params.fit == Fit::Cover {
         options = options.fit_into_destination(Some((0.5, 0.5)));
     }
-    fir::Resizer::new()
-        .resize(src, &mut dst, &options)
-        .map_err(|err| ResizeError::Resample(err.to_string()))?;
+    fir::Resizer::new().resize(src, &mut dst, &options).map_err(|err| ResizeError::Resample(err.to_string()))?;
     Ok(dst)
 }

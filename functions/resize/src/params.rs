@@ -64,14 +64,7 @@ pub struct ResizeParams {
 impl ResizeParams {
     /// Parameters with the given box and every other setting at its default.
     pub fn new(width: Option<u32>, height: Option<u32>) -> Self {
-        Self {
-            width,
-            height,
-            fit: Fit::Contain,
-            format: Format::Same,
-            quality: 85,
-            filter: Filter::Lanczos3,
-        }
+        Self { width, height, fit: Fit::Contain, format: Format::Same, quality: 85, filter: Filter::Lanczos3 }
     }
 
     /// Parses query-string style pairs. Unknown or repeated keys are refused.
@@ -81,9 +74,7 @@ impl ResizeParams {
         for (key, value) in pairs {
             let (key, value) = (key.as_ref(), value.as_ref());
             if seen.contains(&key) {
-                return Err(ResizeError::InvalidParam(format!(
-                    "parameter `{key}` is given more than once"
-                )));
+                return Err(ResizeError::InvalidParam(format!("parameter `{key}` is given more than once")));
             }
             match key {
                 "width" => params.width = Some(parse_side(key, value)?),
@@ -101,9 +92,7 @@ impl ResizeParams {
             seen.push(key);
         }
         if params.width.is_none() && params.height.is_none() {
-            return Err(ResizeError::InvalidParam(
-                "give `width`, `height` or both".to_owned(),
-            ));
+            return Err(ResizeError::InvalidParam("give `width`, `height` or both".to_owned()));
         }
         Ok(params)
     }
@@ -123,9 +112,7 @@ fn parse_fit(value: &str) -> Result<Fit, ResizeError> {
         "contain" => Ok(Fit::Contain),
         "cover" => Ok(Fit::Cover),
         "fill" => Ok(Fit::Fill),
-        _ => Err(ResizeError::InvalidParam(format!(
-            "`fit` must be contain, cover or fill, got `{value}`"
-        ))),
+        _ => Err(ResizeError::InvalidParam(format!("`fit` must be contain, cover or fill, got `{value}`"))),
     }
 }
 
@@ -135,18 +122,14 @@ fn parse_format(value: &str) -> Result<Format, ResizeError> {
         "png" => Ok(Format::Png),
         "webp" => Ok(Format::Webp),
         "same" => Ok(Format::Same),
-        _ => Err(ResizeError::InvalidParam(format!(
-            "`format` must be jpeg, png, webp or same, got `{value}`"
-        ))),
+        _ => Err(ResizeError::InvalidParam(format!("`format` must be jpeg, png, webp or same, got `{value}`"))),
     }
 }
 
 fn parse_quality(value: &str) -> Result<u8, ResizeError> {
     match value.parse::<u8>() {
         Ok(q) if (1..=100).contains(&q) => Ok(q),
-        _ => Err(ResizeError::InvalidParam(format!(
-            "`quality` must be a whole number from 1 to 100, got `{value}`"
-        ))),
+        _ => Err(ResizeError::InvalidParam(format!("`quality` must be a whole number from 1 to 100, got `{value}`"))),
     }
 }
 

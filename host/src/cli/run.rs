@@ -74,8 +74,9 @@ pub fn execute(args: RunArgs) -> ExitCode {
 fn run(args: &RunArgs) -> anyhow::Result<bool> {
     let component = match builtins::transform(&args.function) {
         Some(builtin) => builtin.component.to_vec(),
-        None if args.function.ends_with(".wasm") || Path::new(&args.function).exists() => std::fs::read(&args.function)
-            .with_context(|| format!("cannot read the component {}", args.function))?,
+        None if args.function.ends_with(".wasm") || Path::new(&args.function).exists() => {
+            std::fs::read(&args.function).with_context(|| format!("cannot read the component {}", args.function))?
+        }
         None => {
             let names: Vec<&str> = builtins::TRANSFORMS.iter().map(|b| b.name).collect();
             anyhow::bail!("`{}` is neither a built-in function ({}) nor a .wasm file", args.function, names.join(", "));
@@ -119,7 +120,9 @@ fn run(args: &RunArgs) -> anyhow::Result<bool> {
                         .with_context(|| format!("cannot write the output to {}", path.display()))?;
                     format!("wrote {} bytes of {} to {}", output.body.len(), output.content_type, path.display())
                 }
-                None if args.json => format!("{} bytes of {} (not written: no --output)", output.body.len(), output.content_type),
+                None if args.json => {
+                    format!("{} bytes of {} (not written: no --output)", output.body.len(), output.content_type)
+                }
                 None => {
                     std::io::stdout().lock().write_all(&output.body).context("cannot write the output to stdout")?;
                     format!("wrote {} bytes of {} to stdout", output.body.len(), output.content_type)

@@ -74,18 +74,15 @@ impl ArtifactCache {
     /// so they are logged, not returned.
     pub(crate) fn store(&self, digest_hex: &str, component: &Component) {
         let path = self.path_for(digest_hex);
-        let result = component
-            .serialize()
-            .map_err(|err| std::io::Error::other(err.to_string()))
-            .and_then(|artifact| {
-                // Write beside the target and rename, so readers never see half a file.
-                let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-                tmp.write_all(MAGIC)?;
-                tmp.write_all(&Sha256::digest(&artifact))?;
-                tmp.write_all(&artifact)?;
-                tmp.persist(&path).map_err(|err| err.error)?;
-                Ok(())
-            });
+        let result = component.serialize().map_err(|err| std::io::Error::other(err.to_string())).and_then(|artifact| {
+            // Write beside the target and rename, so readers never see half a file.
+            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            tmp.write_all(MAGIC)?;
+            tmp.write_all(&Sha256::digest(&artifact))?;
+            tmp.write_all(&artifact)?;
+            tmp.persist(&path).map_err(|err| err.error)?;
+            Ok(())
+        });
         if let Err(err) = result {
             tracing::warn!(path = %path.display(), cause = %err, "could not cache a compiled artifact");
         }

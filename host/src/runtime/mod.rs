@@ -152,7 +152,10 @@ impl Runtime {
                 .total_stacks(config.max_instances)
                 .max_memory_size(config.memory_limit)
                 .linear_memory_keep_resident(config.keep_resident)
-                .table_keep_resident(64 * 1024);
+                .table_keep_resident(64 * 1024)
+                // Reset only the pages a call dirtied (Linux 6.7+), not the
+                // whole resident prefix: most calls touch a fraction of it.
+                .pagemap_scan(wasmtime::Enabled::Auto);
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&wasm).map_err(|err| RuntimeError::Engine(format!("{err:#}")))?;
@@ -189,8 +192,7 @@ impl Runtime {
         if let Some(component) = self.cache.as_ref().and_then(|cache| cache.load(&self.engine, &digest_hex)) {
             return Ok((component, version));
         }
-        let component =
-            Component::new(&self.engine, bytes).map_err(|err| LoadError::Compile(format!("{err:#}")))?;
+        let component = Component::new(&self.engine, bytes).map_err(|err| LoadError::Compile(format!("{err:#}")))?;
         if let Some(cache) = &self.cache {
             cache.store(&digest_hex, &component);
         }
@@ -240,42 +242,13 @@ impl Runtime {
     where
         F: AsyncFnOnce(&mut Store<CallState>) -> Result<R, Failure>,
     {
-        let memory = limits.memory.min(self.config.memory_limit);
-        let stdout = CappedPipe::new(self.config.max_log);
-        let stderr = CappedPipe::new(self.config.max_log);
-        let mut wasi = WasiCtx::builder();
-        wasi.stdout(stdout.clone()).stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
-        let state = CallState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            limiter: CallLimiter::new(memory),
-            stdout,
-            stderr,
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        const FUEL_BUDGET: u64 = u64::MAX;
-        if self.config.fuel {
-            // Fuel is for metering only; the deadline bounds the work.
-            let _ = store.set_fuel(FUEL_BUDGET);
-        }
         let started = Instant::now();
-        let deadline = started + limits.timeout;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Err(Trap::Interrupt.into())
-            } else {
-                // Yield so other calls on this thread make progress.
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+        let mut store = self.new_store(limits, started + limits.timeout);
 
         // The timer gets a little slack so a CPU-bound guest is stopped by
         // the epoch trap (precise) and the timer only catches blocked ones.
         let slack = self.config.epoch_tick * 4;
-        let (outcome, cpu) =
-            CpuTimed::new(tokio::time::timeout(limits.timeout + slack, call(&mut store))).await;
+        let (outcome, cpu) = CpuTimed::new(tokio::time::timeout(limits.timeout + slack, call(&mut store))).await;
         let wall = started.elapsed();
 
         let result = match outcome {
@@ -298,7 +271,84 @@ impl Runtime {
         };
         Invocation { result, usage, log: CallLog { stdout, stderr, dropped_bytes: stdout_dropped + stderr_dropped } }
     }
+    /// A store with the call's limits, WASI granting nothing, captured
+    /// output, and an epoch callback that traps once `deadline` passes.
+    fn new_store(&self, limits: &CallLimits, deadline: Instant) -> Store<CallState> {
+        let memory = limits.memory.min(self.config.memory_limit);
+        let stdout = CappedPipe::new(self.config.max_log);
+        let stderr = CappedPipe::new(self.config.max_log);
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let state = CallState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: CallLimiter::new(memory),
+            stdout,
+            stderr,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        if self.config.fuel {
+            // Fuel is for metering only; the deadline bounds the work.
+            let _ = store.set_fuel(FUEL_BUDGET);
+        }
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(Trap::Interrupt.into())
+            } else {
+                // Yield so other calls on this thread make progress.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
+    /// One long-lived instance of `function`, for measuring what a fresh
+    /// instance per call costs. The platform itself never reuses an
+    /// instance: state left in linear memory could leak between callers.
+    pub async fn warm_instance(&self, function: &Function) -> Result<WarmInstance, InvokeError> {
+        let limits = CallLimits::from(&self.config);
+        // No deadline: the owner decides how long to keep calling.
+        let far_future = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let mut store = self.new_store(&limits, far_future);
+        let instance = function
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|err| classify(Failure::Instantiate(err), store.data(), &limits, self.config.max_instances))?;
+        Ok(WarmInstance { store, instance, limits, slots: self.config.max_instances })
+    }
 }
+
+/// An instance kept across calls; see [`Runtime::warm_instance`].
+pub struct WarmInstance {
+    store: Store<CallState>,
+    instance: bindings::transform::Transform,
+    limits: CallLimits,
+    slots: u32,
+}
+
+impl WarmInstance {
+    /// Calls `handle` on the kept instance.
+    pub async fn call(&mut self, request: Request) -> Result<Output, InvokeError> {
+        let req = types::Request { body: request.body, content_type: request.content_type, params: request.params };
+        match self.instance.call_handle(&mut self.store, &req).await {
+            Ok(Ok(response)) => Ok(Output { body: response.body, content_type: response.content_type }),
+            Ok(Err(types::Error::InvalidInput(message))) => Err(InvokeError::InvalidInput(message)),
+            Ok(Err(types::Error::Internal(message))) => Err(InvokeError::FunctionError(message)),
+            Err(err) => Err(classify(Failure::Call(err), self.store.data(), &self.limits, self.slots)),
+        }
+    }
+}
+
+/// Fuel given to each call when fuel metering is on: effectively unlimited,
+/// since the deadline, not fuel, bounds a call's work.
+const FUEL_BUDGET: u64 = u64::MAX;
 
 /// Where a sandboxed call failed: instantiation failures can mean the pool
 /// is exhausted, which is load, not the function's fault.
@@ -324,10 +374,7 @@ fn classify(failure: Failure, state: &CallState, limits: &CallLimits, slots: u32
         return InvokeError::MemoryLimit { limit: state.limiter.limit(), requested };
     }
     if let Some(exit) = err.downcast_ref::<I32Exit>() {
-        return InvokeError::Trapped(format!(
-            "the function exited (status {}) instead of returning a result",
-            exit.0
-        ));
+        return InvokeError::Trapped(format!("the function exited (status {}) instead of returning a result", exit.0));
     }
     match err.downcast_ref::<Trap>() {
         Some(Trap::StackOverflow) => InvokeError::Trapped("the function overflowed its stack".to_owned()),
@@ -358,10 +405,7 @@ fn check_component_header(bytes: &[u8]) -> Result<(), LoadError> {
         }
         Some(header) if header[4..] == CORE_VERSION => Err(LoadError::CoreModule),
         Some(header) if header[4..] == COMPONENT_VERSION => Ok(()),
-        Some(header) => Err(LoadError::NotWasm(format!(
-            "unknown WebAssembly version/layer {:02x?}",
-            &header[4..]
-        ))),
+        Some(header) => Err(LoadError::NotWasm(format!("unknown WebAssembly version/layer {:02x?}", &header[4..]))),
     }
 }
 

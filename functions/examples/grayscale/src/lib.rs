@@ -4,8 +4,8 @@
 
 use std::io::Cursor;
 
-use image::ImageFormat;
 use bindings::{Error, Guest, Request, Response};
+use image::ImageFormat;
 
 // Generates the `Guest` trait and the contract's types from the WIT files.
 mod bindings {
@@ -34,9 +34,8 @@ impl Guest for Grayscale {
 
         let mut reader = image::ImageReader::with_format(Cursor::new(&req.body), format);
         reader.no_limits();
-        let (width, height) = reader
-            .into_dimensions()
-            .map_err(|e| Error::InvalidInput(format!("cannot read the image header: {e}")))?;
+        let (width, height) =
+            reader.into_dimensions().map_err(|e| Error::InvalidInput(format!("cannot read the image header: {e}")))?;
         if u64::from(width) * u64::from(height) > MAX_PIXELS {
             return Err(Error::InvalidInput(format!("{width}x{height} is over {MAX_PIXELS} pixels")));
         }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The one test command (README "Quick start"; CI runs it via .ci/run).
+# Installs what is missing — the wasm32-wasip2 target, rustfmt/clippy,
+# redis-server, Pillow (the resize quality yardstick) — then runs every
+# check: formatting, clippy with warnings denied, and every test of the host
+# workspace and of the guest crates.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+step "toolchain: wasm32-wasip2 target, rustfmt, clippy"
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+installed_components=$(rustup component list --installed)
+for component in rustfmt clippy; do
+    grep -q "^$component" <<<"$installed_components" || rustup component add "$component"
+done
+
+step "redis-server"
+if ! command -v redis-server >/dev/null; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+fi
+redis-server --version
+
+step "python3 with Pillow"
+if ! python3 -c 'import PIL' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check pillow \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages pillow
+fi
+python3 -c 'import PIL; print("Pillow", PIL.__version__)'
+
+step "formatting"
+cargo fmt --all --check
+(cd functions && cargo fmt --all --check)
+
+step "clippy (host workspace, then guests)"
+cargo clippy --release --workspace --all-targets --locked -- -D warnings
+(cd functions && cargo clippy --release --workspace --locked --target-dir ../target/guests -- -D warnings)
+
+step "tests: host workspace (builds the guest components first)"
+cargo test --release --workspace --locked
+
+step "benchmarks compile and run once (criterion --test mode)"
+cargo bench --locked -p sluice-bench -- --test
+
+step "tests: guest crates' unit tests, natively"
+host_triple=$(rustc -vV | sed -n 's/^host: //p')
+cargo test --locked --manifest-path functions/Cargo.toml --target "$host_triple" \
+    --target-dir target/guests -p sluice-resize -p sluice-meter
