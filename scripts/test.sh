@@ -9,6 +9,12 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Every test runner's output is also kept here, so the last line can total
+# the tests of all runs (host, benches, guests).
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+counted() { "$@" 2>&1 | tee -a "$results"; }
+
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
@@ -43,12 +49,15 @@ cargo clippy --release --workspace --all-targets --locked -- -D warnings
 (cd functions && cargo clippy --release --workspace --locked --target-dir ../target/guests -- -D warnings)
 
 step "tests: host workspace (builds the guest components first)"
-cargo test --release --workspace --locked
+counted cargo test --release --workspace --locked
 
 step "benchmarks compile and run once (criterion --test mode)"
-cargo bench --locked -p sluice-bench -- --test
+counted cargo bench --locked -p sluice-bench -- --test
 
 step "tests: guest crates' unit tests, natively"
 host_triple=$(rustc -vV | sed -n 's/^host: //p')
-cargo test --locked --manifest-path functions/Cargo.toml --target "$host_triple" \
-    --target-dir target/guests -p sluice-resize -p sluice-meter
+counted cargo test --locked --manifest-path functions/Cargo.toml --target "$host_triple" \
+    --target-dir target/guests -p sluice-resize -p sluice-meter --lib
+
+step "summary"
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$results"
