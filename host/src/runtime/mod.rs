@@ -221,14 +221,7 @@ impl Runtime {
                 instance.call_handle(&mut *store, &req).await.map_err(Failure::Call)
             })
             .await;
-        let result = sandboxed.result.and_then(|returned| match returned {
-            Ok(response) if response.body.len() > max_output => {
-                Err(InvokeError::OutputTooLarge { size: response.body.len(), limit: max_output })
-            }
-            Ok(response) => Ok(Output { body: response.body, content_type: response.content_type }),
-            Err(types::Error::InvalidInput(message)) => Err(InvokeError::InvalidInput(message)),
-            Err(types::Error::Internal(message)) => Err(InvokeError::FunctionError(message)),
-        });
+        let result = sandboxed.result.and_then(|returned| into_output(returned, max_output));
         let mut usage = sandboxed.usage;
         usage.bytes_out = result.as_ref().map_or(0, |output| output.body.len() as u64);
         usage.outcome = result.as_ref().map_or_else(|err| err.code(), |_| "ok").to_owned();
@@ -338,9 +331,7 @@ impl WarmInstance {
     pub async fn call(&mut self, request: Request) -> Result<Output, InvokeError> {
         let req = types::Request { body: request.body, content_type: request.content_type, params: request.params };
         match self.instance.call_handle(&mut self.store, &req).await {
-            Ok(Ok(response)) => Ok(Output { body: response.body, content_type: response.content_type }),
-            Ok(Err(types::Error::InvalidInput(message))) => Err(InvokeError::InvalidInput(message)),
-            Ok(Err(types::Error::Internal(message))) => Err(InvokeError::FunctionError(message)),
+            Ok(returned) => into_output(returned, self.limits.max_output),
             Err(err) => Err(classify(Failure::Call(err), self.store.data(), &self.limits, self.slots)),
         }
     }
@@ -386,6 +377,19 @@ fn classify(failure: Failure, state: &CallState, limits: &CallLimits, slots: u32
         ),
         Some(trap) => InvokeError::Trapped(format!("the function trapped: {trap}")),
         None => InvokeError::Trapped(format!("the function failed in the sandbox: {err:#}")),
+    }
+}
+
+/// What `handle` returned, as the host reports it: the function's own
+/// errors keep their kind, and an output over the cap is refused.
+fn into_output(returned: Result<types::Response, types::Error>, max_output: usize) -> Result<Output, InvokeError> {
+    match returned {
+        Ok(response) if response.body.len() > max_output => {
+            Err(InvokeError::OutputTooLarge { size: response.body.len(), limit: max_output })
+        }
+        Ok(response) => Ok(Output { body: response.body, content_type: response.content_type }),
+        Err(types::Error::InvalidInput(message)) => Err(InvokeError::InvalidInput(message)),
+        Err(types::Error::Internal(message)) => Err(InvokeError::FunctionError(message)),
     }
 }
 
