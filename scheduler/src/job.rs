@@ -1,0 +1,190 @@
+//! What a job is: its request, its record (status, error, usage) and its
+//! output. Shared by every backend and by the host.
+
+use serde::{Deserialize, Serialize};
+
+/// A job's id: a random UUID, unguessable so ids can appear in URLs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub String);
+
+impl JobId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The input of one call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRequest {
+    /// The payload.
+    pub body: Vec<u8>,
+    /// Media type of the payload; empty when unknown.
+    pub content_type: String,
+    /// Caller parameters in order.
+    pub params: Vec<(String, String)>,
+}
+
+/// A unit of work: run `version` of `function` for `tenant` on `request`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// The job's id.
+    pub id: JobId,
+    /// Owning tenant's id.
+    pub tenant: String,
+    /// Function name as the caller used it.
+    pub function: String,
+    /// Exact component version (`sha256:…`) resolved when the job was accepted.
+    pub version: String,
+    /// The input.
+    pub request: JobRequest,
+    /// When the job was accepted, in milliseconds since the Unix epoch.
+    pub submitted_at_ms: u64,
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Accepted, waiting for a worker.
+    Queued,
+    /// A worker is running it.
+    Running,
+    /// Finished with an output.
+    Succeeded,
+    /// Finished without one; see the error.
+    Failed,
+}
+
+impl JobStatus {
+    /// True for `succeeded` and `failed`.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+/// Why a job failed: a stable code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    /// Stable error code, e.g. `timeout`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// What one call consumed (the runtime fills it in).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// `ok`, or the error code the call ended with.
+    pub outcome: String,
+    /// Wall-clock time of the call, µs.
+    pub wall_us: u64,
+    /// CPU time spent running the guest, µs.
+    pub cpu_us: u64,
+    /// Fuel consumed, when fuel metering is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Input size in bytes.
+    pub bytes_in: u64,
+    /// Output size in bytes (0 on failure).
+    pub bytes_out: u64,
+    /// Largest linear memory the guest reached, bytes.
+    pub peak_memory_bytes: u64,
+}
+
+/// A job's visible state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job's id.
+    pub id: JobId,
+    /// Owning tenant's id.
+    pub tenant: String,
+    /// Function name.
+    pub function: String,
+    /// Component version.
+    pub version: String,
+    /// Current status.
+    pub status: JobStatus,
+    /// Why it failed, when it did.
+    pub error: Option<JobError>,
+    /// What it consumed, once it ended (if it ran).
+    pub usage: Option<Usage>,
+    /// Times it was handed to a worker.
+    pub deliveries: u32,
+    /// Accepted at, ms since the epoch.
+    pub submitted_at_ms: u64,
+    /// Ended at, ms since the epoch.
+    pub finished_at_ms: Option<u64>,
+}
+
+impl JobRecord {
+    /// The record of a job that was just accepted.
+    pub fn queued(job: &Job) -> Self {
+        Self {
+            id: job.id.clone(),
+            tenant: job.tenant.clone(),
+            function: job.function.clone(),
+            version: job.version.clone(),
+            status: JobStatus::Queued,
+            error: None,
+            usage: None,
+            deliveries: 0,
+            submitted_at_ms: job.submitted_at_ms,
+            finished_at_ms: None,
+        }
+    }
+}
+
+/// A successful job's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOutput {
+    /// Output bytes.
+    pub body: Vec<u8>,
+    /// Their media type.
+    pub content_type: String,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// It produced an output.
+    Succeeded {
+        /// The output.
+        output: JobOutput,
+        /// What it consumed.
+        usage: Usage,
+    },
+    /// It did not.
+    Failed {
+        /// Why.
+        error: JobError,
+        /// What it consumed, when it ran at all.
+        usage: Option<Usage>,
+    },
+}
+
+/// A job handed to a worker; hold it until `complete` or `retry`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The job.
+    pub job: Job,
+    /// Identifies this hand-out; a reclaimed job gets a new one.
+    pub receipt: String,
+    /// 1 for the first delivery, 2 for the first retry, …
+    pub attempt: u32,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
