@@ -14,3 +14,4 @@ pub mod builtins;
 pub mod cli;
 pub mod meter;
 pub mod runtime;
+pub mod store;
