@@ -2,6 +2,7 @@
 //! also settable as `SLUICE_*`) and the commands behind them.
 
 pub mod run;
+pub mod serve;
 
 use std::process::ExitCode;
 
@@ -21,12 +22,15 @@ pub struct Cli {
 pub enum Command {
     /// Run one function call locally, without a server.
     Run(run::RunArgs),
+    /// Run the platform: HTTP API, worker slots and queue in one process.
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn execute(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run(args) => run::execute(args),
+        Command::Serve(args) => serve::execute(args),
     }
 }
 

@@ -8,10 +8,19 @@
 //! - [`builtins`]: the functions compiled into the binary (`resize`,
 //!   `grayscale`, `meter`).
 //! - [`meter`]: host side of the usage aggregator.
+//! - [`store`]: what survives a restart (tenants, functions, usage).
+//! - [`platform`]: runtime, queue, stores and meter wired together.
+//! - [`worker`]: worker slots that run queued jobs.
+//! - [`server`]: the HTTP front door and the embedded node (`sluice serve`).
+//! - [`metrics`]: Prometheus metrics.
 //! - [`cli`]: the command-line interface and its commands.
 
 pub mod builtins;
 pub mod cli;
 pub mod meter;
+pub mod metrics;
+pub mod platform;
 pub mod runtime;
+pub mod server;
 pub mod store;
+pub mod worker;

@@ -1,0 +1,293 @@
+//! The platform on one node: runtime, queue, stores and meter wired
+//! together. The HTTP front door and the worker slots both work through it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use sluice_scheduler::{JobError, Queue};
+
+use crate::builtins;
+use crate::meter::{DEFAULT_PRICES, Meter, PriceTable, UsageRecord};
+use crate::metrics::Metrics;
+use crate::runtime::{Function, InvokeError, LoadError, Runtime, RuntimeConfig};
+use crate::store::functions::{FunctionRecord, Registry};
+use crate::store::tenants::Tenants;
+use crate::store::usage::{BUCKET_MS, Bucket, UsageStore};
+
+/// Settings of one node.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    /// Where tenants, functions, usage and compiled artifacts live.
+    pub data_dir: PathBuf,
+    /// Sandbox limits.
+    pub runtime: RuntimeConfig,
+    /// Largest request body (and deployable component) in bytes.
+    pub max_body: usize,
+    /// Per-tenant sustained request rate (requests per second).
+    pub rate_per_second: u32,
+    /// Per-tenant burst above the rate.
+    pub rate_burst: u32,
+    /// Per-tenant jobs queued or running at once.
+    pub max_concurrency: usize,
+    /// Longest a deploy may spend compiling.
+    pub compile_timeout: Duration,
+    /// Prices the meter applies.
+    pub prices: PriceTable,
+}
+
+impl PlatformConfig {
+    /// Defaults for a node whose data lives in `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            runtime: RuntimeConfig { cache_dir: Some(data_dir.join("artifacts")), ..RuntimeConfig::default() },
+            data_dir,
+            max_body: 16 * 1024 * 1024,
+            rate_per_second: 100,
+            rate_burst: 200,
+            max_concurrency: 16,
+            compile_timeout: Duration::from_secs(60),
+            prices: DEFAULT_PRICES,
+        }
+    }
+}
+
+/// Why a deployment was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The name belongs to a built-in.
+    #[error("`{0}` is a built-in function and cannot be replaced")]
+    BuiltinName(String),
+    /// The name is not usable in a URL path segment.
+    #[error("a function name is 1 to 64 characters of a-z, 0-9, '-' and '_', got {0:?}")]
+    InvalidName(String),
+    /// The component was refused.
+    #[error(transparent)]
+    Invalid(#[from] LoadError),
+    /// Compiling took longer than allowed.
+    #[error("compiling the component took longer than {}s", .0.as_secs())]
+    CompileTimeout(Duration),
+    /// An internal failure.
+    #[error("deploying failed: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+/// A resolved function: which version runs and whether it is a built-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The name the caller used.
+    pub name: String,
+    /// Component version to run.
+    pub version: String,
+}
+
+/// One node's platform.
+pub struct Platform {
+    /// The sandbox.
+    pub runtime: Arc<Runtime>,
+    /// The job queue.
+    pub queue: Arc<dyn Queue>,
+    /// Tenants and keys.
+    pub tenants: Tenants,
+    /// Deployed functions.
+    pub registry: Registry,
+    /// Usage log and totals.
+    pub usage: UsageStore,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Settings.
+    pub config: PlatformConfig,
+    meter: Meter,
+    builtin_versions: HashMap<&'static str, String>,
+    /// Compiled functions by version; filled on deploy, on demand and at start.
+    loaded: RwLock<HashMap<String, Function>>,
+    /// Jobs queued or running per tenant, for the concurrency cap.
+    active: Mutex<HashMap<String, usize>>,
+    /// Serializes aggregations so a record is never counted twice.
+    aggregation: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Platform {
+    /// Opens the data directory, starts the runtime and loads the built-ins.
+    pub fn open(config: PlatformConfig, queue: Arc<dyn Queue>) -> anyhow::Result<Arc<Self>> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+        let runtime = Arc::new(Runtime::new(config.runtime.clone()).context("cannot start the runtime")?);
+        let tenants = Tenants::open(dir).context("cannot open the tenant store")?;
+        let registry = Registry::open(dir).context("cannot open the function registry")?;
+        let usage = UsageStore::open(dir).context("cannot open the usage store")?;
+        let meter = Meter::builtin(&runtime).context("the built-in meter does not load")?;
+
+        let mut loaded = HashMap::new();
+        let mut builtin_versions = HashMap::new();
+        for builtin in builtins::TRANSFORMS {
+            let function = runtime
+                .load(builtin.component)
+                .with_context(|| format!("the built-in `{}` does not load", builtin.name))?;
+            builtin_versions.insert(builtin.name, function.version().to_owned());
+            loaded.insert(function.version().to_owned(), function);
+        }
+        Ok(Arc::new(Self {
+            runtime,
+            queue,
+            tenants,
+            registry,
+            usage,
+            metrics: Metrics::new(),
+            config,
+            meter,
+            builtin_versions,
+            loaded: RwLock::new(loaded),
+            active: Mutex::new(HashMap::new()),
+            aggregation: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// Compiles every deployed version ahead of the first call (from the
+    /// artifact cache after a restart, so this is quick).
+    pub fn warm(&self) {
+        for version in self.registry.all_versions() {
+            if let Err(err) = self.function(&version) {
+                tracing::warn!(version, cause = %err, "a deployed version does not load");
+            }
+        }
+    }
+
+    /// The function `name` as `tenant` sees it: its own, else a built-in.
+    pub fn resolve(&self, tenant: &str, name: &str) -> Option<Resolved> {
+        if let Some(record) = self.registry.get(tenant, name) {
+            return Some(Resolved { name: name.to_owned(), version: record.active });
+        }
+        self.builtin_versions.get(name).map(|version| Resolved { name: name.to_owned(), version: version.clone() })
+    }
+
+    /// True when `name` is a built-in.
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.builtin_versions.contains_key(name)
+    }
+
+    /// The compiled function for `version`, loading it from the registry on first use.
+    pub fn function(&self, version: &str) -> anyhow::Result<Function> {
+        if let Some(function) = self.loaded.read().unwrap_or_else(PoisonError::into_inner).get(version) {
+            return Ok(function.clone());
+        }
+        let bytes = self.registry.component(version).context("the component bytes are missing")?;
+        let function = self.runtime.load(&bytes).context("the stored component no longer loads")?;
+        self.loaded.write().unwrap_or_else(PoisonError::into_inner).insert(version.to_owned(), function.clone());
+        Ok(function)
+    }
+
+    /// Validates, compiles (bounded in time) and records a deployment.
+    pub async fn deploy(
+        &self,
+        tenant: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(FunctionRecord, bool), DeployError> {
+        if self.is_builtin(name) {
+            return Err(DeployError::BuiltinName(name.to_owned()));
+        }
+        if !valid_name(name) {
+            return Err(DeployError::InvalidName(name.to_owned()));
+        }
+        let runtime = Arc::clone(&self.runtime);
+        let bytes = Arc::new(bytes);
+        let compile_input = Arc::clone(&bytes);
+        // Compilation is CPU-bound: keep it off the async threads. A compile
+        // that overruns keeps its thread until it finishes, but the caller
+        // gets an answer and nothing is recorded.
+        let compile = tokio::task::spawn_blocking(move || runtime.load(&compile_input));
+        let function = match tokio::time::timeout(self.config.compile_timeout, compile).await {
+            Err(_) => return Err(DeployError::CompileTimeout(self.config.compile_timeout)),
+            Ok(Err(join)) => return Err(DeployError::Internal(anyhow::anyhow!("the compile task failed: {join}"))),
+            Ok(Ok(result)) => result?,
+        };
+        let version = function.version().to_owned();
+        let recorded =
+            self.registry.deploy(tenant, name, &version, &bytes).map_err(|err| DeployError::Internal(err.into()))?;
+        self.loaded.write().unwrap_or_else(PoisonError::into_inner).insert(version, function);
+        Ok(recorded)
+    }
+
+    /// Counts a job against the tenant's concurrency cap; false when at the cap.
+    pub fn admit(&self, tenant: &str) -> bool {
+        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = active.entry(tenant.to_owned()).or_default();
+        if *count >= self.config.max_concurrency {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// Releases one job of the tenant's concurrency cap.
+    pub fn release(&self, tenant: &str) {
+        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = active.get_mut(tenant) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                active.remove(tenant);
+            }
+        }
+    }
+
+    /// Runs the meter over every usage record not yet aggregated and adds
+    /// the results to the hourly totals.
+    pub async fn aggregate_usage(&self) -> anyhow::Result<()> {
+        let _serialized = self.aggregation.lock().await;
+        let pending = self.usage.pending();
+        let Some(through) = pending.last().map(|entry| entry.seq) else { return Ok(()) };
+        let mut by_hour: HashMap<u64, Vec<UsageRecord>> = HashMap::new();
+        for entry in &pending {
+            let record = crate::meter::record(&entry.job_id, &entry.tenant, &entry.function, &entry.usage);
+            by_hour.entry(entry.at_ms / BUCKET_MS * BUCKET_MS).or_default().push(record);
+        }
+        let mut deltas = Vec::new();
+        for (hour_ms, records) in by_hour {
+            let totals =
+                self.meter.aggregate(&self.runtime, records, self.config.prices).await.context("the meter failed")?;
+            deltas.extend(totals.into_iter().map(|total| Bucket {
+                tenant: total.tenant,
+                function: total.function,
+                hour_ms,
+                invocations: total.invocations,
+                failures: total.failures,
+                cpu_us: total.cpu_us,
+                wall_us: total.wall_us,
+                bytes_in: total.bytes_in,
+                bytes_out: total.bytes_out,
+                cost_micros: total.cost_micros,
+            }));
+        }
+        self.usage.commit(&deltas, through).context("cannot save usage totals")?;
+        Ok(())
+    }
+}
+
+/// Function and tenant names appear in URL paths: keep them plain.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// The API error for a failed call: HTTP callers see these codes.
+pub fn job_error(err: &InvokeError) -> JobError {
+    let code = match err {
+        InvokeError::InvalidInput(_) => "invalid_input",
+        InvokeError::FunctionError(_) => "function_error",
+        InvokeError::Trapped(_) => "function_trapped",
+        InvokeError::Timeout { .. } => "timeout",
+        InvokeError::MemoryLimit { .. } => "memory_limit",
+        InvokeError::OutputTooLarge { .. } => "output_too_large",
+        InvokeError::Overloaded(_) => "overloaded",
+    };
+    JobError { code: code.to_owned(), message: err.to_string() }
+}
