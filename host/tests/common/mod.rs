@@ -72,3 +72,109 @@ pub fn request(body: Vec<u8>, params: &[(&str, &str)]) -> Request {
 pub async fn call(function: &Function, body: Vec<u8>, params: &[(&str, &str)]) -> Invocation {
     runtime().invoke(function, request(body, params)).await
 }
+
+/// A `sluice serve` node running in this process on 127.0.0.1:0.
+pub struct TestServer {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// The admin token.
+    pub admin: String,
+    /// The data directory (kept until the server is dropped).
+    pub data_dir: PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// Stops the server the way SIGTERM does and waits for it to drain.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+
+    /// A request builder for `path` with `key` as bearer token.
+    pub fn request(&self, method: reqwest::Method, path: &str, key: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new().request(method, format!("{}{path}", self.url)).bearer_auth(key)
+    }
+
+    /// Creates a tenant and returns its API key.
+    pub async fn tenant(&self, name: &str) -> String {
+        let response = self
+            .request(reqwest::Method::POST, "/v1/tenants", &self.admin)
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status(), 201, "creating tenant {name}");
+        let body: serde_json::Value = response.json().await.expect("json");
+        body["api_key"].as_str().expect("api_key").to_owned()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Compiled artifacts shared by every test server, so each compiles the
+/// built-ins once per test run rather than once per test.
+pub fn shared_artifact_cache() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts")
+}
+
+/// Test defaults: small, fast, deterministic.
+pub fn serve_config(data_dir: &Path) -> sluice::server::ServeConfig {
+    let mut platform = sluice::platform::PlatformConfig::new(data_dir.to_path_buf());
+    platform.runtime.cache_dir = Some(shared_artifact_cache());
+    platform.runtime.max_instances = 16;
+    let mut config = sluice::server::ServeConfig::new(platform);
+    config.workers = 2;
+    config.admin_token = Some("test-admin-token".to_owned());
+    config.drain_timeout = std::time::Duration::from_secs(10);
+    config
+}
+
+/// Starts a server with [`serve_config`] adjusted by `adjust`.
+pub async fn start_server_with(adjust: impl FnOnce(&mut sluice::server::ServeConfig)) -> TestServer {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut server = start_server_in(temp.path(), adjust).await;
+    server._temp = Some(temp);
+    server
+}
+
+/// Starts a server with the test defaults.
+pub async fn start_server() -> TestServer {
+    start_server_with(|_| {}).await
+}
+
+/// Starts a server on an existing data directory (for restart tests).
+pub async fn start_server_in(data_dir: &Path, adjust: impl FnOnce(&mut sluice::server::ServeConfig)) -> TestServer {
+    let mut config = serve_config(data_dir);
+    adjust(&mut config);
+    let admin = config.admin_token.clone().unwrap_or_default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (ready, started) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(sluice::server::run(
+        listener,
+        config,
+        async move {
+            let _ = stopped.await;
+        },
+        move |_| {
+            let _ = ready.send(());
+        },
+    ));
+    started.await.expect("the server starts");
+    TestServer { url, admin, data_dir: data_dir.to_path_buf(), shutdown: Some(shutdown), task: Some(task), _temp: None }
+}

@@ -1,0 +1,619 @@
+//! The v1 API over real HTTP on 127.0.0.1, one scenario per test.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, guest, photo, start_server, start_server_with};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn error_of(response: reqwest::Response) -> (StatusCode, String, String) {
+    let status = response.status();
+    let body: Value = response.json().await.expect("an error body is JSON");
+    let code = body["error"]["code"].as_str().expect("error.code").to_owned();
+    let message = body["error"]["message"].as_str().expect("error.message").to_owned();
+    (status, code, message)
+}
+
+async fn deploy(server: &TestServer, key: &str, name: &str, component: Vec<u8>) -> reqwest::Response {
+    server.request(Method::PUT, &format!("/v1/functions/{name}"), key).body(component).send().await.expect("sent")
+}
+
+async fn invoke(server: &TestServer, key: &str, path_and_query: &str, body: Vec<u8>) -> reqwest::Response {
+    server.request(Method::POST, path_and_query, key).body(body).send().await.expect("sent")
+}
+
+async fn wait_for_job(server: &TestServer, key: &str, id: &str) -> Value {
+    for _ in 0..200 {
+        let job: Value = server
+            .request(Method::GET, &format!("/v1/jobs/{id}"), key)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        if job["status"] == "succeeded" || job["status"] == "failed" {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {id} did not finish in 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_a_tenant_needs_the_admin_token() {
+    let server = start_server().await;
+    let create = |token: &str, name: &str| {
+        server.request(Method::POST, "/v1/tenants", token).json(&json!({ "name": name })).send()
+    };
+    assert_eq!(error_of(create("wrong", "acme").await.expect("sent")).await.1, "unauthorized");
+    let created = create(&server.admin, "acme").await.expect("sent");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let body: Value = created.json().await.expect("json");
+    assert_eq!(body["name"], "acme");
+    assert!(body["api_key"].as_str().is_some_and(|k| k.starts_with("sk_")));
+    assert_eq!(error_of(create(&server.admin, "acme").await.expect("sent")).await.1, "conflict");
+    let (status, code, _) = error_of(create(&server.admin, "Not OK").await.expect("sent")).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let (status, code, _) =
+        error_of(server.request(Method::POST, "/v1/tenants", &server.admin).body("{").send().await.expect("sent"))
+            .await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_wrong_key_is_401_with_a_bearer_challenge() {
+    let server = start_server().await;
+    let response = reqwest::get(format!("{}/v1/functions", server.url)).await.expect("sent");
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let (status, code, _) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let response =
+        server.request(Method::POST, "/v1/functions/resize/invoke?width=10", "sk_nope").send().await.expect("sent");
+    assert_eq!(error_of(response).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_resize_returns_the_image_with_job_id_and_usage_headers() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let input = photo("harvesters.jpeg");
+    let response = invoke(&server, &key, "/v1/functions/resize/invoke?width=300&format=png", input.clone()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "image/png");
+    assert!(headers.contains_key("sluice-job-id"));
+    assert_eq!(headers["sluice-usage-bytes-in"].to_str().expect("ascii"), input.len().to_string());
+    for header in ["sluice-usage-wall-us", "sluice-usage-cpu-us", "sluice-usage-peak-memory-bytes"] {
+        assert!(headers[header].to_str().expect("ascii").parse::<u64>().expect("number") > 0, "{header}");
+    }
+    let body = response.bytes().await.expect("body");
+    assert_eq!(headers["sluice-usage-bytes-out"].to_str().expect("ascii"), body.len().to_string());
+    let image = image::load_from_memory(&body).expect("a PNG");
+    assert_eq!((image.width(), image.height()), (300, 221));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_job_is_accepted_then_polled_to_its_result() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let response = invoke(&server, &key, "/v1/functions/resize/jobs?width=64&format=webp", photo("kodim23.png")).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()["location"].to_str().expect("ascii").to_owned();
+    let body: Value = response.json().await.expect("json");
+    let id = body["id"].as_str().expect("id").to_owned();
+    assert_eq!(body["status"], "queued");
+    assert_eq!(location, format!("/v1/jobs/{id}"));
+
+    let job = wait_for_job(&server, &key, &id).await;
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(job["function"], "resize");
+    assert_eq!(job["usage"]["outcome"], "ok");
+    assert!(job.get("error").is_none());
+    let result = server.request(Method::GET, &format!("{location}/result"), &key).send().await.expect("sent");
+    assert_eq!(result.status(), StatusCode::OK);
+    assert_eq!(result.headers()["content-type"], "image/webp");
+    let image = image::load_from_memory(&result.bytes().await.expect("body")).expect("webp");
+    assert_eq!(image.width(), 64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_or_failed_job_has_no_result_yet() {
+    // No workers: jobs stay queued.
+    let server = start_server_with(|c| c.workers = 0).await;
+    let key = server.tenant("acme").await;
+    let body: Value = invoke(&server, &key, "/v1/functions/resize/jobs?width=10", photo("kodim23.png"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let id = body["id"].as_str().expect("id");
+    let response = server.request(Method::GET, &format!("/v1/jobs/{id}/result"), &key).send().await.expect("sent");
+    assert_eq!(response.headers()["retry-after"], "1");
+    let (status, code, _) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "job_not_finished"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_returns_the_same_job_and_refuses_a_different_request() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let submit = |query: &'static str, body: Vec<u8>| {
+        server
+            .request(Method::POST, &format!("/v1/functions/resize/jobs?{query}"), &key)
+            .header("idempotency-key", "order-42")
+            .body(body)
+            .send()
+    };
+    let first: Value = submit("width=20", photo("kodim23.png")).await.expect("sent").json().await.expect("json");
+    let again = submit("width=20", photo("kodim23.png")).await.expect("sent");
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    let again: Value = again.json().await.expect("json");
+    assert_eq!(again["id"], first["id"]);
+    let (status, code, _) = error_of(submit("width=21", photo("kodim23.png")).await.expect("sent")).await;
+    assert_eq!((status, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_conflict"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_versions_rollback_and_delete_a_tenant_function() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let grayscale = guest("sluice_example_grayscale");
+    let hostile = guest("sluice_fixture_hostile");
+
+    let response = deploy(&server, &key, "mine", grayscale.clone()).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let first: Value = response.json().await.expect("json");
+    use sha2::Digest;
+    let expected = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&grayscale)));
+    assert_eq!(first, json!({"name": "mine", "version": expected, "size": grayscale.len()}));
+    assert_eq!(deploy(&server, &key, "mine", grayscale.clone()).await.status(), StatusCode::OK, "same bytes again");
+
+    let grey = invoke(&server, &key, "/v1/functions/mine/invoke", photo("kodim23.png")).await;
+    assert_eq!(grey.status(), StatusCode::OK);
+    assert_eq!(grey.headers()["content-type"], "image/png");
+
+    let second: Value = deploy(&server, &key, "mine", hostile).await.json().await.expect("json");
+    let echo = invoke(&server, &key, "/v1/functions/mine/invoke?act=echo", b"hello".to_vec()).await;
+    assert_eq!(echo.bytes().await.expect("body").as_ref(), b"hello");
+
+    let listed: Value =
+        server.request(Method::GET, "/v1/functions/mine", &key).send().await.expect("sent").json().await.expect("json");
+    assert_eq!(listed["active_version"], second["version"]);
+    assert_eq!(listed["versions"].as_array().expect("versions").len(), 2);
+
+    let rolled: Value = server
+        .request(Method::POST, "/v1/functions/mine/rollback", &key)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(rolled["active_version"], first["version"]);
+    let grey = invoke(&server, &key, "/v1/functions/mine/invoke", photo("kodim23.png")).await;
+    assert_eq!(grey.headers()["content-type"], "image/png", "the rolled-back version runs");
+
+    let all: Value =
+        server.request(Method::GET, "/v1/functions", &key).send().await.expect("sent").json().await.expect("json");
+    assert_eq!(all["functions"][0]["name"], "mine");
+    assert!(all["builtins"].as_array().expect("builtins").iter().any(|b| b["name"] == "resize"));
+
+    let deleted = server.request(Method::DELETE, "/v1/functions/mine", &key).send().await.expect("sent");
+    assert_eq!(deleted.status(), StatusCode::OK);
+    let (status, code, _) = error_of(invoke(&server, &key, "/v1/functions/mine/invoke", Vec::new()).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "not_found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_kind_of_bad_component_is_refused_with_its_code() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let hostile = guest("sluice_fixture_hostile");
+    let cases: Vec<(Vec<u8>, StatusCode, &str)> = vec![
+        (b"\0asm\x01\0\0\0".to_vec(), StatusCode::BAD_REQUEST, "core_module"),
+        (b"definitely not wasm".to_vec(), StatusCode::BAD_REQUEST, "not_wasm"),
+        (hostile[..hostile.len() / 2].to_vec(), StatusCode::BAD_REQUEST, "compile_failed"),
+        (guest("sluice_fixture_wrong_world"), StatusCode::BAD_REQUEST, "wrong_world"),
+    ];
+    for (component, expected_status, expected_code) in cases {
+        let (status, code, message) = error_of(deploy(&server, &key, "thing", component).await).await;
+        assert_eq!((status, code.as_str()), (expected_status, expected_code), "{message}");
+        assert!(!message.is_empty());
+    }
+    let (status, code, _) = error_of(deploy(&server, &key, "resize", hostile.clone()).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "conflict"));
+    let (status, code, _) = error_of(deploy(&server, &key, "Bad.Name", hostile).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let listed: Value =
+        server.request(Method::GET, "/v1/functions", &key).send().await.expect("sent").json().await.expect("json");
+    assert_eq!(listed["functions"], json!([]), "nothing was recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_function_job_result_and_usage_are_404_or_invisible() {
+    let server = start_server().await;
+    let alice = server.tenant("alice").await;
+    let bob = server.tenant("bob").await;
+    assert_eq!(deploy(&server, &alice, "secret", guest("sluice_fixture_hostile")).await.status(), StatusCode::CREATED);
+    let job: Value =
+        invoke(&server, &alice, "/v1/functions/secret/jobs?act=echo", b"x".to_vec()).await.json().await.expect("json");
+    let id = job["id"].as_str().expect("id").to_owned();
+    wait_for_job(&server, &alice, &id).await;
+
+    for (method, path) in [
+        (Method::POST, "/v1/functions/secret/invoke".to_owned()),
+        (Method::POST, "/v1/functions/secret/jobs".to_owned()),
+        (Method::GET, "/v1/functions/secret".to_owned()),
+        (Method::DELETE, "/v1/functions/secret".to_owned()),
+        (Method::POST, "/v1/functions/secret/rollback".to_owned()),
+        (Method::GET, format!("/v1/jobs/{id}")),
+        (Method::GET, format!("/v1/jobs/{id}/result")),
+    ] {
+        let (status, code, _) = error_of(server.request(method.clone(), &path, &bob).send().await.expect("sent")).await;
+        assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "not_found"), "{method} {path}");
+    }
+    let usage: Value =
+        server.request(Method::GET, "/v1/usage", &bob).send().await.expect("sent").json().await.expect("json");
+    assert_eq!(usage["functions"], json!([]));
+    assert_eq!(usage["tenant"], "bob");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_the_function_refuses_is_422_invalid_input() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let (status, code, message) =
+        error_of(invoke(&server, &key, "/v1/functions/resize/invoke?width=10", b"not an image".to_vec()).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"));
+    assert_eq!(message, "unrecognised image format; send JPEG, PNG, GIF, WebP, BMP or TIFF");
+    let (status, _, message) =
+        error_of(invoke(&server, &key, "/v1/functions/resize/invoke?width=0", photo("kodim23.png")).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(message, "`width` must be a whole number from 1 to 16384, got `0`");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_functions_get_their_status_and_the_host_stays_healthy() {
+    let server = start_server_with(|c| {
+        c.platform.runtime.timeout = Duration::from_millis(500);
+        c.platform.runtime.memory_limit = 64 * 1024 * 1024;
+        c.platform.runtime.max_output = 1024 * 1024;
+    })
+    .await;
+    let key = server.tenant("mallory").await;
+    deploy(&server, &key, "hostile", guest("sluice_fixture_hostile")).await;
+    let cases = [
+        ("loop", StatusCode::GATEWAY_TIMEOUT, "timeout"),
+        ("sleep", StatusCode::GATEWAY_TIMEOUT, "timeout"),
+        ("memory-bomb", StatusCode::INTERNAL_SERVER_ERROR, "memory_limit"),
+        ("huge-output", StatusCode::INTERNAL_SERVER_ERROR, "output_too_large"),
+        ("panic", StatusCode::INTERNAL_SERVER_ERROR, "function_trapped"),
+        ("exit", StatusCode::INTERNAL_SERVER_ERROR, "function_trapped"),
+        ("fail", StatusCode::INTERNAL_SERVER_ERROR, "function_error"),
+    ];
+    for (act, expected_status, expected_code) in cases {
+        let response =
+            invoke(&server, &key, &format!("/v1/functions/hostile/invoke?act={act}&bytes=2000000&mib=1"), Vec::new())
+                .await;
+        assert!(response.headers().contains_key("sluice-job-id"), "{act}");
+        let (status, code, message) = error_of(response).await;
+        assert_eq!((status, code.as_str()), (expected_status, expected_code), "{act}: {message}");
+    }
+    let healthy = reqwest::get(format!("{}/healthz", server.url)).await.expect("sent");
+    assert_eq!(healthy.status(), StatusCode::OK);
+    let other = server.tenant("innocent").await;
+    let response = invoke(&server, &other, "/v1/functions/resize/invoke?width=32", photo("kodim23.png")).await;
+    assert_eq!(response.status(), StatusCode::OK, "another tenant is unaffected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_job_is_retried_then_fails_with_its_last_error() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    deploy(&server, &key, "hostile", guest("sluice_fixture_hostile")).await;
+    let job: Value =
+        invoke(&server, &key, "/v1/functions/hostile/jobs?act=panic", Vec::new()).await.json().await.expect("json");
+    let job = wait_for_job(&server, &key, job["id"].as_str().expect("id")).await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["deliveries"], 3);
+    assert_eq!(job["error"]["code"], "function_trapped");
+    assert_eq!(
+        job["error"]["message"],
+        "the function trapped: wasm `unreachable` executed (a panic or abort) (gave up after 3 deliveries)"
+    );
+    let usage: Value =
+        server.request(Method::GET, "/v1/usage", &key).send().await.expect("sent").json().await.expect("json");
+    assert_eq!(usage["functions"][0]["invocations"], 1, "a retried job is billed once");
+    assert_eq!(usage["functions"][0]["failures"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_is_413_and_nothing_is_enqueued_or_billed() {
+    let server = start_server_with(|c| c.platform.max_body = 1024 * 1024).await;
+    let key = server.tenant("acme").await;
+    let (status, code, message) =
+        error_of(invoke(&server, &key, "/v1/functions/resize/invoke?width=10", vec![0u8; 1024 * 1024 + 1]).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
+    assert_eq!(message, "the request body is larger than the 1048576-byte limit");
+    let usage: Value =
+        server.request(Method::GET, "/v1/usage", &key).send().await.expect("sent").json().await.expect("json");
+    assert_eq!(usage["functions"], json!([]));
+    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.expect("sent").text().await.expect("text");
+    assert!(metrics.contains("sluice_queue_depth 0"), "{metrics}");
+    assert!(!metrics.contains("sluice_invocations_total{"), "nothing ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_length_over_the_limit_is_refused_before_any_body_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let addr = server.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/functions/resize/invoke?width=10 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Length: 10000000000\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("headers sent");
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut response))
+        .await
+        .expect("answered without waiting for the 10 GB body")
+        .expect("read");
+    assert!(response.starts_with("HTTP/1.1 413 Payload Too Large\r\n"), "{response}");
+    assert!(
+        response.ends_with(
+            r#"{"error":{"code":"body_too_large","message":"the request body is larger than the 16777216-byte limit"}}"#
+        ),
+        "{response}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_body_over_the_limit_is_cut_off_with_413() {
+    let server = start_server_with(|c| c.platform.max_body = 64 * 1024).await;
+    let key = server.tenant("acme").await;
+    // No Content-Length: the limit is enforced while reading.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..32).map(|_| Ok(vec![7u8; 4096])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let response = server
+        .request(Method::POST, "/v1/functions/resize/invoke?width=10", &key)
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    let (status, code, _) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_over_its_rate_gets_429_with_retry_after() {
+    let server = start_server_with(|c| {
+        c.platform.rate_per_second = 1;
+        c.platform.rate_burst = 2;
+    })
+    .await;
+    let key = server.tenant("acme").await;
+    let other = server.tenant("other").await;
+    for _ in 0..2 {
+        assert_eq!(
+            invoke(&server, &key, "/v1/functions/resize/invoke?width=8", photo("jpg-size-1x1.jpg")).await.status(),
+            StatusCode::OK
+        );
+    }
+    let response = invoke(&server, &key, "/v1/functions/resize/invoke?width=8", photo("jpg-size-1x1.jpg")).await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    let (status, code, _) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+    let response = invoke(&server, &other, "/v1/functions/resize/invoke?width=8", photo("jpg-size-1x1.jpg")).await;
+    assert_eq!(response.status(), StatusCode::OK, "another tenant has its own bucket");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_at_its_concurrency_cap_gets_429_and_others_still_run() {
+    let server = start_server_with(|c| {
+        c.platform.max_concurrency = 1;
+        c.platform.runtime.timeout = Duration::from_millis(1500);
+    })
+    .await;
+    let key = server.tenant("acme").await;
+    deploy(&server, &key, "hostile", guest("sluice_fixture_hostile")).await;
+    let sleeping: Value =
+        invoke(&server, &key, "/v1/functions/hostile/jobs?act=sleep", Vec::new()).await.json().await.expect("json");
+    let response = invoke(&server, &key, "/v1/functions/hostile/invoke?act=echo", Vec::new()).await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    let (status, code, _) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::TOO_MANY_REQUESTS, "concurrency_limit"));
+    let other = server.tenant("other").await;
+    let response = invoke(&server, &other, "/v1/functions/resize/invoke?width=8", photo("jpg-size-1x1.jpg")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    wait_for_job(&server, &key, sleeping["id"].as_str().expect("id")).await;
+    let response = invoke(&server, &key, "/v1/functions/hostile/invoke?act=echo", b"again".to_vec()).await;
+    assert_eq!(response.status(), StatusCode::OK, "the slot is free once the job ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_is_503_with_retry_after() {
+    let server = start_server_with(|c| {
+        c.workers = 0;
+        c.queue.capacity = 1;
+    })
+    .await;
+    let key = server.tenant("acme").await;
+    assert_eq!(
+        invoke(&server, &key, "/v1/functions/resize/jobs?width=8", Vec::new()).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let response = invoke(&server, &key, "/v1/functions/resize/jobs?width=8", Vec::new()).await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    let (status, code, message) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "overloaded"));
+    assert_eq!(message, "the queue is full (1 jobs waiting)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_calls_gets_only_200_429_or_503_and_never_hangs() {
+    let server = start_server_with(|c| {
+        c.queue.capacity = 4;
+        c.platform.max_concurrency = 6;
+        c.platform.rate_per_second = 20;
+        c.platform.rate_burst = 20;
+    })
+    .await;
+    let keys = [server.tenant("a").await, server.tenant("b").await];
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+    let input = photo("kodim23.png");
+    let calls = (0..48).map(|i| {
+        let request = client
+            .post(format!("{}/v1/functions/resize/invoke?width=64", server.url))
+            .bearer_auth(&keys[i % 2])
+            .body(input.clone());
+        async move { request.send().await.map(|r| r.status()) }
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    let mut counts = std::collections::BTreeMap::new();
+    for status in statuses {
+        let status = status.expect("every call is answered within 30 s");
+        assert!([200, 429, 503].contains(&status.as_u16()), "unexpected {status}");
+        *counts.entry(status.as_u16()).or_insert(0) += 1;
+    }
+    assert!(counts.get(&200).is_some_and(|&n| n > 0), "{counts:?}");
+    assert!(
+        counts.get(&429).copied().unwrap_or(0) + counts.get(&503).copied().unwrap_or(0) > 0,
+        "the bounds were hit: {counts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_totals_match_the_calls_made() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let input = photo("kodim23.png");
+    let mut bytes_out = 0;
+    for _ in 0..3 {
+        let response = invoke(&server, &key, "/v1/functions/resize/invoke?width=50", input.clone()).await;
+        bytes_out += response.bytes().await.expect("body").len();
+    }
+    invoke(&server, &key, "/v1/functions/resize/invoke?width=50", b"junk".to_vec()).await;
+    let usage: Value =
+        server.request(Method::GET, "/v1/usage", &key).send().await.expect("sent").json().await.expect("json");
+    assert_eq!(usage["tenant"], "acme");
+    let resize = &usage["functions"][0];
+    assert_eq!(resize["function"], "resize");
+    assert_eq!(resize["invocations"], 4);
+    assert_eq!(resize["failures"], 1);
+    assert_eq!(resize["bytes_in"], 3 * input.len() + 4);
+    assert_eq!(resize["bytes_out"], bytes_out);
+    assert!(resize["cpu_ms"].as_f64().is_some_and(|ms| ms > 0.0));
+    assert!(resize["cost"].as_f64().is_some_and(|cost| cost > 0.0));
+
+    let past: Value = server
+        .request(Method::GET, "/v1/usage?from=0&to=3600", &key)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(past["functions"], json!([]));
+    assert_eq!(past["from"], "1970-01-01T00:00:00Z");
+    assert_eq!(past["to"], "1970-01-01T01:00:00Z");
+    let (status, code, _) =
+        error_of(server.request(Method::GET, "/v1/usage?from=soon", &key).send().await.expect("sent")).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_tenants_functions_and_usage() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = common::start_server_in(dir.path(), |_| {}).await;
+    let key = server.tenant("acme").await;
+    deploy(&server, &key, "grey", guest("sluice_example_grayscale")).await;
+    assert_eq!(
+        invoke(&server, &key, "/v1/functions/grey/invoke", photo("bricks-gray.png")).await.status(),
+        StatusCode::OK
+    );
+    server.stop().await.expect("clean shutdown");
+
+    let server = common::start_server_in(dir.path(), |_| {}).await;
+    let response = invoke(&server, &key, "/v1/functions/grey/invoke", photo("bricks-gray.png")).await;
+    assert_eq!(response.status(), StatusCode::OK, "the key and the function survived");
+    let usage: Value =
+        server.request(Method::GET, "/v1/usage", &key).send().await.expect("sent").json().await.expect("json");
+    assert_eq!(usage["functions"][0]["function"], "grey");
+    assert_eq!(usage["functions"][0]["invocations"], 2, "usage from before the restart is kept");
+    let tenants = std::fs::read_to_string(dir.path().join("tenants.json")).expect("tenants file");
+    assert!(!tenants.contains(&key), "only the key's hash is stored");
+    server.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_expire_after_the_ttl() {
+    let server = start_server_with(|c| c.queue.result_ttl = Duration::from_millis(300)).await;
+    let key = server.tenant("acme").await;
+    let job: Value = invoke(&server, &key, "/v1/functions/resize/jobs?width=8", photo("jpg-size-1x1.jpg"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let id = job["id"].as_str().expect("id");
+    wait_for_job(&server, &key, id).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, code, _) =
+        error_of(server.request(Method::GET, &format!("/v1/jobs/{id}/result"), &key).send().await.expect("sent")).await;
+    assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "not_found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_metrics_and_unknown_routes() {
+    let server = start_server().await;
+    let get = |path: &str| reqwest::get(format!("{}{path}", server.url));
+    assert_eq!(get("/healthz").await.expect("sent").json::<Value>().await.expect("json"), json!({"status": "ok"}));
+    assert_eq!(get("/readyz").await.expect("sent").json::<Value>().await.expect("json"), json!({"status": "ready"}));
+    let (status, code, _) = error_of(get("/v2/anything").await.expect("sent")).await;
+    assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, code, _) = error_of(get("/v1/tenants").await.expect("sent")).await;
+    assert_eq!((status, code.as_str()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+
+    let key = server.tenant("acme").await;
+    invoke(&server, &key, "/v1/functions/resize/invoke?width=8", photo("jpg-size-1x1.jpg")).await;
+    let metrics = get("/metrics").await.expect("sent").text().await.expect("text");
+    for line in [
+        "sluice_http_requests_total{route=\"/v1/tenants\",status=\"201\"} 1",
+        "sluice_http_requests_total{route=\"/v1/functions/{name}/invoke\",status=\"200\"} 1",
+        "sluice_invocations_total{function=\"resize\",outcome=\"ok\"} 1",
+        "sluice_queue_depth 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
+    }
+    assert!(metrics.contains("sluice_invocation_duration_seconds_bucket{function=\"resize\""));
+    assert!(metrics.contains("sluice_http_request_duration_seconds_bucket{route=\"/healthz\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_exactly_the_routes_served() {
+    let server = start_server().await;
+    let document: Value =
+        reqwest::get(format!("{}/openapi.json", server.url)).await.expect("sent").json().await.expect("json");
+    assert_eq!(document["openapi"], "3.0.3");
+    let mut documented: Vec<(String, String)> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .expect("path item")
+                .keys()
+                .filter(|k| ["get", "put", "post", "delete", "patch"].contains(&k.as_str()))
+                .map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let mut served: Vec<(String, String)> =
+        sluice::server::routes::ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(documented, served);
+}
