@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (README "Quick start"; CI runs it via .ci/run).
 # Installs what is missing — the wasm32-wasip2 target, rustfmt/clippy,
-# redis-server, Pillow (the resize quality yardstick) — then runs every
+# redis-server, curl (the README walkthrough uses it), Pillow (the resize
+# quality yardstick) — then runs every
 # check: formatting, clippy with warnings denied, and every test of the host
 # workspace and of the guest crates.
 set -euo pipefail
@@ -26,12 +27,16 @@ for component in rustfmt clippy; do
     grep -q "^$component" <<<"$installed_components" || rustup component add "$component"
 done
 
-step "redis-server"
-if ! command -v redis-server >/dev/null; then
+step "redis-server and curl"
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 redis-server --version
+curl --version | head -1
 
 step "python3 with Pillow"
 if ! python3 -c 'import PIL' 2>/dev/null; then

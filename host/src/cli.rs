@@ -1,6 +1,7 @@
 //! The `sluice` command line: argument definitions (clap derive, every flag
 //! also settable as `SLUICE_*`) and the commands behind them.
 
+pub mod client;
 pub mod run;
 pub mod serve;
 
@@ -15,6 +16,9 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Server and key for the client commands.
+    #[command(flatten)]
+    pub connection: client::Connection,
 }
 
 /// The `sluice` subcommands.
@@ -24,14 +28,33 @@ pub enum Command {
     Run(run::RunArgs),
     /// Run the platform: HTTP API, worker slots and queue in one process.
     Serve(serve::ServeArgs),
+    /// Manage tenants (admin).
+    #[command(subcommand)]
+    Tenant(client::TenantCommand),
+    /// Deploy a component as a new version of a function.
+    Deploy(client::DeployArgs),
+    /// Call a function and wait for its output.
+    Invoke(client::InvokeArgs),
+    /// Submit async jobs and fetch their status and results.
+    #[command(subcommand)]
+    Job(client::JobCommand),
+    /// Show the tenant's usage totals.
+    Usage(client::UsageArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn execute(cli: Cli) -> ExitCode {
-    match cli.command {
-        Command::Run(args) => run::execute(args),
-        Command::Serve(args) => serve::execute(args),
-    }
+    use client::ClientCommand;
+    let client_command = match cli.command {
+        Command::Run(args) => return run::execute(args),
+        Command::Serve(args) => return serve::execute(args),
+        Command::Tenant(command) => ClientCommand::Tenant(command),
+        Command::Deploy(args) => ClientCommand::Deploy(args),
+        Command::Invoke(args) => ClientCommand::Invoke(args),
+        Command::Job(command) => ClientCommand::Job(command),
+        Command::Usage(args) => ClientCommand::Usage(args),
+    };
+    client::execute(cli.connection, client_command)
 }
 
 /// Parses a `key=value` pair for `--param`.

@@ -1,0 +1,300 @@
+//! The HTTP client commands: `tenant`, `deploy`, `invoke`, `job`, `usage`.
+//! They talk to a running `sluice serve` at `SLUICE_URL` with
+//! `SLUICE_API_KEY` (or `SLUICE_ADMIN_TOKEN` for `tenant create`).
+//!
+//! Exit status: 0 on success, 1 when the server answered with an error
+//! (printed as `code: message`), 2 when the request could not be made.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// Where the server is and who is calling.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// Base URL of the Sluice API.
+    #[arg(long, env = "SLUICE_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    pub url: String,
+    /// The tenant's API key.
+    #[arg(long, env = "SLUICE_API_KEY", hide_env_values = true, global = true)]
+    pub api_key: Option<String>,
+}
+
+/// `sluice tenant …`
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print its API key (shown only once).
+    Create {
+        /// The tenant's name (a-z, 0-9, '-', '_').
+        name: String,
+        /// The server's admin token.
+        #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+    },
+}
+
+/// `sluice job …`
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Submit an async job; prints its id.
+    Submit {
+        /// Function name.
+        function: String,
+        /// File to send as the body.
+        #[arg(long, short)]
+        input: PathBuf,
+        /// A parameter, `key=value`; repeat for more.
+        #[arg(long = "param", short = 'p', value_name = "KEY=VALUE", value_parser = super::parse_param)]
+        params: Vec<(String, String)>,
+        /// Makes resubmitting the same request return the same job.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Print a job's status as JSON.
+    Status {
+        /// Job id.
+        id: String,
+    },
+    /// Save a succeeded job's output.
+    Result {
+        /// Job id.
+        id: String,
+        /// Where to write the output.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Wait (polling) until the job has ended.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+/// Arguments of `sluice deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Function name.
+    pub name: String,
+    /// The component `.wasm` file.
+    pub file: PathBuf,
+}
+
+/// Arguments of `sluice invoke`.
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// Function name (yours or a built-in).
+    pub function: String,
+    /// File to send as the body.
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// Where to write the output.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// A parameter, `key=value`; repeat for more.
+    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE", value_parser = super::parse_param)]
+    pub params: Vec<(String, String)>,
+}
+
+/// Arguments of `sluice usage`.
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Start (RFC 3339 or Unix seconds).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End (RFC 3339 or Unix seconds).
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+/// A client command with its connection.
+#[derive(Debug)]
+pub enum ClientCommand {
+    /// `tenant …`
+    Tenant(TenantCommand),
+    /// `deploy`
+    Deploy(DeployArgs),
+    /// `invoke`
+    Invoke(InvokeArgs),
+    /// `job …`
+    Job(JobCommand),
+    /// `usage`
+    Usage(UsageArgs),
+}
+
+/// The server said no: its status, code and message.
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {message} (HTTP {status})")]
+struct ApiRefusal {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+/// Runs a client command and maps the outcome to an exit code.
+pub fn execute(connection: Connection, command: ClientCommand) -> ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start tokio")
+        .and_then(|tokio| tokio.block_on(run(&connection, command)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.downcast_ref::<ApiRefusal>().is_some() => {
+            eprintln!("sluice: {err}");
+            ExitCode::from(1)
+        }
+        Err(err) => {
+            eprintln!("sluice: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+struct Client<'a> {
+    http: reqwest::Client,
+    connection: &'a Connection,
+}
+
+impl Client<'_> {
+    fn request(&self, method: Method, path: &str, token: Option<&str>) -> anyhow::Result<reqwest::RequestBuilder> {
+        let token = match token {
+            Some(token) => token,
+            None => self.connection.api_key.as_deref().context("no API key: set SLUICE_API_KEY or pass --api-key")?,
+        };
+        let url = format!("{}{path}", self.connection.url.trim_end_matches('/'));
+        Ok(self.http.request(method, url).bearer_auth(token))
+    }
+}
+
+/// Sends the request; a non-2xx answer becomes an [`ApiRefusal`].
+async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+    let response = request.send().await.context("cannot reach the Sluice server")?;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let field = |name: &str| body["error"][name].as_str().unwrap_or("unknown").to_owned();
+    Err(ApiRefusal { status, code: field("code"), message: field("message") }.into())
+}
+
+async fn print_json(response: reqwest::Response) -> anyhow::Result<()> {
+    let value: Value = response.json().await.context("the server's answer is not JSON")?;
+    println!("{}", serde_json::to_string_pretty(&value).context("printing JSON")?);
+    Ok(())
+}
+
+fn query(params: &[(String, String)]) -> String {
+    if params.is_empty() {
+        return String::new();
+    }
+    let encoded: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+    format!("?{encoded}")
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+async fn save(response: reqwest::Response, path: &Path) -> anyhow::Result<()> {
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let job = response.headers().get("sluice-job-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = response.bytes().await.context("reading the output")?;
+    std::fs::write(path, &body).with_context(|| format!("cannot write {}", path.display()))?;
+    match job {
+        Some(job) => eprintln!("wrote {} bytes of {content_type} to {} (job {job})", body.len(), path.display()),
+        None => eprintln!("wrote {} bytes of {content_type} to {}", body.len(), path.display()),
+    }
+    Ok(())
+}
+
+async fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<()> {
+    let client = Client { http: reqwest::Client::new(), connection };
+    match command {
+        ClientCommand::Tenant(TenantCommand::Create { name, admin_token }) => {
+            let request = client.request(Method::POST, "/v1/tenants", Some(&admin_token))?;
+            print_json(send(request.json(&serde_json::json!({ "name": name }))).await?).await
+        }
+        ClientCommand::Deploy(args) => deploy(&client, &args).await,
+        ClientCommand::Invoke(args) => {
+            let body = read(&args.input)?;
+            let path = format!("/v1/functions/{}/invoke{}", args.function, query(&args.params));
+            let response = send(client.request(Method::POST, &path, None)?.body(body)).await?;
+            save(response, &args.output).await
+        }
+        ClientCommand::Job(JobCommand::Submit { function, input, params, idempotency_key }) => {
+            let mut request = client
+                .request(Method::POST, &format!("/v1/functions/{function}/jobs{}", query(&params)), None)?
+                .body(read(&input)?);
+            if let Some(key) = idempotency_key {
+                request = request.header("idempotency-key", key);
+            }
+            print_json(send(request).await?).await
+        }
+        ClientCommand::Job(JobCommand::Status { id }) => {
+            print_json(send(client.request(Method::GET, &format!("/v1/jobs/{id}"), None)?).await?).await
+        }
+        ClientCommand::Job(JobCommand::Result { id, output, wait }) => loop {
+            let response = send(client.request(Method::GET, &format!("/v1/jobs/{id}/result"), None)?).await;
+            match response {
+                Ok(response) => return save(response, &output).await,
+                Err(err) if wait && err.downcast_ref::<ApiRefusal>().is_some_and(|r| r.code == "job_not_finished") => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        },
+        ClientCommand::Usage(args) => {
+            let mut params = Vec::new();
+            if let Some(from) = args.from {
+                params.push(("from".to_owned(), from));
+            }
+            if let Some(to) = args.to {
+                params.push(("to".to_owned(), to));
+            }
+            print_json(send(client.request(Method::GET, &format!("/v1/usage{}", query(&params)), None)?).await?).await
+        }
+    }
+}
+
+/// Uploads with a progress bar, then shows a spinner while the server compiles.
+async fn deploy(client: &Client<'_>, args: &DeployArgs) -> anyhow::Result<()> {
+    let bytes = read(&args.file)?;
+    let total = bytes.len() as u64;
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("uploading {}", args.file.display()));
+    let uploaded = bar.clone();
+    let chunks: Vec<Vec<u8>> = bytes.chunks(64 * 1024).map(<[u8]>::to_vec).collect();
+    let stream = futures_util::stream::iter(chunks.into_iter().map(move |chunk| {
+        uploaded.inc(chunk.len() as u64);
+        if uploaded.position() >= total {
+            uploaded.set_style(
+                ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            uploaded.set_message("compiling on the server…");
+            uploaded.enable_steady_tick(Duration::from_millis(100));
+        }
+        Ok::<_, std::io::Error>(chunk)
+    }));
+    let request = client
+        .request(Method::PUT, &format!("/v1/functions/{}", args.name), None)?
+        .header(reqwest::header::CONTENT_LENGTH, total)
+        .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+        .body(reqwest::Body::wrap_stream(stream));
+    let result = send(request).await;
+    bar.finish_and_clear();
+    print_json(result?).await
+}
