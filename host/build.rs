@@ -59,6 +59,7 @@ fn main() {
         "sluice_example_grayscale",
         "sluice_fixture_hostile",
         "sluice_fixture_wrong_world",
+        "sluice_fixture_unknown_import",
     ] {
         let path = out.join(format!("{name}.wasm"));
         assert!(path.is_file(), "the guest build did not produce {}", path.display());

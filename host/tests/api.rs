@@ -217,6 +217,7 @@ async fn each_kind_of_bad_component_is_refused_with_its_code() {
         (b"definitely not wasm".to_vec(), StatusCode::BAD_REQUEST, "not_wasm"),
         (hostile[..hostile.len() / 2].to_vec(), StatusCode::BAD_REQUEST, "compile_failed"),
         (guest("sluice_fixture_wrong_world"), StatusCode::BAD_REQUEST, "wrong_world"),
+        (guest("sluice_fixture_unknown_import"), StatusCode::BAD_REQUEST, "unsupported_imports"),
     ];
     for (component, expected_status, expected_code) in cases {
         let (status, code, message) = error_of(deploy(&server, &key, "thing", component).await).await;
@@ -225,11 +226,44 @@ async fn each_kind_of_bad_component_is_refused_with_its_code() {
     }
     let (status, code, _) = error_of(deploy(&server, &key, "resize", hostile.clone()).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "conflict"));
+    let deleted = server.request(Method::DELETE, "/v1/functions/resize", &key).send().await.expect("sent");
+    assert_eq!(error_of(deleted).await.1, "conflict", "a built-in cannot be deleted");
     let (status, code, _) = error_of(deploy(&server, &key, "Bad.Name", hostile).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
     let listed: Value =
         server.request(Method::GET, "/v1/functions", &key).send().await.expect("sent").json().await.expect("json");
     assert_eq!(listed["functions"], json!([]), "nothing was recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compile_over_the_time_limit_is_refused_and_nothing_recorded() {
+    let server = start_server_with(|c| c.platform.compile_timeout = Duration::ZERO).await;
+    let key = server.tenant("acme").await;
+    let (status, code, message) = error_of(deploy(&server, &key, "slow", guest("sluice_fixture_hostile")).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "compile_timeout"));
+    assert_eq!(message, "compiling the component took longer than 0s");
+    let (status, _, _) =
+        error_of(server.request(Method::GET, "/v1/functions/slow", &key).send().await.expect("sent")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_has_no_result_and_says_why() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let job: Value =
+        invoke(&server, &key, "/v1/functions/resize/jobs?width=10", b"junk".to_vec()).await.json().await.expect("json");
+    let id = job["id"].as_str().expect("id");
+    let job = wait_for_job(&server, &key, id).await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(
+        job["error"],
+        json!({"code": "invalid_input", "message": "unrecognised image format; send JPEG, PNG, GIF, WebP, BMP or TIFF"})
+    );
+    assert_eq!(job["deliveries"], 1, "refused input is not retried");
+    let (status, code, _) =
+        error_of(server.request(Method::GET, &format!("/v1/jobs/{id}/result"), &key).send().await.expect("sent")).await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "job_failed"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

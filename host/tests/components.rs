@@ -49,6 +49,13 @@ fn a_component_of_another_world_is_refused_with_the_reason() {
 }
 
 #[test]
+fn a_component_importing_something_unknown_is_refused_with_the_import() {
+    let err = load_error(&guest("sluice_fixture_unknown_import"));
+    assert!(matches!(err, LoadError::Imports(_)), "{err:?}");
+    assert!(err.to_string().contains("fixture:secrets/vault"), "{err}");
+}
+
+#[test]
 fn the_meter_is_not_a_transform() {
     let err = load_error(&guest("sluice_meter"));
     assert!(matches!(err, LoadError::WrongWorld { .. }), "{err:?}");
