@@ -278,16 +278,12 @@ pub fn valid_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-/// The API error for a failed call: HTTP callers see these codes.
+/// The API error for a failed call. HTTP callers see the runtime's codes,
+/// except that a trap is `function_trapped` (the API's name for it).
 pub fn job_error(err: &InvokeError) -> JobError {
-    let code = match err {
-        InvokeError::InvalidInput(_) => "invalid_input",
-        InvokeError::FunctionError(_) => "function_error",
-        InvokeError::Trapped(_) => "function_trapped",
-        InvokeError::Timeout { .. } => "timeout",
-        InvokeError::MemoryLimit { .. } => "memory_limit",
-        InvokeError::OutputTooLarge { .. } => "output_too_large",
-        InvokeError::Overloaded(_) => "overloaded",
+    let code = match err.code() {
+        "trapped" => "function_trapped",
+        other => other,
     };
     JobError { code: code.to_owned(), message: err.to_string() }
 }

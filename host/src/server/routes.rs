@@ -308,18 +308,7 @@ impl Api {
         let record = self.platform.queue.wait(&job.id, timeout + SYNC_GRACE).await.map_err(|err| unavailable(&err))?;
         let record = record.ok_or_else(|| ApiError::internal(&"the job vanished while a caller waited"))?;
         match record.status {
-            JobStatus::Succeeded => {
-                let output = self
-                    .platform
-                    .queue
-                    .output(&job.id)
-                    .await
-                    .map_err(|err| unavailable(&err))?
-                    .ok_or_else(|| ApiError::internal(&"a succeeded job has no output"))?;
-                let mut response = bytes_response(StatusCode::OK, &output.content_type, Bytes::from(output.body));
-                add_job_headers(&mut response, &record);
-                Ok(response)
-            }
+            JobStatus::Succeeded => self.output_response(&record).await,
             JobStatus::Failed => {
                 let mut response = failure(&record).into_response();
                 add_job_headers(&mut response, &record);
@@ -370,6 +359,20 @@ impl Api {
         Ok(accepted(&job.id, JobStatus::Queued))
     }
 
+    /// A succeeded job's output with its job and usage headers.
+    async fn output_response(&self, record: &JobRecord) -> Result<Resp, ApiError> {
+        let output = self
+            .platform
+            .queue
+            .output(&record.id)
+            .await
+            .map_err(|err| unavailable(&err))?
+            .ok_or_else(|| ApiError::not_found(format!("the result of job {} has expired", record.id)))?;
+        let mut response = bytes_response(StatusCode::OK, &output.content_type, Bytes::from(output.body));
+        add_job_headers(&mut response, record);
+        Ok(response)
+    }
+
     async fn owned_job(&self, tenant: &Tenant, id: &str) -> Result<JobRecord, ApiError> {
         let record = self.platform.queue.job(&JobId(id.to_owned())).await.map_err(|err| unavailable(&err))?;
         // Another tenant's job looks exactly like a missing one.
@@ -384,18 +387,7 @@ impl Api {
     async fn job_result(&self, tenant: &Tenant, id: &str) -> Result<Resp, ApiError> {
         let record = self.owned_job(tenant, id).await?;
         match record.status {
-            JobStatus::Succeeded => {
-                let output = self
-                    .platform
-                    .queue
-                    .output(&record.id)
-                    .await
-                    .map_err(|err| unavailable(&err))?
-                    .ok_or_else(|| ApiError::not_found(format!("the result of job {id} has expired")))?;
-                let mut response = bytes_response(StatusCode::OK, &output.content_type, Bytes::from(output.body));
-                add_job_headers(&mut response, &record);
-                Ok(response)
-            }
+            JobStatus::Succeeded => self.output_response(&record).await,
             JobStatus::Failed => Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "job_failed",
