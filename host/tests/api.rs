@@ -239,7 +239,13 @@ async fn each_kind_of_bad_component_is_refused_with_its_code() {
 async fn a_compile_over_the_time_limit_is_refused_and_nothing_recorded() {
     let server = start_server_with(|c| c.platform.compile_timeout = Duration::ZERO).await;
     let key = server.tenant("acme").await;
-    let (status, code, message) = error_of(deploy(&server, &key, "slow", guest("sluice_fixture_hostile")).await).await;
+    // Fresh bytes (a unique custom section) so no cached artifact makes the compile instant.
+    let mut component = guest("sluice_fixture_hostile");
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+    let payload = [&[1u8, b'n'][..], &nonce.to_le_bytes()].concat();
+    component.extend_from_slice(&[0x00, u8::try_from(payload.len()).expect("small")]);
+    component.extend_from_slice(&payload);
+    let (status, code, message) = error_of(deploy(&server, &key, "slow", component).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "compile_timeout"));
     assert_eq!(message, "compiling the component took longer than 0s");
     let (status, _, _) =
@@ -366,12 +372,14 @@ async fn a_trapping_job_is_retried_then_fails_with_its_last_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_body_is_413_and_nothing_is_enqueued_or_billed() {
-    let server = start_server_with(|c| c.platform.max_body = 1024 * 1024).await;
+    // Small enough to sit in the socket buffers, so the client reads the
+    // early answer instead of failing its write.
+    let server = start_server_with(|c| c.platform.max_body = 16 * 1024).await;
     let key = server.tenant("acme").await;
     let (status, code, message) =
-        error_of(invoke(&server, &key, "/v1/functions/resize/invoke?width=10", vec![0u8; 1024 * 1024 + 1]).await).await;
+        error_of(invoke(&server, &key, "/v1/functions/resize/invoke?width=10", vec![0u8; 16 * 1024 + 1]).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
-    assert_eq!(message, "the request body is larger than the 1048576-byte limit");
+    assert_eq!(message, "the request body is larger than the 16384-byte limit");
     let usage: Value =
         server.request(Method::GET, "/v1/usage", &key).send().await.expect("sent").json().await.expect("json");
     assert_eq!(usage["functions"], json!([]));

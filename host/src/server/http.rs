@@ -3,7 +3,7 @@
 //! helpers.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
@@ -87,9 +87,16 @@ pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Resp {
     response
 }
 
+/// After a streamed body overflows, keep reading (and discarding) this much
+/// more, for at most [`DRAIN_TIME`], so a client that writes its whole body
+/// before reading gets the 413 instead of a reset connection.
+const DRAIN_EXTRA: usize = 8 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Reads the whole body if it is at most `limit` bytes. A declared length
 /// over the limit is refused before a byte is read; a body that grows past
-/// it while streaming is cut off there.
+/// it while streaming is refused there, and the rest is drained (bounded)
+/// and discarded.
 pub async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
@@ -103,11 +110,27 @@ pub async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(request.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Err(err) => Err(ApiError::bad_request(format!("could not read the request body: {err}"))),
+    let mut body = request.into_body();
+    let mut collected = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| ApiError::bad_request(format!("could not read the request body: {err}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        if collected.len() + data.len() > limit {
+            let mut drained = 0usize;
+            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                while drained < DRAIN_EXTRA {
+                    match body.frame().await {
+                        Some(Ok(frame)) => drained += frame.data_ref().map_or(0, Bytes::len),
+                        _ => break,
+                    }
+                }
+            })
+            .await;
+            return Err(too_large());
+        }
+        collected.extend_from_slice(&data);
     }
+    Ok(collected.freeze())
 }
 
 /// Parses a JSON body into `T`, naming what is wrong with it.
