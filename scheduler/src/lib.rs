@@ -1,7 +1,8 @@
 //! Sluice's job queue.
 //!
 //! One trait, [`Queue`], with a backend per file: [`memory`] (the embedded
-//! default, everything in-process) here, and a Redis backend for many nodes.
+//! default, everything in-process) and [`redis`] (Streams and a consumer
+//! group, for many nodes).
 //! The trait follows the shape of Redis Streams consumer groups so both
 //! backends give the same guarantees:
 //!
@@ -19,11 +20,13 @@
 
 pub mod job;
 pub mod memory;
+pub mod redis;
 
 use std::time::Duration;
 
 pub use job::{Completion, Delivery, Job, JobError, JobId, JobOutput, JobRecord, JobRequest, JobStatus, Usage, now_ms};
 pub use memory::{MemoryQueue, QueueConfig};
+pub use redis::{RedisQueue, RedisQueueConfig};
 
 /// Why a queue operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,74 @@
+//! A real `redis-server` per test, on a free loopback port, killed on drop.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `redis-server`; stopped (SIGKILL) when dropped.
+pub struct RedisGuard {
+    child: Option<Child>,
+    /// `redis://127.0.0.1:<port>`.
+    pub url: String,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisGuard {
+    /// Kills the server (like a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and directory (AOF replayed).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Some(start(self.port, self.dir.path()));
+        wait_until_up(self.port);
+    }
+}
+
+impl Drop for RedisGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn start(port: u16, dir: &std::path::Path) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+        .args(["--appendfsync", "always", "--protected-mode", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server runs (scripts/test.sh installs it)")
+}
+
+fn wait_until_up(port: u16) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            let mut reply = [0u8; 7];
+            if stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+            {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("redis-server on port {port} did not come up within 10 s");
+}
+
+/// Starts a `redis-server` on a free port with AOF in a temporary directory.
+pub fn spawn_redis() -> RedisGuard {
+    let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let child = start(port, dir.path());
+    wait_until_up(port);
+    RedisGuard { child: Some(child), url: format!("redis://127.0.0.1:{port}"), port, dir }
+}
