@@ -90,7 +90,7 @@ impl Api {
         response
     }
 
-    #[tracing::instrument(skip_all, fields(route))]
+    #[tracing::instrument(skip_all, fields(route = route, method = %request.method()))]
     async fn dispatch(
         &self,
         route: &'static str,
