@@ -21,6 +21,7 @@
 pub mod job;
 pub mod memory;
 pub mod redis;
+pub mod redis_server;
 
 use std::time::Duration;
 

@@ -60,7 +60,12 @@ struct State {
     entries: HashMap<JobId, Entry>,
     dead_letters: Vec<(JobId, JobError)>,
     next_receipt: u64,
+    last_sweep: Option<Instant>,
 }
+
+/// Housekeeping scans every entry, so it runs at most this often: calls in
+/// between see leases and TTLs at most this stale.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The in-memory [`Queue`].
 pub struct MemoryQueue {
@@ -95,6 +100,10 @@ impl MemoryQueue {
     /// Hands expired leases' jobs out again and drops expired finished jobs.
     fn housekeep(&self, state: &mut State) {
         let now = Instant::now();
+        if state.last_sweep.is_some_and(|last| now.duration_since(last) < SWEEP_INTERVAL) {
+            return;
+        }
+        state.last_sweep = Some(now);
         state.entries.retain(|_, entry| entry.expires.is_none_or(|at| at > now));
         let expired: Vec<JobId> = state
             .entries

@@ -1,10 +1,8 @@
 //! The Redis backend against a real `redis-server`, one scenario per test.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::spawn_redis;
+use sluice_scheduler::redis_server::spawn_redis;
 use sluice_scheduler::{
     Completion, Job, JobError, JobId, JobOutput, JobRequest, JobStatus, Queue, QueueConfig, QueueError, RedisQueue,
     RedisQueueConfig, Usage,

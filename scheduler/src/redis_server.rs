@@ -1,4 +1,6 @@
-//! A real `redis-server` per test, on a free loopback port, killed on drop.
+//! A local `redis-server` for tests and benchmarks: started on a free
+//! loopback port with AOF in a temporary directory, killed on drop. It never
+//! listens beyond 127.0.0.1.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -39,7 +41,7 @@ impl Drop for RedisGuard {
 fn start(port: u16, dir: &std::path::Path) -> Child {
     Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
-        .args(["--appendfsync", "always", "--protected-mode", "no"])
+        .args(["--appendfsync", "everysec", "--protected-mode", "no"])
         .arg("--dir")
         .arg(dir)
         .stdout(Stdio::null())
@@ -65,6 +67,7 @@ fn wait_until_up(port: u16) {
 }
 
 /// Starts a `redis-server` on a free port with AOF in a temporary directory.
+/// Panics when `redis-server` is not installed (scripts/test.sh installs it).
 pub fn spawn_redis() -> RedisGuard {
     let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let dir = tempfile::tempdir().expect("temp dir");

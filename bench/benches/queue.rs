@@ -1,0 +1,116 @@
+//! What the Redis queue adds per job, and how many tiny jobs one Redis moves.
+//!
+//! - `round_trip`: one job at a time through enqueue → reserve → start →
+//!   complete → the caller's `wait` returning, on the in-memory queue and on
+//!   a local `redis-server` (AOF, `appendfsync everysec`); prints the added
+//!   ms per job at p50.
+//! - `throughput`: 2000 tiny jobs through Redis with 4 concurrent workers
+//!   and a producer; prints jobs per second.
+//!
+//! Run: `cargo bench -p sluice-bench --bench queue` (needs `redis-server`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion};
+use sluice_bench::Recorder;
+use sluice_scheduler::redis_server::spawn_redis;
+use sluice_scheduler::{
+    Completion, Job, JobId, JobOutput, JobRequest, MemoryQueue, Queue, QueueConfig, RedisQueue, RedisQueueConfig, Usage,
+};
+
+fn tiny_job() -> Job {
+    Job {
+        id: JobId::random(),
+        tenant: "bench".to_owned(),
+        function: "echo".to_owned(),
+        version: "sha256:0".to_owned(),
+        request: JobRequest { body: vec![7; 256], content_type: String::new(), params: Vec::new() },
+        submitted_at_ms: 0,
+    }
+}
+
+fn done() -> Completion {
+    Completion::Succeeded {
+        output: JobOutput { body: vec![9; 256], content_type: "application/octet-stream".to_owned() },
+        usage: Usage { outcome: "ok".to_owned(), ..Usage::default() },
+    }
+}
+
+/// One job through the whole queue protocol, as a sync call sees it.
+async fn round_trip(queue: &Arc<dyn Queue>) {
+    let job = tiny_job();
+    let id = job.id.clone();
+    queue.enqueue(job).await.expect("enqueue");
+    let worker = {
+        let queue = Arc::clone(queue);
+        tokio::spawn(async move {
+            let delivery = queue.reserve("bench", Duration::from_secs(5)).await.expect("reserve").expect("a job");
+            queue.start(&delivery).await.expect("start");
+            queue.complete(&delivery, done()).await.expect("complete");
+        })
+    };
+    let record = queue.wait(&id, Duration::from_secs(5)).await.expect("wait").expect("record");
+    assert!(record.status.is_final());
+    worker.await.expect("worker");
+}
+
+fn main() {
+    let recorder = Recorder::default();
+    let mut criterion = Criterion::default().configure_from_args();
+    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
+    let redis = spawn_redis();
+    let config = QueueConfig { capacity: 100_000, ..QueueConfig::default() };
+    let memory: Arc<dyn Queue> = Arc::new(MemoryQueue::new(config));
+    let redis_queue: Arc<dyn Queue> = tokio
+        .block_on(RedisQueue::connect(RedisQueueConfig { queue: config, ..RedisQueueConfig::new(&redis.url) }))
+        .expect("redis queue");
+
+    let mut group = criterion.benchmark_group("queue_round_trip");
+    for (name, queue) in [("memory", &memory), ("redis", &redis_queue)] {
+        group.bench_function(BenchmarkId::new("tiny_job", name), |b| {
+            b.iter_custom(|iters| recorder.time(name, iters, || tokio.block_on(round_trip(queue))));
+        });
+    }
+    group.finish();
+    criterion.final_summary();
+
+    let jobs = if std::env::args().any(|a| a == "--test") { 50 } else { 2000 };
+    let started = Instant::now();
+    tokio.block_on(async {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let queue = Arc::clone(&redis_queue);
+                tokio::spawn(async move {
+                    let name = format!("w{w}");
+                    while let Some(delivery) = queue.reserve(&name, Duration::from_millis(200)).await.expect("reserve")
+                    {
+                        queue.complete(&delivery, done()).await.expect("complete");
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..jobs {
+            redis_queue.enqueue(tiny_job()).await.expect("enqueue");
+        }
+        for worker in workers {
+            worker.await.expect("worker");
+        }
+    });
+    // The workers stop 200 ms after the last job; take that idle wait off.
+    let elapsed = started.elapsed().saturating_sub(Duration::from_millis(200));
+
+    let (memory_ns, redis_ns) = (recorder.median_ns("memory"), recorder.median_ns("redis"));
+    println!("\nQueue round trip per tiny job (p50 of sample means):");
+    println!(
+        "  memory {:.3} ms, redis {:.3} ms, added {:.3} ms (goal ≤ 0.5)",
+        memory_ns / 1e6,
+        redis_ns / 1e6,
+        (redis_ns - memory_ns) / 1e6
+    );
+    println!(
+        "Tiny jobs through one Redis, 4 workers: {jobs} in {:.2} s = {:.0} jobs/s (goal ≥ 25000)",
+        elapsed.as_secs_f64(),
+        jobs as f64 / elapsed.as_secs_f64()
+    );
+}
