@@ -64,6 +64,21 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// The status as it appears in the API and in Redis.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The inverse of [`JobStatus::as_str`].
+    pub fn parse(status: &str) -> Option<Self> {
+        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed].into_iter().find(|s| s.as_str() == status)
+    }
+
     /// True for `succeeded` and `failed`.
     pub fn is_final(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed)

@@ -357,25 +357,6 @@ impl Drop for RedisQueue {
     }
 }
 
-fn status_name(status: JobStatus) -> &'static str {
-    match status {
-        JobStatus::Queued => "queued",
-        JobStatus::Running => "running",
-        JobStatus::Succeeded => "succeeded",
-        JobStatus::Failed => "failed",
-    }
-}
-
-fn parse_status(status: &str) -> Option<JobStatus> {
-    Some(match status {
-        "queued" => JobStatus::Queued,
-        "running" => JobStatus::Running,
-        "succeeded" => JobStatus::Succeeded,
-        "failed" => JobStatus::Failed,
-        _ => return None,
-    })
-}
-
 /// The first `(entry id, job id)` in an XREADGROUP / XAUTOCLAIM entry list.
 fn first_entry(entries: &Value) -> Option<(String, String)> {
     let Value::Array(entries) = entries else { return None };
@@ -507,7 +488,7 @@ impl Queue for RedisQueue {
             .key(&self.keys.depth)
             .arg(GROUP)
             .arg(entry)
-            .arg(status_name(record.status))
+            .arg(record.status.as_str())
             .arg(record_json)
             .arg(has_output)
             .arg(body)
@@ -568,7 +549,7 @@ impl Queue for RedisQueue {
         let Some(record) = record else { return Ok(None) };
         let mut record: JobRecord = serde_json::from_str(&record).map_err(unavailable)?;
         // `status` and `deliveries` change without rewriting the record.
-        if let Some(status) = status.as_deref().and_then(parse_status) {
+        if let Some(status) = status.as_deref().and_then(JobStatus::parse) {
             record.status = status;
         }
         if let Some(deliveries) = deliveries {

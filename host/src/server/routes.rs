@@ -320,7 +320,7 @@ impl Api {
                 format!(
                     "no result within {}ms; the job is still {}",
                     (timeout + SYNC_GRACE).as_millis(),
-                    status_name(record.status)
+                    record.status.as_str()
                 ),
             )),
         }
@@ -396,7 +396,7 @@ impl Api {
             status => Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "job_not_finished",
-                format!("job {id} is {}; try again later", status_name(status)),
+                format!("job {id} is {}; try again later", status.as_str()),
             )
             .retry_after(1)),
         }
@@ -587,15 +587,6 @@ fn function_json(record: &FunctionRecord) -> Value {
         .map(|v| json!({"version": v.version, "size": v.size, "deployed_at": format_time(v.deployed_at_ms)}))
         .collect();
     json!({"name": record.name, "active_version": record.active, "versions": versions})
-}
-
-fn status_name(status: JobStatus) -> &'static str {
-    match status {
-        JobStatus::Queued => "queued",
-        JobStatus::Running => "running",
-        JobStatus::Succeeded => "succeeded",
-        JobStatus::Failed => "failed",
-    }
 }
 
 fn no_function(name: &str) -> ApiError {
