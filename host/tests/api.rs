@@ -659,3 +659,35 @@ async fn the_openapi_document_describes_exactly_the_routes_served() {
     served.sort();
     assert_eq!(documented, served);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_redis_queue_calls_work_an_outage_is_a_quick_503_and_service_recovers() {
+    let mut redis = sluice_scheduler::redis_server::spawn_redis();
+    let url = redis.url.clone();
+    let server = start_server_with(move |c| c.redis_url = Some(url)).await;
+    let key = server.tenant("acme").await;
+    let call = || invoke(&server, &key, "/v1/functions/resize/invoke?width=16", photo("kodim23.png"));
+    assert_eq!(call().await.status(), StatusCode::OK);
+
+    redis.kill();
+    let started = std::time::Instant::now();
+    let response = call().await;
+    assert!(started.elapsed() < Duration::from_secs(3), "answered in {:?}", started.elapsed());
+    assert_eq!(response.headers()["retry-after"], "2");
+    let (status, code, _) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable"));
+    let ready = reqwest::get(format!("{}/readyz", server.url)).await.expect("sent");
+    assert_eq!(error_of(ready).await.0, StatusCode::SERVICE_UNAVAILABLE);
+
+    redis.restart();
+    let mut recovered = false;
+    for _ in 0..50 {
+        if call().await.status() == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(recovered, "calls succeed again once Redis is back");
+    assert_eq!(reqwest::get(format!("{}/readyz", server.url)).await.expect("sent").status(), StatusCode::OK);
+}

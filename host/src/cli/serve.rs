@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// Calls a tenant may have queued or running at once.
     #[arg(long, env = "SLUICE_MAX_CONCURRENCY", default_value_t = 16)]
     pub max_concurrency: usize,
+    /// Queue jobs in Redis (`redis://host:port`) instead of in memory, so
+    /// accepted jobs survive a restart of this process.
+    #[arg(long, env = "SLUICE_REDIS")]
+    pub redis: Option<String>,
     /// How long shutdown waits for in-flight work.
     #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
@@ -76,6 +80,7 @@ impl ServeArgs {
         config.queue = QueueConfig { capacity: self.queue_depth, result_ttl: self.job_ttl, ..QueueConfig::default() };
         config.admin_token = self.admin_token.clone();
         config.drain_timeout = self.drain_timeout;
+        config.redis_url = self.redis.clone();
         config
     }
 }

@@ -20,7 +20,7 @@ use anyhow::Context;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use sluice_scheduler::{MemoryQueue, Queue, QueueConfig};
+use sluice_scheduler::{MemoryQueue, Queue, QueueConfig, RedisQueue, RedisQueueConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
@@ -46,6 +46,8 @@ pub struct ServeConfig {
     pub meter_interval: Duration,
     /// The admin token; `None` keeps the stored one or generates one.
     pub admin_token: Option<String>,
+    /// Queue jobs in Redis at this URL (durable, shareable) instead of in memory.
+    pub redis_url: Option<String>,
 }
 
 impl ServeConfig {
@@ -59,6 +61,7 @@ impl ServeConfig {
             drain_timeout: Duration::from_secs(30),
             meter_interval: Duration::from_secs(60),
             admin_token: None,
+            redis_url: None,
         }
     }
 }
@@ -78,7 +81,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     on_start: impl FnOnce(Started),
 ) -> anyhow::Result<()> {
-    let queue: Arc<dyn Queue> = Arc::new(MemoryQueue::new(config.queue));
+    let queue: Arc<dyn Queue> = match &config.redis_url {
+        Some(url) => {
+            RedisQueue::connect(RedisQueueConfig { queue: config.queue, ..RedisQueueConfig::new(url.as_str()) })
+                .await
+                .with_context(|| format!("cannot use Redis at {url}"))?
+        }
+        None => Arc::new(MemoryQueue::new(config.queue)),
+    };
     let platform = Platform::open(config.platform.clone(), queue).context("cannot open the platform")?;
     let generated =
         platform.tenants.configure_admin(config.admin_token.as_deref()).context("cannot store the admin token")?;
