@@ -179,8 +179,7 @@ async fn deploy_versions_rollback_and_delete_a_tenant_function() {
     let echo = invoke(&server, &key, "/v1/functions/mine/invoke?act=echo", b"hello".to_vec()).await;
     assert_eq!(echo.bytes().await.expect("body").as_ref(), b"hello");
 
-    let listed: Value =
-        server.request(Method::GET, "/v1/functions/mine", &key).send().await.expect("sent").json().await.expect("json");
+    let listed: Value = server.get_json("/v1/functions/mine", &key).await;
     assert_eq!(listed["active_version"], second["version"]);
     assert_eq!(listed["versions"].as_array().expect("versions").len(), 2);
 
@@ -196,8 +195,7 @@ async fn deploy_versions_rollback_and_delete_a_tenant_function() {
     let grey = invoke(&server, &key, "/v1/functions/mine/invoke", photo("kodim23.png")).await;
     assert_eq!(grey.headers()["content-type"], "image/png", "the rolled-back version runs");
 
-    let all: Value =
-        server.request(Method::GET, "/v1/functions", &key).send().await.expect("sent").json().await.expect("json");
+    let all: Value = server.get_json("/v1/functions", &key).await;
     assert_eq!(all["functions"][0]["name"], "mine");
     assert!(all["builtins"].as_array().expect("builtins").iter().any(|b| b["name"] == "resize"));
 
@@ -230,8 +228,7 @@ async fn each_kind_of_bad_component_is_refused_with_its_code() {
     assert_eq!(error_of(deleted).await.1, "conflict", "a built-in cannot be deleted");
     let (status, code, _) = error_of(deploy(&server, &key, "Bad.Name", hostile).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
-    let listed: Value =
-        server.request(Method::GET, "/v1/functions", &key).send().await.expect("sent").json().await.expect("json");
+    let listed: Value = server.get_json("/v1/functions", &key).await;
     assert_eq!(listed["functions"], json!([]), "nothing was recorded");
 }
 
@@ -295,8 +292,7 @@ async fn another_tenants_function_job_result_and_usage_are_404_or_invisible() {
         let (status, code, _) = error_of(server.request(method.clone(), &path, &bob).send().await.expect("sent")).await;
         assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "not_found"), "{method} {path}");
     }
-    let usage: Value =
-        server.request(Method::GET, "/v1/usage", &bob).send().await.expect("sent").json().await.expect("json");
+    let usage: Value = server.get_json("/v1/usage", &bob).await;
     assert_eq!(usage["functions"], json!([]));
     assert_eq!(usage["tenant"], "bob");
 }
@@ -364,8 +360,7 @@ async fn a_trapping_job_is_retried_then_fails_with_its_last_error() {
         job["error"]["message"],
         "the function trapped: wasm `unreachable` executed (a panic or abort) (gave up after 3 deliveries)"
     );
-    let usage: Value =
-        server.request(Method::GET, "/v1/usage", &key).send().await.expect("sent").json().await.expect("json");
+    let usage: Value = server.get_json("/v1/usage", &key).await;
     assert_eq!(usage["functions"][0]["invocations"], 1, "a retried job is billed once");
     assert_eq!(usage["functions"][0]["failures"], 1);
 }
@@ -380,8 +375,7 @@ async fn an_oversized_body_is_413_and_nothing_is_enqueued_or_billed() {
         error_of(invoke(&server, &key, "/v1/functions/resize/invoke?width=10", vec![0u8; 16 * 1024 + 1]).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
     assert_eq!(message, "the request body is larger than the 16384-byte limit");
-    let usage: Value =
-        server.request(Method::GET, "/v1/usage", &key).send().await.expect("sent").json().await.expect("json");
+    let usage: Value = server.get_json("/v1/usage", &key).await;
     assert_eq!(usage["functions"], json!([]));
     let metrics = reqwest::get(format!("{}/metrics", server.url)).await.expect("sent").text().await.expect("text");
     assert!(metrics.contains("sluice_queue_depth 0"), "{metrics}");
@@ -540,8 +534,7 @@ async fn usage_totals_match_the_calls_made() {
         bytes_out += response.bytes().await.expect("body").len();
     }
     invoke(&server, &key, "/v1/functions/resize/invoke?width=50", b"junk".to_vec()).await;
-    let usage: Value =
-        server.request(Method::GET, "/v1/usage", &key).send().await.expect("sent").json().await.expect("json");
+    let usage: Value = server.get_json("/v1/usage", &key).await;
     assert_eq!(usage["tenant"], "acme");
     let resize = &usage["functions"][0];
     assert_eq!(resize["function"], "resize");
@@ -552,14 +545,7 @@ async fn usage_totals_match_the_calls_made() {
     assert!(resize["cpu_ms"].as_f64().is_some_and(|ms| ms > 0.0));
     assert!(resize["cost"].as_f64().is_some_and(|cost| cost > 0.0));
 
-    let past: Value = server
-        .request(Method::GET, "/v1/usage?from=0&to=3600", &key)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let past: Value = server.get_json("/v1/usage?from=0&to=3600", &key).await;
     assert_eq!(past["functions"], json!([]));
     assert_eq!(past["from"], "1970-01-01T00:00:00Z");
     assert_eq!(past["to"], "1970-01-01T01:00:00Z");
@@ -583,8 +569,7 @@ async fn a_restart_keeps_tenants_functions_and_usage() {
     let server = common::start_server_in(dir.path(), |_| {}).await;
     let response = invoke(&server, &key, "/v1/functions/grey/invoke", photo("bricks-gray.png")).await;
     assert_eq!(response.status(), StatusCode::OK, "the key and the function survived");
-    let usage: Value =
-        server.request(Method::GET, "/v1/usage", &key).send().await.expect("sent").json().await.expect("json");
+    let usage: Value = server.get_json("/v1/usage", &key).await;
     assert_eq!(usage["functions"][0]["function"], "grey");
     assert_eq!(usage["functions"][0]["invocations"], 2, "usage from before the restart is kept");
     let tenants = std::fs::read_to_string(dir.path().join("tenants.json")).expect("tenants file");

@@ -103,6 +103,12 @@ impl TestServer {
         reqwest::Client::new().request(method, format!("{}{path}", self.url)).bearer_auth(key)
     }
 
+    /// GETs `path` with `key` and parses the JSON answer.
+    pub async fn get_json(&self, path: &str, key: &str) -> serde_json::Value {
+        let response = self.request(reqwest::Method::GET, path, key).send().await.expect("sent");
+        response.json().await.expect("json")
+    }
+
     /// Creates a tenant and returns its API key.
     pub async fn tenant(&self, name: &str) -> String {
         let response = self
