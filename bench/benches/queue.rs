@@ -60,7 +60,7 @@ fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
     let redis = spawn_redis();
-    let config = QueueConfig { capacity: 100_000, ..QueueConfig::default() };
+    let config = QueueConfig { capacity: 100_000, tenant_concurrency: usize::MAX, ..QueueConfig::default() };
     let memory: Arc<dyn Queue> = Arc::new(MemoryQueue::new(config));
     let redis_queue: Arc<dyn Queue> = tokio
         .block_on(RedisQueue::connect(RedisQueueConfig { queue: config, ..RedisQueueConfig::new(&redis.url) }))

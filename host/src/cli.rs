@@ -4,6 +4,7 @@
 pub mod client;
 pub mod run;
 pub mod serve;
+pub mod worker;
 
 use std::process::ExitCode;
 
@@ -26,8 +27,11 @@ pub struct Cli {
 pub enum Command {
     /// Run one function call locally, without a server.
     Run(run::RunArgs),
-    /// Run the platform: HTTP API, worker slots and queue in one process.
+    /// Run the platform: HTTP API, worker slots and queue in one process
+    /// (or, with --redis, a front door of a shared platform).
     Serve(serve::ServeArgs),
+    /// Run a worker node that takes jobs from a shared Redis queue.
+    Worker(worker::WorkerArgs),
     /// Manage tenants (admin).
     #[command(subcommand)]
     Tenant(client::TenantCommand),
@@ -48,6 +52,7 @@ pub fn execute(cli: Cli) -> ExitCode {
     let client_command = match cli.command {
         Command::Run(args) => return run::execute(args),
         Command::Serve(args) => return serve::execute(args),
+        Command::Worker(args) => return worker::execute(args),
         Command::Tenant(command) => ClientCommand::Tenant(command),
         Command::Deploy(args) => ClientCommand::Deploy(args),
         Command::Invoke(args) => ClientCommand::Invoke(args),

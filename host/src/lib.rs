@@ -8,13 +8,16 @@
 //! - [`builtins`]: the functions compiled into the binary (`resize`,
 //!   `grayscale`, `meter`).
 //! - [`meter`]: host side of the usage aggregator.
-//! - [`store`]: what survives a restart (tenants, functions, usage).
+//! - [`store`]: what survives a restart (tenants, functions, idempotency
+//!   keys, usage), locally or in Redis.
+//! - [`backend`]: picks the queue and stores (embedded or Redis).
 //! - [`platform`]: runtime, queue, stores and meter wired together.
-//! - [`worker`]: worker slots that run queued jobs.
+//! - [`worker`]: worker slots that run queued jobs, and the worker node.
 //! - [`server`]: the HTTP front door and the embedded node (`sluice serve`).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`cli`]: the command-line interface and its commands.
 
+pub mod backend;
 pub mod builtins;
 pub mod cli;
 pub mod meter;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,14 +13,14 @@ use crate::builtins;
 use crate::meter::{DEFAULT_PRICES, Meter, PriceTable, UsageRecord};
 use crate::metrics::Metrics;
 use crate::runtime::{Function, InvokeError, LoadError, Runtime, RuntimeConfig};
-use crate::store::functions::{FunctionRecord, Registry};
-use crate::store::tenants::Tenants;
-use crate::store::usage::{BUCKET_MS, Bucket, UsageStore};
+use crate::store::functions::FunctionRecord;
+use crate::store::usage::{BUCKET_MS, Bucket, CommitError};
+use crate::store::{StoreError, Stores};
 
 /// Settings of one node.
 #[derive(Debug, Clone)]
 pub struct PlatformConfig {
-    /// Where tenants, functions, usage and compiled artifacts live.
+    /// Where compiled artifacts (and, without Redis, all other state) live.
     pub data_dir: PathBuf,
     /// Sandbox limits.
     pub runtime: RuntimeConfig,
@@ -30,8 +30,6 @@ pub struct PlatformConfig {
     pub rate_per_second: u32,
     /// Per-tenant burst above the rate.
     pub rate_burst: u32,
-    /// Per-tenant jobs queued or running at once.
-    pub max_concurrency: usize,
     /// Longest a deploy may spend compiling.
     pub compile_timeout: Duration,
     /// Prices the meter applies.
@@ -47,7 +45,6 @@ impl PlatformConfig {
             max_body: 16 * 1024 * 1024,
             rate_per_second: 100,
             rate_burst: 200,
-            max_concurrency: 16,
             compile_timeout: Duration::from_secs(60),
             prices: DEFAULT_PRICES,
         }
@@ -66,6 +63,9 @@ pub enum DeployError {
     /// The component was refused.
     #[error(transparent)]
     Invalid(#[from] LoadError),
+    /// The store could not record it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// Compiling took longer than allowed.
     #[error("compiling the component took longer than {}s", .0.as_secs())]
     CompileTimeout(Duration),
@@ -89,12 +89,8 @@ pub struct Platform {
     pub runtime: Arc<Runtime>,
     /// The job queue.
     pub queue: Arc<dyn Queue>,
-    /// Tenants and keys.
-    pub tenants: Tenants,
-    /// Deployed functions.
-    pub registry: Registry,
-    /// Usage log and totals.
-    pub usage: UsageStore,
+    /// Tenants, functions, idempotency keys and usage.
+    pub stores: Stores,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Settings.
@@ -103,8 +99,6 @@ pub struct Platform {
     builtin_versions: HashMap<&'static str, String>,
     /// Compiled functions by version; filled on deploy, on demand and at start.
     loaded: RwLock<HashMap<String, Function>>,
-    /// Jobs queued or running per tenant, for the concurrency cap.
-    active: Mutex<HashMap<String, usize>>,
     /// Serializes aggregations so a record is never counted twice.
     aggregation: tokio::sync::Mutex<()>,
 }
@@ -116,14 +110,11 @@ impl std::fmt::Debug for Platform {
 }
 
 impl Platform {
-    /// Opens the data directory, starts the runtime and loads the built-ins.
-    pub fn open(config: PlatformConfig, queue: Arc<dyn Queue>) -> anyhow::Result<Arc<Self>> {
+    /// Starts the runtime over `queue` and `stores` and loads the built-ins.
+    pub fn open(config: PlatformConfig, queue: Arc<dyn Queue>, stores: Stores) -> anyhow::Result<Arc<Self>> {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data directory {}", dir.display()))?;
         let runtime = Arc::new(Runtime::new(config.runtime.clone()).context("cannot start the runtime")?);
-        let tenants = Tenants::open(dir).context("cannot open the tenant store")?;
-        let registry = Registry::open(dir).context("cannot open the function registry")?;
-        let usage = UsageStore::open(dir).context("cannot open the usage store")?;
         let meter = Meter::builtin(&runtime).context("the built-in meter does not load")?;
 
         let mut loaded = HashMap::new();
@@ -138,34 +129,43 @@ impl Platform {
         Ok(Arc::new(Self {
             runtime,
             queue,
-            tenants,
-            registry,
-            usage,
+            stores,
             metrics: Metrics::new(),
             config,
             meter,
             builtin_versions,
             loaded: RwLock::new(loaded),
-            active: Mutex::new(HashMap::new()),
             aggregation: tokio::sync::Mutex::new(()),
         }))
     }
 
     /// Compiles every deployed version ahead of the first call (from the
     /// artifact cache after a restart, so this is quick).
-    pub fn warm(&self) {
-        for version in self.registry.all_versions() {
-            if let Err(err) = self.function(&version) {
+    pub async fn warm(&self) {
+        let versions = match self.stores.functions.all_versions().await {
+            Ok(versions) => versions,
+            Err(err) => {
+                tracing::warn!(cause = %err, "cannot list deployed versions; they load on first use");
+                return;
+            }
+        };
+        for version in versions {
+            if let Err(err) = self.function(&version).await {
                 tracing::warn!(version, cause = %err, "a deployed version does not load");
             }
         }
     }
 
     /// The function `name` as `tenant` sees it: its own, else a built-in.
-    pub fn resolve(&self, tenant: &str, name: &str) -> Option<Resolved> {
-        if let Some(record) = self.registry.get(tenant, name) {
-            return Some(Resolved { name: name.to_owned(), version: record.active });
+    pub async fn resolve(&self, tenant: &str, name: &str) -> Result<Option<Resolved>, StoreError> {
+        if let Some(record) = self.stores.functions.get(tenant, name).await? {
+            return Ok(Some(Resolved { name: name.to_owned(), version: record.active }));
         }
+        Ok(self.builtin(name))
+    }
+
+    /// The built-in `name`, if there is one.
+    pub fn builtin(&self, name: &str) -> Option<Resolved> {
         self.builtin_versions.get(name).map(|version| Resolved { name: name.to_owned(), version: version.clone() })
     }
 
@@ -175,12 +175,17 @@ impl Platform {
     }
 
     /// The compiled function for `version`, loading it from the registry on first use.
-    pub fn function(&self, version: &str) -> anyhow::Result<Function> {
+    pub async fn function(&self, version: &str) -> anyhow::Result<Function> {
         if let Some(function) = self.loaded.read().unwrap_or_else(PoisonError::into_inner).get(version) {
             return Ok(function.clone());
         }
-        let bytes = self.registry.component(version).context("the component bytes are missing")?;
-        let function = self.runtime.load(&bytes).context("the stored component no longer loads")?;
+        let bytes = self.stores.functions.component(version).await.context("cannot fetch the component bytes")?;
+        let runtime = Arc::clone(&self.runtime);
+        // Compiling (or reading the artifact cache) is blocking work.
+        let function = tokio::task::spawn_blocking(move || runtime.load(&bytes))
+            .await
+            .context("the compile task failed")?
+            .context("the stored component no longer loads")?;
         self.loaded.write().unwrap_or_else(PoisonError::into_inner).insert(version.to_owned(), function.clone());
         Ok(function)
     }
@@ -211,64 +216,54 @@ impl Platform {
             Ok(Ok(result)) => result?,
         };
         let version = function.version().to_owned();
-        let recorded =
-            self.registry.deploy(tenant, name, &version, &bytes).map_err(|err| DeployError::Internal(err.into()))?;
+        let recorded = self.stores.functions.deploy(tenant, name, &version, &bytes).await?;
         self.loaded.write().unwrap_or_else(PoisonError::into_inner).insert(version, function);
         Ok(recorded)
     }
 
-    /// Counts a job against the tenant's concurrency cap; false when at the cap.
-    pub fn admit(&self, tenant: &str) -> bool {
-        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = active.entry(tenant.to_owned()).or_default();
-        if *count >= self.config.max_concurrency {
-            return false;
-        }
-        *count += 1;
-        true
-    }
-
-    /// Releases one job of the tenant's concurrency cap.
-    pub fn release(&self, tenant: &str) {
-        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = active.get_mut(tenant) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                active.remove(tenant);
+    /// Runs the meter over every usage record not yet aggregated and adds
+    /// the results to the hourly totals. With several front doors sharing
+    /// Redis, a batch another node committed first is simply skipped.
+    pub async fn aggregate_usage(&self) -> anyhow::Result<()> {
+        const BATCH: usize = 1000;
+        let _serialized = self.aggregation.lock().await;
+        loop {
+            let batch = self.stores.usage.pending(BATCH).await.context("cannot read the usage log")?;
+            if batch.entries.is_empty() {
+                return Ok(());
+            }
+            let mut by_hour: HashMap<u64, Vec<UsageRecord>> = HashMap::new();
+            for entry in &batch.entries {
+                let record = crate::meter::record(&entry.job_id, &entry.tenant, &entry.function, &entry.usage);
+                by_hour.entry(entry.at_ms / BUCKET_MS * BUCKET_MS).or_default().push(record);
+            }
+            let mut deltas = Vec::new();
+            for (hour_ms, records) in by_hour {
+                let totals = self
+                    .meter
+                    .aggregate(&self.runtime, records, self.config.prices)
+                    .await
+                    .context("the meter failed")?;
+                deltas.extend(totals.into_iter().map(|total| Bucket {
+                    tenant: total.tenant,
+                    function: total.function,
+                    hour_ms,
+                    invocations: total.invocations,
+                    failures: total.failures,
+                    cpu_us: total.cpu_us,
+                    wall_us: total.wall_us,
+                    bytes_in: total.bytes_in,
+                    bytes_out: total.bytes_out,
+                    cost_micros: total.cost_micros,
+                }));
+            }
+            match self.stores.usage.commit(&batch, &deltas).await {
+                Ok(()) => {}
+                // Another node counted this batch first; look again from where it left off.
+                Err(CommitError::AlreadyAggregated) => {}
+                Err(CommitError::Store(err)) => return Err(err).context("cannot save usage totals"),
             }
         }
-    }
-
-    /// Runs the meter over every usage record not yet aggregated and adds
-    /// the results to the hourly totals.
-    pub async fn aggregate_usage(&self) -> anyhow::Result<()> {
-        let _serialized = self.aggregation.lock().await;
-        let pending = self.usage.pending();
-        let Some(through) = pending.last().map(|entry| entry.seq) else { return Ok(()) };
-        let mut by_hour: HashMap<u64, Vec<UsageRecord>> = HashMap::new();
-        for entry in &pending {
-            let record = crate::meter::record(&entry.job_id, &entry.tenant, &entry.function, &entry.usage);
-            by_hour.entry(entry.at_ms / BUCKET_MS * BUCKET_MS).or_default().push(record);
-        }
-        let mut deltas = Vec::new();
-        for (hour_ms, records) in by_hour {
-            let totals =
-                self.meter.aggregate(&self.runtime, records, self.config.prices).await.context("the meter failed")?;
-            deltas.extend(totals.into_iter().map(|total| Bucket {
-                tenant: total.tenant,
-                function: total.function,
-                hour_ms,
-                invocations: total.invocations,
-                failures: total.failures,
-                cpu_us: total.cpu_us,
-                wall_us: total.wall_us,
-                bytes_in: total.bytes_in,
-                bytes_out: total.bytes_out,
-                cost_micros: total.cost_micros,
-            }));
-        }
-        self.usage.commit(&deltas, through).context("cannot save usage totals")?;
-        Ok(())
     }
 }
 

@@ -1,45 +1,86 @@
 //! Worker slots: each takes a job from the queue, runs it in the sandbox,
 //! logs its usage and settles the delivery. Traps and load-shedding are
 //! retried (they may be the host's fault); every other outcome is final.
+//!
+//! Slots live inside `sluice serve` (embedded) or in `sluice worker`
+//! processes that share a Redis queue. On shutdown a slot either keeps
+//! taking jobs until the queue is empty ([`Drain::Queue`], for the
+//! in-memory queue, which would otherwise lose them) or stops claiming and
+//! only finishes what it holds ([`Drain::InFlight`], for Redis, where the
+//! rest waits for other workers).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_scheduler::{Completion, Delivery, JobError, JobOutput};
+use anyhow::Context;
+use sluice_scheduler::{Completion, Delivery, JobError, JobOutput, NODE_HEARTBEAT, QueueConfig};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::platform::{Platform, job_error};
+use crate::backend::Backend;
+use crate::platform::{Platform, PlatformConfig, job_error};
 use crate::runtime::{CallLimits, InvokeError, Request};
 
 /// How long an idle slot waits on the queue before checking for shutdown.
 const IDLE_WAIT: Duration = Duration::from_millis(250);
 
-/// Starts `slots` workers; they stop once `stop` turns true and the queue
-/// has nothing left for them (so accepted jobs drain).
-pub fn spawn_slots(platform: Arc<Platform>, slots: usize, node: &str, stop: watch::Receiver<bool>) -> JoinSet<()> {
+/// Longest pause between attempts while the queue is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What a slot does once asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Keep taking jobs until the queue has none left.
+    Queue,
+    /// Stop claiming; finish only the job in hand.
+    InFlight,
+}
+
+/// Starts `slots` workers named `{node}/{n}`; they stop once `stop` turns
+/// true, draining as `drain` says.
+pub fn spawn_slots(
+    platform: Arc<Platform>,
+    slots: usize,
+    node: &str,
+    drain: Drain,
+    stop: watch::Receiver<bool>,
+) -> JoinSet<()> {
     let mut set = JoinSet::new();
     for slot in 0..slots {
         let platform = Arc::clone(&platform);
         let name = format!("{node}/{slot}");
         let stop = stop.clone();
-        set.spawn(async move { run_slot(platform, name, stop).await });
+        set.spawn(async move { run_slot(platform, name, drain, stop).await });
     }
     set
 }
 
-async fn run_slot(platform: Arc<Platform>, name: String, stop: watch::Receiver<bool>) {
+async fn run_slot(platform: Arc<Platform>, name: String, drain: Drain, stop: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(250);
     loop {
+        if drain == Drain::InFlight && *stop.borrow() {
+            return;
+        }
         match platform.queue.reserve(&name, IDLE_WAIT).await {
-            Ok(Some(delivery)) => run_job(&platform, delivery).await,
+            Ok(Some(delivery)) => {
+                backoff = Duration::from_millis(250);
+                run_job(&platform, delivery).await;
+            }
             Ok(None) if *stop.borrow() => return,
-            Ok(None) => {}
+            Ok(None) => backoff = Duration::from_millis(250),
             Err(err) => {
-                tracing::error!(worker = %name, cause = %err, "cannot reserve a job; backing off");
+                tracing::error!(worker = %name, cause = %err, retry_in_ms = backoff.as_millis(), "cannot reserve a job; backing off");
                 if *stop.borrow() {
                     return;
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Wake early on shutdown; the queue reconnects by itself.
+                let mut stop = stop.clone();
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
@@ -54,7 +95,7 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
         return;
     }
     let job = &delivery.job;
-    let function = match platform.function(&job.version) {
+    let function = match platform.function(&job.version).await {
         Ok(function) => function,
         Err(err) => {
             // Possibly transient (bytes not yet replicated, a full disk): retry.
@@ -63,7 +104,6 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
             if let Err(queue_err) = queue.retry(&delivery, &error).await {
                 tracing::warn!(cause = %queue_err, "cannot return the job for a retry");
             }
-            release_if_final(platform, &delivery).await;
             return;
         }
     };
@@ -76,7 +116,9 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
 
     // Keep the lease while a long call runs, so it is never handed to a second worker.
     let heartbeat = async {
-        let every = Duration::from_secs(5);
+        // Three renewals per visibility timeout: one late or lost renewal
+        // does not cost the lease.
+        let every = (queue.visibility_timeout() / 3).clamp(Duration::from_millis(50), Duration::from_secs(5));
         loop {
             tokio::time::sleep(every).await;
             if let Err(err) = queue.extend(&delivery).await {
@@ -96,8 +138,12 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
         .invocation_seconds
         .with_label_values(&[&job.function])
         .observe(invocation.usage.wall_us as f64 / 1e6);
-    if let Err(err) = platform.usage.record(&job.id.0, &job.tenant, &job.function, &invocation.usage) {
-        tracing::error!(cause = %err, "cannot log usage");
+    if let Err(err) = platform.stores.usage.record(&job.id.0, &job.tenant, &job.function, &invocation.usage).await {
+        // Not settling the job now means it is retried after the
+        // visibility timeout and its usage logged then: billed once, late,
+        // rather than never.
+        tracing::error!(cause = %err, "cannot log usage; leaving the job to be retried");
+        return;
     }
     if !invocation.log.stderr.is_empty() {
         tracing::debug!(stderr = %invocation.log.stderr, "function stderr");
@@ -110,7 +156,6 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
             if let Err(queue_err) = queue.retry(&delivery, &error).await {
                 tracing::warn!(cause = %queue_err, "cannot return the job for a retry");
             }
-            release_if_final(platform, &delivery).await;
             return;
         }
         Err(err) => Err((job_error(&err), Some(invocation.usage))),
@@ -125,15 +170,73 @@ async fn settle_with(platform: &Platform, delivery: &Delivery, completion: Compl
     if let Err(err) = platform.queue.complete(delivery, completion).await {
         tracing::error!(cause = %err, "cannot record the job's outcome");
     }
-    platform.release(&delivery.job.tenant);
 }
 
-/// After a retry the job may have been dead-lettered (final): then its
-/// tenant's concurrency slot is free again.
-async fn release_if_final(platform: &Platform, delivery: &Delivery) {
-    if let Ok(Some(record)) = platform.queue.job(&delivery.job.id).await
-        && record.status.is_final()
-    {
-        platform.release(&delivery.job.tenant);
+/// Announces `node` to the queue now, then every [`NODE_HEARTBEAT`] from a
+/// task the caller aborts when the node stops.
+pub async fn start_heartbeat(platform: &Arc<Platform>, node: String) -> tokio::task::JoinHandle<()> {
+    if let Err(err) = platform.queue.heartbeat(&node).await {
+        tracing::warn!(cause = %err, "cannot send the node heartbeat");
     }
+    let platform = Arc::clone(platform);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(NODE_HEARTBEAT).await;
+            if let Err(err) = platform.queue.heartbeat(&node).await {
+                tracing::warn!(cause = %err, "cannot send the node heartbeat");
+            }
+        }
+    })
+}
+
+/// Settings of a worker node (`sluice worker`).
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Sandbox limits and where the compiled-artifact cache lives.
+    pub platform: PlatformConfig,
+    /// Visibility timeout, deliveries and TTLs; must match the front doors'.
+    pub queue: QueueConfig,
+    /// The shared Redis.
+    pub redis_url: String,
+    /// Key prefix in Redis.
+    pub redis_prefix: String,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// How long shutdown waits for jobs in hand.
+    pub drain_timeout: Duration,
+    /// This node's name in the queue (consumer names are `{name}/{slot}`).
+    pub name: String,
+}
+
+/// Runs a worker node until `shutdown` resolves: then it stops claiming,
+/// finishes the jobs in hand (within the drain timeout) and returns.
+/// `on_start` is told once the node is taking jobs.
+pub async fn run_node(
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+    on_start: impl FnOnce(),
+) -> anyhow::Result<()> {
+    let backend =
+        Backend::connect(Some(&config.redis_url), &config.redis_prefix, config.queue, &config.platform.data_dir)
+            .await?;
+    let platform =
+        Platform::open(config.platform.clone(), backend.queue, backend.stores).context("cannot open the platform")?;
+    platform.warm().await;
+    let (stop_slots, stop) = watch::channel(false);
+    let mut slots = spawn_slots(Arc::clone(&platform), config.concurrency, &config.name, Drain::InFlight, stop);
+    let heartbeat = start_heartbeat(&platform, config.name.clone()).await;
+    tracing::info!(node = %config.name, concurrency = config.concurrency, "worker taking jobs");
+    on_start();
+
+    shutdown.await;
+    tracing::info!("stopping: no new jobs; finishing the ones in hand");
+    let _ = stop_slots.send(true);
+    let drained = tokio::time::timeout(config.drain_timeout, async { while slots.join_next().await.is_some() {} });
+    if drained.await.is_err() {
+        // Their leases lapse and other workers take them over.
+        tracing::warn!("jobs were still running at the drain timeout; they will be retried elsewhere");
+        slots.abort_all();
+    }
+    heartbeat.abort();
+    Ok(())
 }

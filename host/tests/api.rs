@@ -451,7 +451,7 @@ async fn a_tenant_over_its_rate_gets_429_with_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_at_its_concurrency_cap_gets_429_and_others_still_run() {
     let server = start_server_with(|c| {
-        c.platform.max_concurrency = 1;
+        c.queue.tenant_concurrency = 1;
         c.platform.runtime.timeout = Duration::from_millis(1500);
     })
     .await;
@@ -494,7 +494,7 @@ async fn a_full_queue_is_503_with_retry_after() {
 async fn a_burst_of_concurrent_calls_gets_only_200_429_or_503_and_never_hangs() {
     let server = start_server_with(|c| {
         c.queue.capacity = 4;
-        c.platform.max_concurrency = 6;
+        c.queue.tenant_concurrency = 6;
         c.platform.rate_per_second = 20;
         c.platform.rate_burst = 20;
     })
@@ -599,7 +599,10 @@ async fn health_readiness_metrics_and_unknown_routes() {
     let server = start_server().await;
     let get = |path: &str| reqwest::get(format!("{}{path}", server.url));
     assert_eq!(get("/healthz").await.expect("sent").json::<Value>().await.expect("json"), json!({"status": "ok"}));
-    assert_eq!(get("/readyz").await.expect("sent").json::<Value>().await.expect("json"), json!({"status": "ready"}));
+    assert_eq!(
+        get("/readyz").await.expect("sent").json::<Value>().await.expect("json"),
+        json!({"status": "ready", "worker_nodes": 1})
+    );
     let (status, code, _) = error_of(get("/v2/anything").await.expect("sent")).await;
     assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "not_found"));
     let (status, code, _) = error_of(get("/v1/tenants").await.expect("sent")).await;
@@ -646,8 +649,10 @@ async fn the_openapi_document_describes_exactly_the_routes_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_a_redis_queue_calls_work_an_outage_is_a_quick_503_and_service_recovers() {
-    let mut redis = sluice_scheduler::redis_server::spawn_redis();
+async fn with_redis_calls_work_an_outage_is_a_quick_503_and_service_recovers() {
+    use sluice_scheduler::redis_server::{AppendFsync, spawn_redis_with};
+    // Every acknowledged write (the tenant) survives the crash below.
+    let mut redis = spawn_redis_with(AppendFsync::Always);
     let url = redis.url.clone();
     let server = start_server_with(move |c| c.redis_url = Some(url)).await;
     let key = server.tenant("acme").await;
@@ -660,7 +665,7 @@ async fn with_a_redis_queue_calls_work_an_outage_is_a_quick_503_and_service_reco
     assert!(started.elapsed() < Duration::from_secs(3), "answered in {:?}", started.elapsed());
     assert_eq!(response.headers()["retry-after"], "2");
     let (status, code, _) = error_of(response).await;
-    assert_eq!((status, code.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable"));
+    assert_eq!((status, code.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"));
     let ready = reqwest::get(format!("{}/readyz", server.url)).await.expect("sent");
     assert_eq!(error_of(ready).await.0, StatusCode::SERVICE_UNAVAILABLE);
 

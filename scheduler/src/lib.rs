@@ -44,6 +44,12 @@ pub enum QueueError {
     /// The delivery is no longer held: it expired and was handed to another worker.
     #[error("delivery {0} is no longer held by this worker")]
     LeaseLost(String),
+    /// The tenant already has as many unfinished jobs as it may.
+    #[error("this tenant already has {limit} calls queued or running")]
+    TenantBusy {
+        /// The configured per-tenant bound.
+        limit: usize,
+    },
     /// A job with this id already exists.
     #[error("job {0} already exists")]
     Duplicate(String),
@@ -52,7 +58,8 @@ pub enum QueueError {
 /// The job queue every front door and worker talks to.
 #[async_trait::async_trait]
 pub trait Queue: Send + Sync + 'static {
-    /// Accepts `job`; [`QueueError::Full`] when the bound is reached.
+    /// Accepts `job`; [`QueueError::Full`] when the queue's bound is reached,
+    /// [`QueueError::TenantBusy`] when the tenant's is.
     async fn enqueue(&self, job: Job) -> Result<(), QueueError>;
 
     /// The next job for `worker`, waiting up to `wait` for one to arrive.
@@ -60,6 +67,10 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Extends a delivery's lease by another visibility timeout.
     async fn extend(&self, delivery: &Delivery) -> Result<(), QueueError>;
+
+    /// How long a delivery is held without [`Queue::extend`]; workers renew
+    /// well within it.
+    fn visibility_timeout(&self) -> Duration;
 
     /// Marks the job running (the first time it is picked up).
     async fn start(&self, delivery: &Delivery) -> Result<(), QueueError>;
@@ -86,4 +97,17 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Succeeds when the backend is reachable (for readiness checks).
     async fn ping(&self) -> Result<(), QueueError>;
+
+    /// Announces that worker node `node` is alive; nodes repeat it every
+    /// [`NODE_HEARTBEAT`].
+    async fn heartbeat(&self, node: &str) -> Result<(), QueueError>;
+
+    /// Worker nodes heard from within [`NODE_TTL`].
+    async fn workers(&self) -> Result<usize, QueueError>;
 }
+
+/// How often a worker node announces itself.
+pub const NODE_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// A node not heard from for this long no longer counts as a worker.
+pub const NODE_TTL: Duration = Duration::from_secs(15);

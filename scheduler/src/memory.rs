@@ -26,6 +26,10 @@ pub struct QueueConfig {
     pub max_deliveries: u32,
     /// How long finished jobs and outputs are kept.
     pub result_ttl: Duration,
+    /// Jobs one tenant may have queued or running at once; more are refused
+    /// with `TenantBusy`. Counted by the queue so every front door and
+    /// worker sees one number.
+    pub tenant_concurrency: usize,
 }
 
 impl Default for QueueConfig {
@@ -35,6 +39,7 @@ impl Default for QueueConfig {
             visibility_timeout: Duration::from_secs(60),
             max_deliveries: 3,
             result_ttl: Duration::from_secs(3600),
+            tenant_concurrency: 16,
         }
     }
 }
@@ -59,8 +64,24 @@ struct State {
     ready: VecDeque<JobId>,
     entries: HashMap<JobId, Entry>,
     dead_letters: Vec<(JobId, JobError)>,
+    /// Unfinished jobs per tenant.
+    active: HashMap<String, usize>,
+    /// Worker nodes by their last heartbeat.
+    nodes: HashMap<String, Instant>,
     next_receipt: u64,
     last_sweep: Option<Instant>,
+}
+
+impl State {
+    /// A job of `tenant` ended: it no longer counts against its concurrency.
+    fn settle_tenant(&mut self, tenant: &str) {
+        if let Some(count) = self.active.get_mut(tenant) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.active.remove(tenant);
+            }
+        }
+    }
 }
 
 /// Housekeeping scans every entry, so it runs at most this often: calls in
@@ -132,7 +153,9 @@ impl MemoryQueue {
                 message: format!("{} (gave up after {} deliveries)", last_error.message, entry.record.deliveries),
             };
             finish(entry, JobStatus::Failed, Some(error), None, None, ttl);
+            let tenant = entry.job.tenant.clone();
             state.dead_letters.push((id.clone(), last_error.clone()));
+            state.settle_tenant(&tenant);
             tracing::warn!(job_id = %id, code = %last_error.code, "job dead-lettered");
         } else {
             entry.record.status = JobStatus::Queued;
@@ -201,6 +224,12 @@ impl Queue for MemoryQueue {
         if state.entries.contains_key(&job.id) {
             return Err(QueueError::Duplicate(job.id.0));
         }
+        let limit = self.config.tenant_concurrency;
+        let active = state.active.entry(job.tenant.clone()).or_default();
+        if *active >= limit {
+            return Err(QueueError::TenantBusy { limit });
+        }
+        *active += 1;
         let id = job.id.clone();
         let record = JobRecord::queued(&job);
         let (status, _) = watch::channel(JobStatus::Queued);
@@ -238,6 +267,10 @@ impl Queue for MemoryQueue {
         Ok(())
     }
 
+    fn visibility_timeout(&self) -> Duration {
+        self.config.visibility_timeout
+    }
+
     async fn start(&self, delivery: &Delivery) -> Result<(), QueueError> {
         let mut state = self.lock();
         let entry = Self::leased(&mut state, delivery)?;
@@ -260,6 +293,8 @@ impl Queue for MemoryQueue {
             }
             Completion::Failed { error, usage } => finish(entry, JobStatus::Failed, Some(error), usage, None, ttl),
         }
+        let tenant = entry.job.tenant.clone();
+        state.settle_tenant(&tenant);
         Ok(())
     }
 
@@ -297,6 +332,17 @@ impl Queue for MemoryQueue {
     async fn ping(&self) -> Result<(), QueueError> {
         Ok(())
     }
+
+    async fn heartbeat(&self, node: &str) -> Result<(), QueueError> {
+        self.lock().nodes.insert(node.to_owned(), Instant::now());
+        Ok(())
+    }
+
+    async fn workers(&self) -> Result<usize, QueueError> {
+        let mut state = self.lock();
+        state.nodes.retain(|_, seen| seen.elapsed() < crate::NODE_TTL);
+        Ok(state.nodes.len())
+    }
 }
 
 #[cfg(test)]
@@ -321,6 +367,7 @@ mod tests {
             visibility_timeout: Duration::from_millis(50),
             max_deliveries: 2,
             result_ttl: Duration::from_secs(60),
+            tenant_concurrency: 16,
         }
     }
 
@@ -329,6 +376,18 @@ mod tests {
             output: JobOutput { body: b"out".to_vec(), content_type: "text/plain".to_owned() },
             usage: Usage { outcome: "ok".to_owned(), ..Usage::default() },
         }
+    }
+
+    #[tokio::test]
+    async fn a_tenant_at_its_concurrency_bound_is_refused_until_a_job_ends() {
+        let queue = MemoryQueue::new(QueueConfig { capacity: 10, tenant_concurrency: 1, ..config() });
+        queue.enqueue(job("a")).await.expect("enqueue");
+        assert_eq!(queue.enqueue(job("b")).await, Err(QueueError::TenantBusy { limit: 1 }));
+        let other = Job { tenant: "u".to_owned(), ..job("c") };
+        queue.enqueue(other).await.expect("another tenant is not affected");
+        let first = queue.reserve("w", Duration::ZERO).await.expect("reserve").expect("a job");
+        queue.complete(&first, success()).await.expect("complete");
+        queue.enqueue(job("b")).await.expect("admitted once the first ended");
     }
 
     #[tokio::test]

@@ -7,8 +7,10 @@
 //! | `{p}:jobs` | stream of `id` entries, consumer group `workers` |
 //! | `{p}:job:{id}` | hash: `job` (JSON, no body), `body`, `status`, `deliveries`, `record` (JSON), `output_body`, `output_type`; expires `result_ttl` after the job ends |
 //! | `{p}:depth` | jobs accepted and not finished |
+//! | `{p}:active:{tenant}` | the tenant's jobs accepted and not finished |
 //! | `{p}:dead` | stream of dead-lettered job ids with their last error |
 //! | `{p}:done` | channel: ids of jobs that just ended |
+//! | `{p}:nodes` | sorted set: worker node → last heartbeat (ms) |
 //!
 //! Entries stay pending in the group until the job ends, so a worker that
 //! dies mid-job loses nothing: after the visibility timeout another worker
@@ -32,14 +34,18 @@ use crate::{
 
 const GROUP: &str = "workers";
 
-/// Admission: refuse past the bound or a duplicate id, else store and enqueue.
+/// Admission: refuse past the queue's or the tenant's bound or a duplicate
+/// id, else store and enqueue.
 const ENQUEUE: &str = r"
 if redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
 local depth = tonumber(redis.call('GET', KEYS[1]) or '0')
 if depth >= tonumber(ARGV[1]) then return -1 end
+local active = tonumber(redis.call('GET', KEYS[4]) or '0')
+if active >= tonumber(ARGV[6]) then return -3 end
 redis.call('HSET', KEYS[2], 'job', ARGV[2], 'body', ARGV[3], 'record', ARGV[4], 'status', 'queued', 'deliveries', 0)
 redis.call('XADD', KEYS[3], '*', 'id', ARGV[5])
 redis.call('INCR', KEYS[1])
+redis.call('INCR', KEYS[4])
 return 0
 ";
 
@@ -64,6 +70,7 @@ if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'output_body', ARGV[6], 'outp
 redis.call('HDEL', KEYS[1], 'body')
 redis.call('PEXPIRE', KEYS[1], ARGV[8])
 redis.call('DECR', KEYS[3])
+if redis.call('DECR', KEYS[4]) <= 0 then redis.call('DEL', KEYS[4]) end
 redis.call('PUBLISH', ARGV[9], ARGV[10])
 return 1
 ";
@@ -84,6 +91,7 @@ if deliveries >= tonumber(ARGV[4]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[6])
   redis.call('XADD', KEYS[4], '*', 'id', ARGV[7], 'code', ARGV[8], 'message', ARGV[9])
   redis.call('DECR', KEYS[3])
+  if redis.call('DECR', KEYS[5]) <= 0 then redis.call('DEL', KEYS[5]) end
   redis.call('PUBLISH', ARGV[10], ARGV[7])
   return 2
 end
@@ -135,12 +143,17 @@ struct Keys {
     depth: String,
     dead: String,
     done: String,
+    nodes: String,
     prefix: String,
 }
 
 impl Keys {
     fn job(&self, id: &str) -> String {
         format!("{}:job:{id}", self.prefix)
+    }
+
+    fn active(&self, tenant: &str) -> String {
+        format!("{}:active:{tenant}", self.prefix)
     }
 }
 
@@ -164,7 +177,8 @@ pub struct RedisQueue {
     blocking: Mutex<Vec<MultiplexedConnection>>,
     /// Ids of finished jobs, fed by one subscriber task per process.
     finished: broadcast::Sender<String>,
-    subscriber: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The subscriber and keep-alive tasks, stopped when the queue is dropped.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -194,6 +208,7 @@ impl RedisQueue {
             depth: format!("{prefix}:depth"),
             dead: format!("{prefix}:dead"),
             done: format!("{prefix}:done"),
+            nodes: format!("{prefix}:nodes"),
             prefix,
         };
         let scripts = Scripts {
@@ -212,10 +227,11 @@ impl RedisQueue {
             commands,
             blocking: Mutex::new(Vec::new()),
             finished,
-            subscriber: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
         });
         queue.ensure_group().await?;
         queue.start_subscriber();
+        queue.start_keep_alive();
         Ok(queue)
     }
 
@@ -263,7 +279,21 @@ impl RedisQueue {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
-        *self.subscriber.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(task);
+    }
+
+    /// Pings every 500 ms. A connection manager notices a dead connection
+    /// only when a command fails on it; after an outage the ping takes that
+    /// failure, so callers do not.
+    fn start_keep_alive(&self) {
+        let mut con = self.commands.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut con).await;
+            }
+        });
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(task);
     }
 
     async fn blocking_connection(&self) -> Result<MultiplexedConnection, QueueError> {
@@ -351,7 +381,7 @@ impl RedisQueue {
 
 impl Drop for RedisQueue {
     fn drop(&mut self) {
-        if let Some(task) = self.subscriber.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        for task in self.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
             task.abort();
         }
     }
@@ -387,17 +417,20 @@ impl Queue for RedisQueue {
             .key(&self.keys.depth)
             .key(self.keys.job(&job.id.0))
             .key(&self.keys.stream)
+            .key(self.keys.active(&job.tenant))
             .arg(self.config.queue.capacity)
             .arg(header)
             .arg(body)
             .arg(record)
             .arg(&job.id.0)
+            .arg(self.config.queue.tenant_concurrency)
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
         match admitted {
             0 => Ok(()),
             -1 => Err(QueueError::Full { capacity: self.config.queue.capacity }),
+            -3 => Err(QueueError::TenantBusy { limit: self.config.queue.tenant_concurrency }),
             _ => Err(QueueError::Duplicate(job.id.0)),
         }
     }
@@ -460,6 +493,10 @@ impl Queue for RedisQueue {
         self.holds(delivery, "extend").await
     }
 
+    fn visibility_timeout(&self) -> Duration {
+        self.config.queue.visibility_timeout
+    }
+
     async fn start(&self, delivery: &Delivery) -> Result<(), QueueError> {
         self.holds(delivery, "start").await
     }
@@ -486,6 +523,7 @@ impl Queue for RedisQueue {
             .key(self.keys.job(&delivery.job.id.0))
             .key(&self.keys.stream)
             .key(&self.keys.depth)
+            .key(self.keys.active(&delivery.job.tenant))
             .arg(GROUP)
             .arg(entry)
             .arg(record.status.as_str())
@@ -517,6 +555,7 @@ impl Queue for RedisQueue {
             .key(&self.keys.stream)
             .key(&self.keys.depth)
             .key(&self.keys.dead)
+            .key(self.keys.active(&delivery.job.tenant))
             .arg(GROUP)
             .arg(entry)
             .arg(consumer)
@@ -605,6 +644,35 @@ impl Queue for RedisQueue {
         let mut con = self.commands.clone();
         let _: String = redis::cmd("PING").query_async(&mut con).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn heartbeat(&self, node: &str) -> Result<(), QueueError> {
+        let mut con = self.commands.clone();
+        let _: i64 = redis::cmd("ZADD")
+            .arg(&self.keys.nodes)
+            .arg(now_ms())
+            .arg(node)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn workers(&self) -> Result<usize, QueueError> {
+        let ttl = u64::try_from(crate::NODE_TTL.as_millis()).unwrap_or(u64::MAX);
+        let mut con = self.commands.clone();
+        let (_, count): (i64, usize) = redis::pipe()
+            .atomic()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&self.keys.nodes)
+            .arg("-inf")
+            .arg(format!("({}", now_ms().saturating_sub(ttl)))
+            .cmd("ZCARD")
+            .arg(&self.keys.nodes)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(count)
     }
 }
 

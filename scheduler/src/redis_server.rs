@@ -6,12 +6,34 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// When Redis flushes its append-only file to disk: what a crash of the
+/// Redis machine can lose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendFsync {
+    /// Once a second: up to a second of acknowledged writes (accepted jobs,
+    /// results) can be lost if the machine or process crashes.
+    EverySec,
+    /// Before every reply: nothing acknowledged is lost, at the cost of a
+    /// disk flush per write.
+    Always,
+}
+
+impl AppendFsync {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::EverySec => "everysec",
+            Self::Always => "always",
+        }
+    }
+}
+
 /// A running `redis-server`; stopped (SIGKILL) when dropped.
 pub struct RedisGuard {
     child: Option<Child>,
     /// `redis://127.0.0.1:<port>`.
     pub url: String,
     port: u16,
+    fsync: AppendFsync,
     dir: tempfile::TempDir,
 }
 
@@ -27,7 +49,7 @@ impl RedisGuard {
     /// Starts it again on the same port and directory (AOF replayed).
     pub fn restart(&mut self) {
         self.kill();
-        self.child = Some(start(self.port, self.dir.path()));
+        self.child = Some(start(self.port, self.fsync, self.dir.path()));
         wait_until_up(self.port);
     }
 }
@@ -38,10 +60,10 @@ impl Drop for RedisGuard {
     }
 }
 
-fn start(port: u16, dir: &std::path::Path) -> Child {
+fn start(port: u16, fsync: AppendFsync, dir: &std::path::Path) -> Child {
     Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
-        .args(["--appendfsync", "everysec", "--protected-mode", "no"])
+        .args(["--appendfsync", fsync.as_str(), "--protected-mode", "no"])
         .arg("--dir")
         .arg(dir)
         .stdout(Stdio::null())
@@ -66,12 +88,18 @@ fn wait_until_up(port: u16) {
     panic!("redis-server on port {port} did not come up within 10 s");
 }
 
-/// Starts a `redis-server` on a free port with AOF in a temporary directory.
-/// Panics when `redis-server` is not installed (scripts/test.sh installs it).
+/// Starts a `redis-server` on a free port with AOF (`appendfsync everysec`,
+/// Redis's default) in a temporary directory. Panics when `redis-server` is
+/// not installed (scripts/test.sh installs it).
 pub fn spawn_redis() -> RedisGuard {
+    spawn_redis_with(AppendFsync::EverySec)
+}
+
+/// Like [`spawn_redis`] with the given fsync policy.
+pub fn spawn_redis_with(fsync: AppendFsync) -> RedisGuard {
     let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let dir = tempfile::tempdir().expect("temp dir");
-    let child = start(port, dir.path());
+    let child = start(port, fsync, dir.path());
     wait_until_up(port);
-    RedisGuard { child: Some(child), url: format!("redis://127.0.0.1:{port}"), port, dir }
+    RedisGuard { child: Some(child), url: format!("redis://127.0.0.1:{port}"), port, fsync, dir }
 }

@@ -30,6 +30,7 @@ fn config(url: &str) -> RedisQueueConfig {
             visibility_timeout: Duration::from_millis(300),
             max_deliveries: 2,
             result_ttl: Duration::from_secs(60),
+            tenant_concurrency: 10,
         },
         ..RedisQueueConfig::new(url)
     }
@@ -78,6 +79,42 @@ async fn the_bound_and_duplicate_ids_are_enforced() {
     }
     assert_eq!(queue.enqueue(job("d", b"x")).await, Err(QueueError::Full { capacity: 3 }));
     assert_eq!(queue.enqueue(job("a", b"x")).await, Err(QueueError::Duplicate("a".to_owned())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_at_its_bound_is_refused_until_one_of_its_jobs_ends() {
+    let redis = spawn_redis();
+    let mut settings = config(&redis.url);
+    settings.queue.tenant_concurrency = 2;
+    settings.queue.capacity = 10;
+    let queue = RedisQueue::connect(settings).await.expect("connects");
+    queue.enqueue(job("a", b"x")).await.expect("enqueued");
+    queue.enqueue(job("b", b"x")).await.expect("enqueued");
+    assert_eq!(queue.enqueue(job("c", b"x")).await, Err(QueueError::TenantBusy { limit: 2 }));
+    let other = Job { tenant: "u".to_owned(), ..job("d", b"x") };
+    queue.enqueue(other).await.expect("another tenant is not affected");
+
+    let next = async || queue.reserve("w1", Duration::from_secs(1)).await.expect("reserve").expect("a job");
+    let a = next().await;
+    assert_eq!(a.job.id.0, "a");
+    queue.complete(&a, success(b"out")).await.expect("completed");
+    queue.enqueue(job("c", b"x")).await.expect("admitted once one ended");
+    assert_eq!(queue.enqueue(job("e", b"x")).await, Err(QueueError::TenantBusy { limit: 2 }));
+
+    // A dead-lettered job frees its slot too.
+    let failure = JobError { code: "function_trapped".to_owned(), message: "boom".to_owned() };
+    for _ in 0..2 {
+        loop {
+            let delivery = next().await;
+            if delivery.job.id.0 == "b" {
+                queue.retry(&delivery, &failure).await.expect("retried");
+                break;
+            }
+            queue.complete(&delivery, success(b"out")).await.expect("completed");
+        }
+    }
+    assert_eq!(queue.job(&JobId("b".into())).await.expect("job").expect("kept").status, JobStatus::Failed);
+    queue.enqueue(job("e", b"x")).await.expect("admitted once the dead-lettered job ended");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

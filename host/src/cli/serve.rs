@@ -1,6 +1,9 @@
-//! `sluice serve`: the platform on one machine — HTTP API, worker slots,
-//! in-memory queue, state in a data directory.
+//! `sluice serve`: the HTTP front door, with worker slots in the same
+//! process. Alone it is the whole platform on one machine (in-memory
+//! queue, state in a data directory); with `--redis` it is one of many
+//! front doors sharing a Redis with `sluice worker` nodes.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +13,7 @@ use anyhow::Context;
 use clap::Args;
 use sluice_scheduler::QueueConfig;
 
+use crate::backend::DEFAULT_PREFIX;
 use crate::platform::PlatformConfig;
 use crate::runtime::MIB;
 use crate::server::{self, ServeConfig};
@@ -27,24 +31,22 @@ pub struct ServeArgs {
     /// generated and printed once; only its hash is stored.
     #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Worker slots in this process [default: one per core].
+    /// Worker slots in this process [default: one per core]; 0 makes a
+    /// pure front door (with `--redis`, `sluice worker` nodes run the jobs).
     #[arg(long, env = "SLUICE_WORKERS")]
     pub workers: Option<usize>,
-    /// Default function deadline.
-    #[arg(long, env = "SLUICE_TIMEOUT_MS", default_value_t = 10_000)]
-    pub timeout_ms: u64,
-    /// Linear memory a function may use.
-    #[arg(long, env = "SLUICE_MEMORY_MB", default_value_t = 256)]
-    pub memory_mb: usize,
+    /// Sandbox limits.
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    /// Job delivery settings.
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
     /// Largest request body (and component) accepted.
     #[arg(long, env = "SLUICE_MAX_BODY_MB", default_value_t = 16)]
     pub max_body_mb: usize,
     /// Most jobs waiting in the queue; beyond it callers get 503.
     #[arg(long, env = "SLUICE_QUEUE_DEPTH", default_value_t = 1024)]
     pub queue_depth: usize,
-    /// How long job status and results are kept (e.g. `1h`, `30m`).
-    #[arg(long, env = "SLUICE_JOB_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
-    pub job_ttl: Duration,
     /// Requests per second per tenant (token bucket rate).
     #[arg(long, env = "SLUICE_RATE", default_value_t = 100)]
     pub rate: u32,
@@ -54,10 +56,14 @@ pub struct ServeArgs {
     /// Calls a tenant may have queued or running at once.
     #[arg(long, env = "SLUICE_MAX_CONCURRENCY", default_value_t = 16)]
     pub max_concurrency: usize,
-    /// Queue jobs in Redis (`redis://host:port`) instead of in memory, so
-    /// accepted jobs survive a restart of this process.
+    /// Queue jobs and keep state in Redis (`redis://host:port`) instead of
+    /// in memory and the data directory: accepted jobs survive a restart,
+    /// and several front doors and `sluice worker` nodes share one platform.
     #[arg(long, env = "SLUICE_REDIS")]
     pub redis: Option<String>,
+    /// Prefix of every Redis key (several deployments can share one Redis).
+    #[arg(long, env = "SLUICE_REDIS_PREFIX", default_value = DEFAULT_PREFIX)]
+    pub redis_prefix: String,
     /// How long shutdown waits for in-flight work.
     #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
@@ -67,35 +73,92 @@ impl ServeArgs {
     /// The node configuration these flags describe.
     pub fn config(&self) -> ServeConfig {
         let mut platform = PlatformConfig::new(self.data_dir.clone());
-        platform.runtime.timeout = Duration::from_millis(self.timeout_ms);
-        platform.runtime.memory_limit = self.memory_mb.saturating_mul(MIB);
+        self.sandbox.apply(&mut platform);
         platform.max_body = self.max_body_mb.saturating_mul(MIB);
         platform.rate_per_second = self.rate;
         platform.rate_burst = self.burst;
-        platform.max_concurrency = self.max_concurrency;
         let mut config = ServeConfig::new(platform);
         if let Some(workers) = self.workers {
             config.workers = workers;
         }
-        config.queue = QueueConfig { capacity: self.queue_depth, result_ttl: self.job_ttl, ..QueueConfig::default() };
+        config.queue = QueueConfig {
+            capacity: self.queue_depth,
+            tenant_concurrency: self.max_concurrency,
+            ..self.delivery.queue_config()
+        };
         config.admin_token = self.admin_token.clone();
         config.drain_timeout = self.drain_timeout;
         config.redis_url = self.redis.clone();
+        config.redis_prefix = self.redis_prefix.clone();
         config
+    }
+}
+
+/// Sandbox limits, shared by `serve` and `worker`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Default function deadline.
+    #[arg(long, env = "SLUICE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub timeout_ms: u64,
+    /// Linear memory a function may use.
+    #[arg(long, env = "SLUICE_MEMORY_MB", default_value_t = 256)]
+    pub memory_mb: usize,
+}
+
+impl SandboxArgs {
+    /// Writes these limits into `platform`.
+    pub fn apply(&self, platform: &mut PlatformConfig) {
+        platform.runtime.timeout = Duration::from_millis(self.timeout_ms);
+        platform.runtime.memory_limit = self.memory_mb.saturating_mul(MIB);
+    }
+}
+
+/// How jobs are delivered and kept; front doors and workers sharing a
+/// Redis should agree on these.
+#[derive(Debug, Args)]
+pub struct DeliveryArgs {
+    /// How long job status and results are kept (e.g. `1h`, `30m`).
+    #[arg(long, env = "SLUICE_JOB_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub job_ttl: Duration,
+    /// How long a worker may go silent on a job before another worker takes
+    /// it over. Running jobs renew their lease three times per timeout, so this only
+    /// bounds how late a crashed worker's job is retried.
+    #[arg(long, env = "SLUICE_VISIBILITY_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub visibility_timeout_ms: u64,
+    /// Deliveries before a job that keeps trapping (or whose workers keep
+    /// dying) is dead-lettered and ends `failed`.
+    #[arg(long, env = "SLUICE_MAX_DELIVERIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_deliveries: u32,
+}
+
+impl DeliveryArgs {
+    /// The queue settings these flags describe (other bounds at their defaults).
+    pub fn queue_config(&self) -> QueueConfig {
+        QueueConfig {
+            result_ttl: self.job_ttl,
+            visibility_timeout: Duration::from_millis(self.visibility_timeout_ms),
+            max_deliveries: self.max_deliveries,
+            ..QueueConfig::default()
+        }
     }
 }
 
 /// Runs `sluice serve` until SIGINT or SIGTERM; a second signal exits at once.
 pub fn execute(args: ServeArgs) -> ExitCode {
+    block_on("serve", serve(args))
+}
+
+/// Runs `future` on a multi-threaded tokio runtime; reports its error as `sluice {command}: …`.
+pub fn block_on(command: &str, future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start tokio")
-        .and_then(|tokio| tokio.block_on(serve(args)));
+        .and_then(|tokio| tokio.block_on(future));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("sluice serve: {err:#}");
+            eprintln!("sluice {command}: {err:#}");
             ExitCode::FAILURE
         }
     }
@@ -118,12 +181,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Resolves on the first SIGINT or SIGTERM; a second one ends the process.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     wait_for_signal().await;
     tracing::info!("signal received; draining (send it again to exit now)");
     tokio::spawn(async {
         wait_for_signal().await;
-        eprintln!("sluice serve: second signal, exiting without draining");
+        eprintln!("sluice: second signal, exiting without draining");
         std::process::exit(130);
     });
 }

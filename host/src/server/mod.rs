@@ -20,10 +20,11 @@ use anyhow::Context;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use sluice_scheduler::{MemoryQueue, Queue, QueueConfig, RedisQueue, RedisQueueConfig};
+use sluice_scheduler::QueueConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use crate::backend::{Backend, DEFAULT_PREFIX};
 use crate::platform::{Platform, PlatformConfig};
 use crate::worker;
 use http::ApiError;
@@ -46,8 +47,11 @@ pub struct ServeConfig {
     pub meter_interval: Duration,
     /// The admin token; `None` keeps the stored one or generates one.
     pub admin_token: Option<String>,
-    /// Queue jobs in Redis at this URL (durable, shareable) instead of in memory.
+    /// Queue jobs and keep state in Redis at this URL (durable, shared by
+    /// many front doors and workers) instead of in memory and the data dir.
     pub redis_url: Option<String>,
+    /// Key prefix in Redis.
+    pub redis_prefix: String,
 }
 
 impl ServeConfig {
@@ -62,6 +66,7 @@ impl ServeConfig {
             meter_interval: Duration::from_secs(60),
             admin_token: None,
             redis_url: None,
+            redis_prefix: DEFAULT_PREFIX.to_owned(),
         }
     }
 }
@@ -81,21 +86,27 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     on_start: impl FnOnce(Started),
 ) -> anyhow::Result<()> {
-    let queue: Arc<dyn Queue> = match &config.redis_url {
-        Some(url) => {
-            RedisQueue::connect(RedisQueueConfig { queue: config.queue, ..RedisQueueConfig::new(url.as_str()) })
-                .await
-                .with_context(|| format!("cannot use Redis at {url}"))?
-        }
-        None => Arc::new(MemoryQueue::new(config.queue)),
-    };
-    let platform = Platform::open(config.platform.clone(), queue).context("cannot open the platform")?;
-    let generated =
-        platform.tenants.configure_admin(config.admin_token.as_deref()).context("cannot store the admin token")?;
-    platform.warm();
+    let backend =
+        Backend::connect(config.redis_url.as_deref(), &config.redis_prefix, config.queue, &config.platform.data_dir)
+            .await?;
+    let drain = backend.drain;
+    let platform =
+        Platform::open(config.platform.clone(), backend.queue, backend.stores).context("cannot open the platform")?;
+    let generated = platform
+        .stores
+        .tenants
+        .configure_admin(config.admin_token.as_deref())
+        .await
+        .context("cannot store the admin token")?;
+    platform.warm().await;
 
     let (stop_workers, stop) = watch::channel(false);
-    let mut workers = worker::spawn_slots(Arc::clone(&platform), config.workers, "local", stop.clone());
+    let node = crate::backend::node_name();
+    let mut workers = worker::spawn_slots(Arc::clone(&platform), config.workers, &node, drain, stop.clone());
+    let heartbeat = match config.workers {
+        0 => None,
+        _ => Some(worker::start_heartbeat(&platform, node).await),
+    };
     let meter = tokio::spawn(meter_loop(Arc::clone(&platform), config.meter_interval, stop));
     let api = Arc::new(Api::new(Arc::clone(&platform), config.queue.result_ttl));
     on_start(Started { generated_admin_token: generated });
@@ -157,6 +168,9 @@ pub async fn run(
         workers.abort_all();
     }
     meter.abort();
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.abort();
+    }
     platform.aggregate_usage().await.context("final usage aggregation")?;
     Ok(())
 }

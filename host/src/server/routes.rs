@@ -1,6 +1,5 @@
 //! The v1 API: the route table, dispatch, and one handler per route.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +17,9 @@ use super::limits::TenantRates;
 use crate::builtins;
 use crate::platform::{DeployError, Platform, Resolved};
 use crate::runtime::LoadError;
+use crate::store::StoreError;
 use crate::store::functions::{FunctionRecord, RegistryError};
+use crate::store::idempotency::Claim;
 use crate::store::tenants::{Tenant, TenantError};
 use crate::store::usage::BUCKET_MS;
 
@@ -50,14 +51,10 @@ const MAX_JSON_BODY: usize = 64 * 1024;
 /// How long a sync call may wait beyond the function's own deadline (queueing, I/O).
 const SYNC_GRACE: Duration = Duration::from_secs(2);
 
-/// (tenant, Idempotency-Key) → (request fingerprint, job, expiry).
-type IdempotencyKeys = HashMap<(String, String), (String, JobId, Instant)>;
-
 /// Front-door state shared by every connection.
 pub struct Api {
     platform: Arc<Platform>,
     rates: TenantRates,
-    idempotency: tokio::sync::Mutex<IdempotencyKeys>,
     job_ttl: Duration,
 }
 
@@ -65,7 +62,7 @@ impl Api {
     /// The API over `platform`; idempotency keys are kept for `job_ttl`.
     pub fn new(platform: Arc<Platform>, job_ttl: Duration) -> Self {
         let rates = TenantRates::new(platform.config.rate_per_second, platform.config.rate_burst);
-        Self { platform, rates, idempotency: tokio::sync::Mutex::new(HashMap::new()), job_ttl }
+        Self { platform, rates, job_ttl }
     }
 
     /// Answers one request; records its metrics.
@@ -107,12 +104,12 @@ impl Api {
             }
             ("POST", "/v1/tenants") => self.create_tenant(request).await,
             _ => {
-                let tenant = self.authenticate(&request)?;
+                let tenant = self.authenticate(&request).await?;
                 match (request.method().as_str(), route) {
-                    ("GET", "/v1/functions") => Ok(self.list_functions(&tenant)),
+                    ("GET", "/v1/functions") => self.list_functions(&tenant).await,
                     ("PUT", "/v1/functions/{name}") => self.deploy(&tenant, &param(0), request).await,
-                    ("GET", "/v1/functions/{name}") => self.get_function(&tenant, &param(0)),
-                    ("DELETE", "/v1/functions/{name}") => self.delete_function(&tenant, &param(0)),
+                    ("GET", "/v1/functions/{name}") => self.get_function(&tenant, &param(0)).await,
+                    ("DELETE", "/v1/functions/{name}") => self.delete_function(&tenant, &param(0)).await,
                     ("POST", "/v1/functions/{name}/rollback") => self.rollback(&tenant, &param(0), request).await,
                     ("POST", "/v1/functions/{name}/invoke") => self.invoke(&tenant, &param(0), request).await,
                     ("POST", "/v1/functions/{name}/jobs") => self.submit(&tenant, &param(0), request).await,
@@ -125,8 +122,17 @@ impl Api {
         }
     }
 
-    fn authenticate(&self, request: &Request<Incoming>) -> Result<Tenant, ApiError> {
-        bearer(request).and_then(|key| self.platform.tenants.authenticate(key)).ok_or_else(ApiError::unauthorized)
+    async fn authenticate(&self, request: &Request<Incoming>) -> Result<Tenant, ApiError> {
+        let key = bearer(request).ok_or_else(ApiError::unauthorized)?;
+        let tenant = self.platform.stores.tenants.authenticate(key).await.map_err(|err| store_error(&err))?;
+        tenant.ok_or_else(ApiError::unauthorized)
+    }
+
+    async fn is_admin(&self, request: &Request<Incoming>) -> Result<bool, ApiError> {
+        match bearer(request) {
+            Some(token) => self.platform.stores.tenants.is_admin(token).await.map_err(|err| store_error(&err)),
+            None => Ok(false),
+        }
     }
 
     fn rate_limit(&self, tenant: &Tenant) -> Result<(), ApiError> {
@@ -136,9 +142,10 @@ impl Api {
         })
     }
 
+    /// Ready when the queue answers; also says how many worker nodes are alive.
     async fn readyz(&self) -> Result<Resp, ApiError> {
-        match tokio::time::timeout(Duration::from_secs(1), self.platform.queue.ping()).await {
-            Ok(Ok(())) => Ok(json_response(StatusCode::OK, &json!({"status": "ready"}))),
+        match tokio::time::timeout(Duration::from_secs(1), self.platform.queue.workers()).await {
+            Ok(Ok(nodes)) => Ok(json_response(StatusCode::OK, &json!({"status": "ready", "worker_nodes": nodes}))),
             Ok(Err(err)) => Err(unavailable(&err)),
             Err(_) => Err(unavailable(&QueueError::Unavailable("no answer within 1s".to_owned()))),
         }
@@ -153,7 +160,7 @@ impl Api {
     }
 
     async fn create_tenant(&self, request: Request<Incoming>) -> Result<Resp, ApiError> {
-        if !bearer(&request).is_some_and(|token| self.platform.tenants.is_admin(token)) {
+        if !self.is_admin(&request).await? {
             return Err(ApiError::unauthorized());
         }
         #[derive(Deserialize)]
@@ -161,7 +168,7 @@ impl Api {
             name: String,
         }
         let body: Body = parse_json(&read_body(request, MAX_JSON_BODY).await?)?;
-        match self.platform.tenants.create(&body.name) {
+        match self.platform.stores.tenants.create(&body.name).await {
             Ok((tenant, key)) => {
                 Ok(json_response(StatusCode::CREATED, &json!({"id": tenant.id, "name": tenant.name, "api_key": key})))
             }
@@ -169,20 +176,21 @@ impl Api {
             Err(err @ TenantError::NameTaken(_)) => {
                 Err(ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string()))
             }
-            Err(TenantError::Store(err)) => Err(ApiError::internal(&err)),
+            Err(TenantError::Store(err)) => Err(store_error(&err)),
         }
     }
 
-    fn list_functions(&self, tenant: &Tenant) -> Resp {
-        let functions: Vec<Value> = self.platform.registry.list(&tenant.id).iter().map(function_json).collect();
+    async fn list_functions(&self, tenant: &Tenant) -> Result<Resp, ApiError> {
+        let records = self.platform.stores.functions.list(&tenant.id).await.map_err(|err| store_error(&err))?;
+        let functions: Vec<Value> = records.iter().map(function_json).collect();
         let builtins: Vec<Value> = builtins::TRANSFORMS
             .iter()
             .filter_map(|b| {
-                let resolved = self.platform.resolve("", b.name)?;
+                let resolved = self.platform.builtin(b.name)?;
                 Some(json!({"name": b.name, "summary": b.summary, "version": resolved.version}))
             })
             .collect();
-        json_response(StatusCode::OK, &json!({"functions": functions, "builtins": builtins}))
+        Ok(json_response(StatusCode::OK, &json!({"functions": functions, "builtins": builtins})))
     }
 
     async fn deploy(&self, tenant: &Tenant, name: &str, request: Request<Incoming>) -> Result<Resp, ApiError> {
@@ -213,15 +221,17 @@ impl Api {
             Err(err @ DeployError::CompileTimeout(_)) => {
                 Err(ApiError::new(StatusCode::BAD_REQUEST, "compile_timeout", err.to_string()))
             }
+            Err(DeployError::Store(err)) => Err(store_error(&err)),
             Err(DeployError::Internal(err)) => Err(ApiError::internal(&format!("{err:#}"))),
         }
     }
 
-    fn get_function(&self, tenant: &Tenant, name: &str) -> Result<Resp, ApiError> {
-        if let Some(record) = self.platform.registry.get(&tenant.id, name) {
+    async fn get_function(&self, tenant: &Tenant, name: &str) -> Result<Resp, ApiError> {
+        let functions = &self.platform.stores.functions;
+        if let Some(record) = functions.get(&tenant.id, name).await.map_err(|err| store_error(&err))? {
             return Ok(json_response(StatusCode::OK, &function_json(&record)));
         }
-        match self.platform.resolve(&tenant.id, name) {
+        match self.platform.builtin(name) {
             Some(resolved) => Ok(json_response(
                 StatusCode::OK,
                 &json!({"name": name, "builtin": true, "active_version": resolved.version}),
@@ -230,14 +240,12 @@ impl Api {
         }
     }
 
-    fn delete_function(&self, tenant: &Tenant, name: &str) -> Result<Resp, ApiError> {
-        if self.platform.is_builtin(name) && self.platform.registry.get(&tenant.id, name).is_none() {
-            return Err(builtin_conflict(name));
-        }
-        match self.platform.registry.delete(&tenant.id, name) {
+    async fn delete_function(&self, tenant: &Tenant, name: &str) -> Result<Resp, ApiError> {
+        match self.platform.stores.functions.delete(&tenant.id, name).await {
             Ok(_) => Ok(json_response(StatusCode::OK, &json!({"name": name, "deleted": true}))),
+            Err(RegistryError::NotFound(_)) if self.platform.is_builtin(name) => Err(builtin_conflict(name)),
             Err(RegistryError::NotFound(_) | RegistryError::NoSuchVersion { .. }) => Err(no_function(name)),
-            Err(RegistryError::Store(err)) => Err(ApiError::internal(&err)),
+            Err(RegistryError::Store(err)) => Err(store_error(&err)),
         }
     }
 
@@ -248,40 +256,33 @@ impl Api {
         }
         let bytes = read_body(request, MAX_JSON_BODY).await?;
         let body: Body = if bytes.is_empty() { Body::default() } else { parse_json(&bytes)? };
-        match self.platform.registry.rollback(&tenant.id, name, body.version.as_deref()) {
+        match self.platform.stores.functions.rollback(&tenant.id, name, body.version.as_deref()).await {
             Ok(record) => {
                 // Make sure the version is compiled before calls arrive for it.
-                if let Err(err) = self.platform.function(&record.active) {
+                if let Err(err) = self.platform.function(&record.active).await {
                     return Err(ApiError::internal(&format!("{err:#}")));
                 }
                 Ok(json_response(StatusCode::OK, &function_json(&record)))
             }
             Err(RegistryError::NotFound(_)) => Err(no_function(name)),
             Err(err @ RegistryError::NoSuchVersion { .. }) => Err(ApiError::not_found(err.to_string())),
-            Err(RegistryError::Store(err)) => Err(ApiError::internal(&err)),
+            Err(RegistryError::Store(err)) => Err(store_error(&err)),
         }
     }
 
     /// Resolves the function and takes a rate token: the checks that come
     /// before a body is read.
-    fn precheck(&self, tenant: &Tenant, name: &str) -> Result<Resolved, ApiError> {
-        let resolved = self.platform.resolve(&tenant.id, name).ok_or_else(|| no_function(name))?;
+    async fn precheck(&self, tenant: &Tenant, name: &str) -> Result<Resolved, ApiError> {
+        let resolved = self.platform.resolve(&tenant.id, name).await.map_err(|err| store_error(&err))?;
+        let resolved = resolved.ok_or_else(|| no_function(name))?;
         self.rate_limit(tenant)?;
         Ok(resolved)
     }
 
-    /// Enqueues a call under the tenant's concurrency cap.
-    async fn enqueue(&self, tenant: &Tenant, resolved: Resolved, call: Call) -> Result<Job, ApiError> {
-        if !self.platform.admit(&tenant.id) {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "concurrency_limit",
-                format!("this tenant already has {} calls queued or running", self.platform.config.max_concurrency),
-            )
-            .retry_after(1));
-        }
+    /// Enqueues a call; the queue enforces its own and the tenant's bounds.
+    async fn enqueue(&self, tenant: &Tenant, resolved: Resolved, call: Call, id: JobId) -> Result<Job, ApiError> {
         let job = Job {
-            id: JobId::random(),
+            id,
             tenant: tenant.id.clone(),
             function: resolved.name,
             version: resolved.version,
@@ -289,10 +290,12 @@ impl Api {
             submitted_at_ms: now_ms(),
         };
         if let Err(err) = self.platform.queue.enqueue(job.clone()).await {
-            self.platform.release(&tenant.id);
             return Err(match err {
                 QueueError::Full { .. } => {
                     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", err.to_string()).retry_after(1)
+                }
+                QueueError::TenantBusy { .. } => {
+                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "concurrency_limit", err.to_string()).retry_after(1)
                 }
                 other => unavailable(&other),
             });
@@ -301,9 +304,9 @@ impl Api {
     }
 
     async fn invoke(&self, tenant: &Tenant, name: &str, request: Request<Incoming>) -> Result<Resp, ApiError> {
-        let resolved = self.precheck(tenant, name)?;
+        let resolved = self.precheck(tenant, name).await?;
         let call = Call::read(request, self.platform.config.max_body).await?;
-        let job = self.enqueue(tenant, resolved, call).await?;
+        let job = self.enqueue(tenant, resolved, call, JobId::random()).await?;
         let timeout = self.platform.runtime.config().timeout;
         let record = self.platform.queue.wait(&job.id, timeout + SYNC_GRACE).await.map_err(|err| unavailable(&err))?;
         let record = record.ok_or_else(|| ApiError::internal(&"the job vanished while a caller waited"))?;
@@ -328,35 +331,43 @@ impl Api {
 
     async fn submit(&self, tenant: &Tenant, name: &str, request: Request<Incoming>) -> Result<Resp, ApiError> {
         let key = request.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let resolved = self.precheck(tenant, name)?;
+        let resolved = self.precheck(tenant, name).await?;
         let call = Call::read(request, self.platform.config.max_body).await?;
         let Some(key) = key else {
-            let job = self.enqueue(tenant, resolved, call).await?;
+            let job = self.enqueue(tenant, resolved, call, JobId::random()).await?;
             return Ok(accepted(&job.id, JobStatus::Queued));
         };
-        let fingerprint = call.fingerprint(name);
-        let slot = (tenant.id.clone(), key);
-        // Held across the check and the insert so two concurrent submissions
-        // with one key cannot both enqueue; enqueueing never blocks for long.
-        let mut keys = self.idempotency.lock().await;
-        let now = Instant::now();
-        keys.retain(|_, (_, _, expires)| *expires > now);
-        if let Some((seen, id, _)) = keys.get(&slot) {
-            if *seen != fingerprint {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_conflict",
-                    "this Idempotency-Key was already used for a different request",
-                ));
-            }
-            let id = id.clone();
-            drop(keys);
-            let status = self.platform.queue.job(&id).await.ok().flatten().map_or(JobStatus::Queued, |r| r.status);
-            return Ok(accepted(&id, status));
+        let keys = &self.platform.stores.idempotency;
+        let id = JobId::random();
+        let claim = keys.claim(&tenant.id, &key, &call.fingerprint(name), &id, self.job_ttl).await;
+        match claim.map_err(|err| store_error(&err))? {
+            Claim::New => match self.enqueue(tenant, resolved, call, id.clone()).await {
+                Ok(job) => Ok(accepted(&job.id, JobStatus::Queued)),
+                Err(refused) => {
+                    // Not accepted: the key must not point at a job that does not exist.
+                    if let Err(err) = keys.release(&tenant.id, &key, &id).await {
+                        tracing::warn!(cause = %err, "cannot release an idempotency key");
+                    }
+                    Err(refused)
+                }
+            },
+            Claim::Conflict => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_conflict",
+                "this Idempotency-Key was already used for a different request",
+            )),
+            Claim::Existing(existing) => match self.platform.queue.job(&existing).await {
+                Ok(Some(record)) => Ok(accepted(&existing, record.status)),
+                // The first submission with this key is still being accepted.
+                Ok(None) => Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_in_progress",
+                    "a request with this Idempotency-Key is still being processed; retry shortly",
+                )
+                .retry_after(1)),
+                Err(err) => Err(unavailable(&err)),
+            },
         }
-        let job = self.enqueue(tenant, resolved, call).await?;
-        keys.insert(slot, (fingerprint, job.id.clone(), Instant::now() + self.job_ttl));
-        Ok(accepted(&job.id, JobStatus::Queued))
     }
 
     /// A succeeded job's output with its job and usage headers.
@@ -410,13 +421,19 @@ impl Api {
         if from_ms > to_ms {
             return Err(ApiError::bad_request("`from` is after `to`"));
         }
-        self.platform.aggregate_usage().await.map_err(|err| ApiError::internal(&format!("{err:#}")))?;
+        if let Err(err) = self.platform.aggregate_usage().await {
+            // Totals committed so far are still right; report what is there.
+            tracing::warn!(cause = %format!("{err:#}"), "usage aggregation before a query failed");
+        }
         // Totals are hourly: a bucket counts when its hour starts in [from, to).
         let from_bucket = from_ms / BUCKET_MS * BUCKET_MS;
         let functions: Vec<Value> = self
             .platform
+            .stores
             .usage
             .totals(&tenant.id, from_bucket, to_ms)
+            .await
+            .map_err(|err| store_error(&err))?
             .into_iter()
             .map(|b| {
                 json!({
@@ -599,6 +616,21 @@ fn builtin_conflict(name: &str) -> ApiError {
         "conflict",
         format!("`{name}` is a built-in function and cannot be replaced or deleted"),
     )
+}
+
+fn store_error(err: &StoreError) -> ApiError {
+    match err {
+        StoreError::Unavailable(_) => {
+            tracing::warn!(cause = %err, "state store unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the state store is unavailable; try again shortly",
+            )
+            .retry_after(2)
+        }
+        other => ApiError::internal(other),
+    }
 }
 
 fn unavailable(err: &QueueError) -> ApiError {

@@ -1,16 +1,24 @@
-//! State that survives a restart, kept in the data directory: tenants (key
-//! hashes only), deployed functions (component bytes by hash) and usage.
+//! State that survives a restart: tenants (key hashes only), deployed
+//! functions (component bytes by hash), idempotency keys and usage.
 //!
-//! Each file is rewritten whole through a temporary file and a rename, so a
-//! crash leaves either the old or the new version, never half of one. The
-//! usage log is append-only JSON lines.
+//! Each concept is a trait with two backends: local files in the data
+//! directory (one node: `sluice serve`) and Redis (many nodes share one
+//! state, so any front door serves any tenant and any worker runs any
+//! function). [`Stores`] bundles one backend of each.
+//!
+//! Local files are rewritten whole through a temporary file and a rename,
+//! so a crash leaves either the old or the new version, never half of one.
+//! The local usage log is append-only JSON lines.
 
 pub mod functions;
+pub mod idempotency;
+pub mod redis;
 pub mod tenants;
 pub mod usage;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -34,6 +42,55 @@ pub enum StoreError {
         /// The parse failure.
         source: serde_json::Error,
     },
+    /// The shared store (Redis) cannot be reached; the caller may retry.
+    #[error("the state store is unavailable: {0}")]
+    Unavailable(String),
+    /// A record in the shared store does not parse.
+    #[error("a stored record is corrupt: {0}")]
+    CorruptRecord(String),
+}
+
+/// One backend of each store, as the platform uses them.
+#[derive(Clone)]
+pub struct Stores {
+    /// Tenants and keys.
+    pub tenants: Arc<dyn tenants::TenantStore>,
+    /// Deployed functions and component bytes.
+    pub functions: Arc<dyn functions::FunctionStore>,
+    /// Usage log and totals.
+    pub usage: Arc<dyn usage::UsageLedger>,
+    /// `Idempotency-Key`s of async submissions.
+    pub idempotency: Arc<dyn idempotency::IdempotencyKeys>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores").finish_non_exhaustive()
+    }
+}
+
+impl Stores {
+    /// State in the data directory `dir`, for one node.
+    pub fn local(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        Ok(Self {
+            tenants: Arc::new(tenants::LocalTenants::open(dir)?),
+            functions: Arc::new(functions::LocalFunctions::open(dir)?),
+            usage: Arc::new(usage::LocalUsage::open(dir)?),
+            idempotency: Arc::new(idempotency::LocalIdempotencyKeys::default()),
+        })
+    }
+
+    /// State shared through Redis at `url`, keys under `prefix`.
+    pub async fn redis(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let shared = redis::Shared::connect(url, prefix).await?;
+        Ok(Self {
+            tenants: Arc::new(redis::RedisTenants::new(shared.clone())),
+            functions: Arc::new(redis::RedisFunctions::new(shared.clone())),
+            usage: Arc::new(redis::RedisUsage::new(shared.clone())),
+            idempotency: Arc::new(redis::RedisIdempotencyKeys::new(shared)),
+        })
+    }
 }
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {

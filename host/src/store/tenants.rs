@@ -1,6 +1,6 @@
 //! Tenants and their API keys. A key is shown once, when the tenant is
-//! created; only its SHA-256 is stored, so a leaked data directory leaks no
-//! credentials.
+//! created; only its SHA-256 is stored, so a leaked data directory (or
+//! Redis dump) leaks no credentials.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,46 @@ pub struct Tenant {
     pub created_at_ms: u64,
 }
 
+/// Where tenants and the admin token's hash are kept.
+#[async_trait::async_trait]
+pub trait TenantStore: Send + Sync {
+    /// Creates a tenant; returns it and its API key (the only time the key exists in clear).
+    async fn create(&self, name: &str) -> Result<(Tenant, String), TenantError>;
+
+    /// The tenant whose API key is `key`.
+    async fn authenticate(&self, key: &str) -> Result<Option<Tenant>, StoreError>;
+
+    /// Sets up the admin token: `Some(token)` from the operator replaces the
+    /// stored hash; `None` keeps a stored one, or generates a token and
+    /// returns it so it can be shown once.
+    async fn configure_admin(&self, token: Option<&str>) -> Result<Option<String>, StoreError>;
+
+    /// True when `token` is the admin token.
+    async fn is_admin(&self, token: &str) -> Result<bool, StoreError>;
+}
+
+/// A new tenant and its key, after checking the name.
+pub(crate) fn new_tenant(name: &str) -> Result<(Tenant, String), TenantError> {
+    if !crate::platform::valid_name(name) {
+        return Err(TenantError::InvalidName(name.to_owned()));
+    }
+    let key = format!("sk_{}", random_hex(24));
+    let tenant = Tenant {
+        id: format!("t_{}", random_hex(8)),
+        name: name.to_owned(),
+        key_sha256: sha256_hex(key.as_bytes()),
+        created_at_ms: sluice_scheduler::now_ms(),
+    };
+    Ok((tenant, key))
+}
+
+/// A fresh admin token and its hash.
+pub(crate) fn new_admin_token() -> (String, String) {
+    let token = format!("adm_{}", random_hex(24));
+    let hash = sha256_hex(token.as_bytes());
+    (token, hash)
+}
+
 /// Why a tenant could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
@@ -43,9 +83,9 @@ struct File {
     admin_token_sha256: Option<String>,
 }
 
-/// All tenants, indexed by key hash.
+/// Tenants in `tenants.json`, indexed by key hash in memory.
 #[derive(Debug)]
-pub struct Tenants {
+pub struct LocalTenants {
     path: PathBuf,
     state: RwLock<State>,
 }
@@ -57,7 +97,7 @@ struct State {
     admin_token_sha256: Option<String>,
 }
 
-impl Tenants {
+impl LocalTenants {
     /// Loads `tenants.json` from `dir` (empty when it does not exist).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join("tenants.json");
@@ -71,25 +111,16 @@ impl Tenants {
         let file = File { tenants: state.tenants.clone(), admin_token_sha256: state.admin_token_sha256.clone() };
         write_json(&self.path, &file)
     }
+}
 
-    /// Creates a tenant; returns it and its API key (the only time the key exists in clear).
-    pub fn create(&self, name: &str) -> Result<(Tenant, String), TenantError> {
-        let valid = (1..=64).contains(&name.len())
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !valid {
-            return Err(TenantError::InvalidName(name.to_owned()));
-        }
+#[async_trait::async_trait]
+impl TenantStore for LocalTenants {
+    async fn create(&self, name: &str) -> Result<(Tenant, String), TenantError> {
+        let (tenant, key) = new_tenant(name)?;
         let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if state.tenants.iter().any(|t| t.name == name) {
             return Err(TenantError::NameTaken(name.to_owned()));
         }
-        let key = format!("sk_{}", random_hex(24));
-        let tenant = Tenant {
-            id: format!("t_{}", random_hex(8)),
-            name: name.to_owned(),
-            key_sha256: sha256_hex(key.as_bytes()),
-            created_at_ms: sluice_scheduler::now_ms(),
-        };
         let index = state.tenants.len();
         state.by_key.insert(tenant.key_sha256.clone(), index);
         state.tenants.push(tenant.clone());
@@ -101,24 +132,20 @@ impl Tenants {
         Ok((tenant, key))
     }
 
-    /// The tenant whose API key is `key`.
-    pub fn authenticate(&self, key: &str) -> Option<Tenant> {
+    async fn authenticate(&self, key: &str) -> Result<Option<Tenant>, StoreError> {
         let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.by_key.get(&sha256_hex(key.as_bytes())).map(|&i| state.tenants[i].clone())
+        Ok(state.by_key.get(&sha256_hex(key.as_bytes())).map(|&i| state.tenants[i].clone()))
     }
 
-    /// Sets up the admin token: `Some(token)` from the operator replaces the
-    /// stored hash; `None` keeps a stored one, or generates a token and
-    /// returns it so it can be shown once.
-    pub fn configure_admin(&self, token: Option<&str>) -> Result<Option<String>, StoreError> {
+    async fn configure_admin(&self, token: Option<&str>) -> Result<Option<String>, StoreError> {
         let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (hash, generated) = match token {
             Some(token) => (sha256_hex(token.as_bytes()), None),
             None => match &state.admin_token_sha256 {
                 Some(hash) => (hash.clone(), None),
                 None => {
-                    let token = format!("adm_{}", random_hex(24));
-                    (sha256_hex(token.as_bytes()), Some(token))
+                    let (token, hash) = new_admin_token();
+                    (hash, Some(token))
                 }
             },
         };
@@ -129,10 +156,9 @@ impl Tenants {
         Ok(generated)
     }
 
-    /// True when `token` is the admin token.
-    pub fn is_admin(&self, token: &str) -> bool {
+    async fn is_admin(&self, token: &str) -> Result<bool, StoreError> {
         let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.admin_token_sha256.as_deref() == Some(sha256_hex(token.as_bytes()).as_str())
+        Ok(state.admin_token_sha256.as_deref() == Some(sha256_hex(token.as_bytes()).as_str()))
     }
 }
 
@@ -140,32 +166,33 @@ impl Tenants {
 mod tests {
     use super::*;
 
-    #[test]
-    fn keys_authenticate_and_survive_a_reopen_as_hashes_only() {
+    #[tokio::test]
+    async fn keys_authenticate_and_survive_a_reopen_as_hashes_only() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let tenants = Tenants::open(dir.path()).expect("open");
-        let (acme, key) = tenants.create("acme").expect("create");
-        assert_eq!(tenants.authenticate(&key), Some(acme.clone()));
-        assert_eq!(tenants.authenticate("sk_wrong"), None);
-        assert!(matches!(tenants.create("acme"), Err(TenantError::NameTaken(_))));
-        assert!(matches!(tenants.create("Bad Name"), Err(TenantError::InvalidName(_))));
+        let tenants = LocalTenants::open(dir.path()).expect("open");
+        let (acme, key) = tenants.create("acme").await.expect("create");
+        assert_eq!(tenants.authenticate(&key).await.expect("auth"), Some(acme.clone()));
+        assert_eq!(tenants.authenticate("sk_wrong").await.expect("auth"), None);
+        assert!(matches!(tenants.create("acme").await, Err(TenantError::NameTaken(_))));
+        assert!(matches!(tenants.create("Bad Name").await, Err(TenantError::InvalidName(_))));
 
         let on_disk = std::fs::read_to_string(dir.path().join("tenants.json")).expect("file");
         assert!(!on_disk.contains(&key), "the key itself must never be stored");
-        let reopened = Tenants::open(dir.path()).expect("reopen");
-        assert_eq!(reopened.authenticate(&key), Some(acme));
+        let reopened = LocalTenants::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.authenticate(&key).await.expect("auth"), Some(acme));
     }
 
-    #[test]
-    fn a_generated_admin_token_is_shown_once_and_kept_as_a_hash() {
+    #[tokio::test]
+    async fn a_generated_admin_token_is_shown_once_and_kept_as_a_hash() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let tenants = Tenants::open(dir.path()).expect("open");
-        let token = tenants.configure_admin(None).expect("configure").expect("generated");
-        assert!(tenants.is_admin(&token));
-        let reopened = Tenants::open(dir.path()).expect("reopen");
-        assert_eq!(reopened.configure_admin(None).expect("configure"), None, "not regenerated");
-        assert!(reopened.is_admin(&token));
-        reopened.configure_admin(Some("operator-set")).expect("configure");
-        assert!(reopened.is_admin("operator-set") && !reopened.is_admin(&token));
+        let tenants = LocalTenants::open(dir.path()).expect("open");
+        let token = tenants.configure_admin(None).await.expect("configure").expect("generated");
+        assert!(tenants.is_admin(&token).await.expect("check"));
+        let reopened = LocalTenants::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.configure_admin(None).await.expect("configure"), None, "not regenerated");
+        assert!(reopened.is_admin(&token).await.expect("check"));
+        reopened.configure_admin(Some("operator-set")).await.expect("configure");
+        assert!(reopened.is_admin("operator-set").await.expect("check"));
+        assert!(!reopened.is_admin(&token).await.expect("check"));
     }
 }

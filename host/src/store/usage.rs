@@ -1,7 +1,12 @@
-//! Usage: an append-only log of per-call records keyed by job id (a job
-//! finished twice is recorded once), and per-hour totals the meter produced
-//! from it. `totals.json` remembers how far into the log it has aggregated,
-//! so a restart re-aggregates exactly the records it had not yet counted.
+//! Usage: a log of per-call records keyed by job id (a job finished twice is
+//! recorded once), and per-hour totals the meter produced from it. The
+//! ledger remembers how far into the log it has aggregated (a cursor), and
+//! a commit names the cursor it started from, so a batch is added to the
+//! totals exactly once even when several front doors aggregate at once or
+//! one restarts mid-way.
+//!
+//! Locally, `usage.log` is append-only JSON lines and `usage-totals.json`
+//! holds the totals and the cursor.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -20,8 +25,6 @@ pub const BUCKET_MS: u64 = 3_600_000;
 /// One call's usage as logged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageEntry {
-    /// Position in the log.
-    pub seq: u64,
     /// The job the call belonged to.
     pub job_id: String,
     /// Tenant id.
@@ -32,6 +35,69 @@ pub struct UsageEntry {
     pub at_ms: u64,
     /// What it consumed.
     pub usage: Usage,
+}
+
+/// Records not yet aggregated, and where they sit in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageBatch {
+    /// The records, oldest first.
+    pub entries: Vec<UsageEntry>,
+    /// The cursor before the first record.
+    pub from: String,
+    /// The cursor after the last record.
+    pub through: String,
+}
+
+/// Why totals were not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// Another aggregation committed from the same cursor first; its totals stand.
+    #[error("the usage batch was already aggregated")]
+    AlreadyAggregated,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where the usage log and totals are kept.
+#[async_trait::async_trait]
+pub trait UsageLedger: Send + Sync {
+    /// Logs one call's usage; returns false (and logs nothing) when the job
+    /// was already recorded.
+    async fn record(&self, job_id: &str, tenant: &str, function: &str, usage: &Usage) -> Result<bool, StoreError>;
+
+    /// Up to `limit` records not yet aggregated, oldest first.
+    async fn pending(&self, limit: usize) -> Result<UsageBatch, StoreError>;
+
+    /// Adds `deltas` to the totals and moves the cursor from `batch.from` to
+    /// `batch.through`, atomically.
+    async fn commit(&self, batch: &UsageBatch, deltas: &[Bucket]) -> Result<(), CommitError>;
+
+    /// The tenant's totals per function over hours starting in `[from_ms, to_ms)`.
+    async fn totals(&self, tenant: &str, from_ms: u64, to_ms: u64) -> Result<Vec<Bucket>, StoreError>;
+}
+
+/// Sums `buckets` of `tenant` per function over hours starting in `[from_ms, to_ms)`.
+pub(crate) fn sum_by_function<'a>(
+    buckets: impl IntoIterator<Item = &'a Bucket>,
+    tenant: &str,
+    from_ms: u64,
+    to_ms: u64,
+) -> Vec<Bucket> {
+    let mut by_function: BTreeMap<&str, Bucket> = BTreeMap::new();
+    for bucket in buckets {
+        if bucket.tenant == tenant && bucket.hour_ms >= from_ms && bucket.hour_ms < to_ms {
+            by_function
+                .entry(&bucket.function)
+                .or_insert_with(|| Bucket {
+                    tenant: tenant.to_owned(),
+                    function: bucket.function.clone(),
+                    ..Bucket::default()
+                })
+                .add(bucket);
+        }
+    }
+    by_function.into_values().collect()
 }
 
 /// Aggregated usage of one (tenant, function) in one hour.
@@ -60,7 +126,8 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    fn add(&mut self, other: &Bucket) {
+    /// Adds `other`'s counts to this bucket's.
+    pub fn add(&mut self, other: &Bucket) {
         self.invocations = self.invocations.saturating_add(other.invocations);
         self.failures = self.failures.saturating_add(other.failures);
         self.cpu_us = self.cpu_us.saturating_add(other.cpu_us);
@@ -77,24 +144,32 @@ struct Totals {
     buckets: Vec<Bucket>,
 }
 
+/// A line of the local log: the entry and its position.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Logged {
+    seq: u64,
+    #[serde(flatten)]
+    entry: UsageEntry,
+}
+
 #[derive(Debug)]
 struct State {
     log: File,
     seen: HashSet<String>,
-    pending: Vec<UsageEntry>,
+    pending: Vec<Logged>,
     next_seq: u64,
     totals: Totals,
 }
 
 /// The usage log and totals of one data directory.
 #[derive(Debug)]
-pub struct UsageStore {
+pub struct LocalUsage {
     log_path: PathBuf,
     totals_path: PathBuf,
     state: Mutex<State>,
 }
 
-impl UsageStore {
+impl LocalUsage {
     /// Opens (or creates) `usage.log` and `usage-totals.json` in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let log_path = dir.join("usage.log");
@@ -108,11 +183,11 @@ impl UsageStore {
                 let line = line.map_err(io_error(&log_path))?;
                 // A torn last line (crash mid-append) is skipped; everything
                 // before it is intact.
-                let Ok(entry) = serde_json::from_str::<UsageEntry>(&line) else { continue };
-                seen.insert(entry.job_id.clone());
-                next_seq = next_seq.max(entry.seq + 1);
-                if entry.seq > totals.aggregated_through {
-                    pending.push(entry);
+                let Ok(logged) = serde_json::from_str::<Logged>(&line) else { continue };
+                seen.insert(logged.entry.job_id.clone());
+                next_seq = next_seq.max(logged.seq + 1);
+                if logged.seq > totals.aggregated_through {
+                    pending.push(logged);
                 }
             }
         }
@@ -120,73 +195,75 @@ impl UsageStore {
         Ok(Self { log_path, totals_path, state: Mutex::new(State { log, seen, pending, next_seq, totals }) })
     }
 
-    /// Logs one call's usage; returns false (and logs nothing) when the job
-    /// was already recorded.
-    pub fn record(&self, job_id: &str, tenant: &str, function: &str, usage: &Usage) -> Result<bool, StoreError> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl UsageLedger for LocalUsage {
+    async fn record(&self, job_id: &str, tenant: &str, function: &str, usage: &Usage) -> Result<bool, StoreError> {
+        let mut state = self.lock();
         if state.seen.contains(job_id) {
             return Ok(false);
         }
-        let entry = UsageEntry {
+        let logged = Logged {
             seq: state.next_seq,
-            job_id: job_id.to_owned(),
-            tenant: tenant.to_owned(),
-            function: function.to_owned(),
-            at_ms: sluice_scheduler::now_ms(),
-            usage: usage.clone(),
+            entry: UsageEntry {
+                job_id: job_id.to_owned(),
+                tenant: tenant.to_owned(),
+                function: function.to_owned(),
+                at_ms: sluice_scheduler::now_ms(),
+                usage: usage.clone(),
+            },
         };
-        let mut line =
-            serde_json::to_vec(&entry).map_err(|source| StoreError::Corrupt { path: self.log_path.clone(), source })?;
+        let mut line = serde_json::to_vec(&logged)
+            .map_err(|source| StoreError::Corrupt { path: self.log_path.clone(), source })?;
         line.push(b'\n');
         state.log.write_all(&line).map_err(io_error(&self.log_path))?;
         state.next_seq += 1;
-        state.seen.insert(entry.job_id.clone());
-        state.pending.push(entry);
+        state.seen.insert(job_id.to_owned());
+        state.pending.push(logged);
         Ok(true)
     }
 
-    /// Records not yet aggregated, oldest first.
-    pub fn pending(&self) -> Vec<UsageEntry> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).pending.clone()
+    async fn pending(&self, limit: usize) -> Result<UsageBatch, StoreError> {
+        let state = self.lock();
+        let from = state.totals.aggregated_through;
+        let taken: Vec<&Logged> = state.pending.iter().take(limit).collect();
+        let through = taken.last().map_or(from, |logged| logged.seq);
+        Ok(UsageBatch {
+            entries: taken.into_iter().map(|logged| logged.entry.clone()).collect(),
+            from: from.to_string(),
+            through: through.to_string(),
+        })
     }
 
-    /// Adds `deltas` to the totals and marks the log aggregated through `seq`.
-    pub fn commit(&self, deltas: &[Bucket], through_seq: u64) -> Result<(), StoreError> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+    async fn commit(&self, batch: &UsageBatch, deltas: &[Bucket]) -> Result<(), CommitError> {
+        let mut state = self.lock();
+        if state.totals.aggregated_through.to_string() != batch.from {
+            return Err(CommitError::AlreadyAggregated);
+        }
+        let through: u64 = batch.through.parse().map_err(|_| StoreError::CorruptRecord(batch.through.clone()))?;
+        let mut totals = Totals { aggregated_through: through, buckets: state.totals.buckets.clone() };
         for delta in deltas {
-            match state
-                .totals
+            match totals
                 .buckets
                 .iter_mut()
                 .find(|b| b.tenant == delta.tenant && b.function == delta.function && b.hour_ms == delta.hour_ms)
             {
                 Some(bucket) => bucket.add(delta),
-                None => state.totals.buckets.push(delta.clone()),
+                None => totals.buckets.push(delta.clone()),
             }
         }
-        state.totals.aggregated_through = state.totals.aggregated_through.max(through_seq);
-        write_json(&self.totals_path, &state.totals)?;
-        state.pending.retain(|entry| entry.seq > through_seq);
+        write_json(&self.totals_path, &totals)?;
+        state.totals = totals;
+        state.pending.retain(|logged| logged.seq > through);
         Ok(())
     }
 
-    /// The tenant's totals per function over hours starting in `[from_ms, to_ms)`.
-    pub fn totals(&self, tenant: &str, from_ms: u64, to_ms: u64) -> Vec<Bucket> {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut by_function: BTreeMap<&str, Bucket> = BTreeMap::new();
-        for bucket in &state.totals.buckets {
-            if bucket.tenant == tenant && bucket.hour_ms >= from_ms && bucket.hour_ms < to_ms {
-                by_function
-                    .entry(&bucket.function)
-                    .or_insert_with(|| Bucket {
-                        tenant: tenant.to_owned(),
-                        function: bucket.function.clone(),
-                        ..Bucket::default()
-                    })
-                    .add(bucket);
-            }
-        }
-        by_function.into_values().collect()
+    async fn totals(&self, tenant: &str, from_ms: u64, to_ms: u64) -> Result<Vec<Bucket>, StoreError> {
+        Ok(sum_by_function(&self.lock().totals.buckets, tenant, from_ms, to_ms))
     }
 }
 
@@ -198,17 +275,18 @@ mod tests {
         Usage { outcome: "ok".to_owned(), cpu_us, ..Usage::default() }
     }
 
-    #[test]
-    fn a_job_is_recorded_once_and_pending_survives_a_reopen() {
+    #[tokio::test]
+    async fn a_job_is_recorded_once_and_pending_survives_a_reopen() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = UsageStore::open(dir.path()).expect("open");
-        assert!(store.record("j1", "t", "f", &usage(5)).expect("record"));
-        assert!(!store.record("j1", "t", "f", &usage(7)).expect("record"), "a rerun is not billed twice");
-        assert!(store.record("j2", "t", "f", &usage(9)).expect("record"));
-        let pending = store.pending();
-        assert_eq!(pending.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+        let store = LocalUsage::open(dir.path()).expect("open");
+        assert!(store.record("j1", "t", "f", &usage(5)).await.expect("record"));
+        assert!(!store.record("j1", "t", "f", &usage(7)).await.expect("record"), "a rerun is not billed twice");
+        assert!(store.record("j2", "t", "f", &usage(9)).await.expect("record"));
+        let all = store.pending(100).await.expect("pending");
+        assert_eq!(all.entries.iter().map(|e| e.job_id.as_str()).collect::<Vec<_>>(), vec!["j1", "j2"]);
 
-        let hour = pending[0].at_ms / BUCKET_MS * BUCKET_MS;
+        let first = store.pending(1).await.expect("pending");
+        let hour = first.entries[0].at_ms / BUCKET_MS * BUCKET_MS;
         let delta = Bucket {
             tenant: "t".into(),
             function: "f".into(),
@@ -217,15 +295,20 @@ mod tests {
             cpu_us: 5,
             ..Bucket::default()
         };
-        store.commit(&[delta], 1).expect("commit");
+        store.commit(&first, std::slice::from_ref(&delta)).await.expect("commit");
+        assert!(
+            matches!(store.commit(&first, &[delta]).await, Err(CommitError::AlreadyAggregated)),
+            "a batch is counted once"
+        );
         drop(store);
 
-        let reopened = UsageStore::open(dir.path()).expect("reopen");
-        assert_eq!(reopened.pending().iter().map(|e| e.job_id.as_str()).collect::<Vec<_>>(), vec!["j2"]);
-        assert!(!reopened.record("j1", "t", "f", &usage(5)).expect("record"), "dedupe survives a restart");
-        let totals = reopened.totals("t", 0, u64::MAX);
+        let reopened = LocalUsage::open(dir.path()).expect("reopen");
+        let left = reopened.pending(100).await.expect("pending");
+        assert_eq!(left.entries.iter().map(|e| e.job_id.as_str()).collect::<Vec<_>>(), vec!["j2"]);
+        assert!(!reopened.record("j1", "t", "f", &usage(5)).await.expect("record"), "dedupe survives a restart");
+        let totals = reopened.totals("t", 0, u64::MAX).await.expect("totals");
         assert_eq!((totals.len(), totals[0].invocations, totals[0].cpu_us), (1, 1, 5));
-        assert!(reopened.totals("t", hour + BUCKET_MS, u64::MAX).is_empty());
-        assert!(reopened.totals("other", 0, u64::MAX).is_empty());
+        assert!(reopened.totals("t", hour + BUCKET_MS, u64::MAX).await.expect("totals").is_empty());
+        assert!(reopened.totals("other", 0, u64::MAX).await.expect("totals").is_empty());
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod processes;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 

@@ -1,0 +1,69 @@
+//! Which queue and state stores a process uses: in-process and the data
+//! directory (one node), or one Redis shared by every front door and worker.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sluice_scheduler::{MemoryQueue, Queue, QueueConfig, RedisQueue, RedisQueueConfig};
+
+use crate::store::Stores;
+use crate::worker::Drain;
+
+/// Key prefix in Redis, so several deployments can share one server.
+pub const DEFAULT_PREFIX: &str = "sluice";
+
+/// A connected queue and stores, and how worker slots drain over them.
+pub struct Backend {
+    /// The job queue.
+    pub queue: Arc<dyn Queue>,
+    /// Tenants, functions, idempotency keys, usage.
+    pub stores: Stores,
+    /// Memory queues must be emptied before exit; Redis keeps what is left.
+    pub drain: Drain,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend").field("drain", &self.drain).finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    /// Redis at `redis_url` when given (keys under `prefix`), else local
+    /// state in `data_dir` and an in-memory queue.
+    pub async fn connect(
+        redis_url: Option<&str>,
+        prefix: &str,
+        queue: QueueConfig,
+        data_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        match redis_url {
+            Some(url) => {
+                let config = RedisQueueConfig { queue, prefix: prefix.to_owned(), ..RedisQueueConfig::new(url) };
+                let queue = RedisQueue::connect(config)
+                    .await
+                    .with_context(|| format!("cannot use Redis at {url} as the queue"))?;
+                let stores = Stores::redis(url, prefix)
+                    .await
+                    .with_context(|| format!("cannot use Redis at {url} for shared state"))?;
+                Ok(Self { queue, stores, drain: Drain::InFlight })
+            }
+            None => {
+                let stores = Stores::local(data_dir)
+                    .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
+                Ok(Self { queue: Arc::new(MemoryQueue::new(queue)), stores, drain: Drain::Queue })
+            }
+        }
+    }
+}
+
+/// A name for this process among worker nodes: host name and process id.
+pub fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "node".to_owned());
+    format!("{host}-{}", std::process::id())
+}

@@ -1,0 +1,113 @@
+//! `sluice` processes for multi-process tests: front doors and worker
+//! nodes sharing one Redis, each a real child process on loopback, killed
+//! on drop. Their logs go to a file so a failing test can show them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The admin token every test front door shares.
+pub const ADMIN: &str = "test-admin-token";
+
+/// Compiled artifacts shared by every test process (the data dir of a
+/// Redis-mode node holds only its artifact cache).
+pub fn node_data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-node")
+}
+
+/// A running `sluice` child process.
+pub struct SluiceProcess {
+    child: Child,
+    /// `http://127.0.0.1:<port>` for a front door.
+    pub url: String,
+    log: PathBuf,
+    _logs: tempfile::TempDir,
+}
+
+impl SluiceProcess {
+    /// Starts `sluice <args>` and waits (up to 60 s) for a stdout line
+    /// starting with `ready`; returns the process and that line.
+    fn start(args: &[&str], ready: &str) -> (Self, String) {
+        let logs = tempfile::tempdir().expect("temp dir");
+        let log = logs.path().join("stderr.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(node_data_dir())
+            .env("SLUICE_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("sluice starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (lines, received) = mpsc::channel();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let mut process = Self { child, url: String::new(), log, _logs: logs };
+        loop {
+            match received.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if line.starts_with(ready) => return (process, line),
+                Ok(_) => {}
+                Err(_) => panic!("`sluice {}` did not become ready:\n{}", args.join(" "), process.logs()),
+            }
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("`sluice {}` exited with {status}:\n{}", args.join(" "), process.logs());
+            }
+        }
+    }
+
+    /// A front door (`sluice serve --redis … --workers 0`) on a free port.
+    pub fn front_door(redis: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["serve", "--redis", redis, "--workers", "0", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(&["--admin-token", ADMIN]);
+        args.extend_from_slice(extra);
+        let (mut process, line) = Self::start(&args, "sluice listening on ");
+        let url = line.trim_start_matches("sluice listening on ").split_whitespace().next().expect("url");
+        process.url = url.to_owned();
+        process
+    }
+
+    /// A worker node named `name` (`sluice worker --redis …`).
+    pub fn worker(redis: &str, name: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["worker", "--redis", redis, "--name", name];
+        args.extend_from_slice(extra);
+        Self::start(&args, "sluice worker ").0
+    }
+
+    /// What the process logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: the process dies at once, mid-whatever.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits (up to 30 s) for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = i32::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        for _ in 0..300 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the process did not exit within 30 s of SIGTERM:\n{}", self.logs());
+    }
+}
+
+impl Drop for SluiceProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

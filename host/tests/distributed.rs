@@ -1,0 +1,301 @@
+//! Distributed mode end to end: front doors and worker nodes as separate
+//! `sluice` processes sharing a real `redis-server`, with faults injected
+//! (a worker SIGKILLed mid-job, Redis crashing and coming back, a function
+//! that always traps). Each test keeps a ledger of the jobs the API
+//! accepted; every one must end `succeeded` or `failed` with a reason, and
+//! be billed exactly once.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::processes::{ADMIN, SluiceProcess};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use sluice_scheduler::redis_server::{AppendFsync, spawn_redis_with};
+
+/// Short enough that a dead worker's job is retried quickly in a test.
+const VISIBILITY: &str = "1500";
+
+/// Accepted job id → the front door that accepted it.
+type Ledger = BTreeMap<String, String>;
+
+async fn create_tenant(door: &SluiceProcess, name: &str) -> String {
+    let response = Client::new()
+        .post(format!("{}/v1/tenants", door.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": name}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.expect("json");
+    body["api_key"].as_str().expect("key").to_owned()
+}
+
+/// Worker nodes with one slot each.
+fn spawn_workers(redis: &str, names: &[&str], settings: &[&str]) -> Vec<SluiceProcess> {
+    let args = [&["--concurrency", "1"], settings].concat();
+    names.iter().map(|name| SluiceProcess::worker(redis, name, &args)).collect()
+}
+
+/// Deploys the hostile fixture as `hostile` through `door`.
+async fn deploy_hostile(door: &SluiceProcess, key: &str) {
+    let deployed = Client::new()
+        .put(format!("{}/v1/functions/hostile", door.url))
+        .bearer_auth(key)
+        .body(common::guest("sluice_fixture_hostile"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(deployed.status(), StatusCode::CREATED);
+}
+
+async fn get_json(door: &SluiceProcess, path: &str, key: &str) -> (StatusCode, Value) {
+    let response = Client::new().get(format!("{}{path}", door.url)).bearer_auth(key).send().await.expect("sent");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until `door` sees `count` live worker nodes.
+async fn wait_for_workers(door: &SluiceProcess, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get_json(door, "/readyz", "").await;
+        if status == StatusCode::OK && body["worker_nodes"] == json!(count) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "expected {count} worker nodes, readyz says {status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Submits an async resize job through `door` and records it in the ledger.
+async fn submit_resize(door: &SluiceProcess, key: &str, photo: &[u8], ledger: &mut Ledger) {
+    let response = Client::new()
+        .post(format!("{}/v1/functions/resize/jobs?width=320", door.url))
+        .bearer_auth(key)
+        .body(photo.to_vec())
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status();
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    ledger.insert(body["id"].as_str().expect("id").to_owned(), door.url.clone());
+}
+
+/// Waits for every job in the ledger to end (asking `door`, which need not
+/// be the one that accepted it) and returns their final records.
+async fn settle(door: &SluiceProcess, key: &str, ledger: &Ledger, within: Duration) -> BTreeMap<String, Value> {
+    let deadline = Instant::now() + within;
+    let mut done = BTreeMap::new();
+    while done.len() < ledger.len() {
+        for id in ledger.keys().filter(|id| !done.contains_key(*id)).cloned().collect::<Vec<_>>() {
+            let (status, record) = get_json(door, &format!("/v1/jobs/{id}"), key).await;
+            if status == StatusCode::OK && ["succeeded", "failed"].contains(&record["status"].as_str().unwrap_or("")) {
+                done.insert(id, record);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} accepted jobs did not end within {within:?}",
+            ledger.len() - done.len(),
+            ledger.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    done
+}
+
+/// Invocations and failures per function, from `GET /v1/usage`.
+async fn usage(door: &SluiceProcess, key: &str) -> BTreeMap<String, (u64, u64)> {
+    let (status, body) = get_json(door, "/v1/usage", key).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["functions"]
+        .as_array()
+        .expect("functions")
+        .iter()
+        .map(|f| {
+            let count = |field: &str| f[field].as_u64().expect("count");
+            (f["function"].as_str().expect("name").to_owned(), (count("invocations"), count("failures")))
+        })
+        .collect()
+}
+
+/// The job a consumer holds right now, if its delivery started less than
+/// `fresh` ago (so the job is surely still running).
+async fn job_just_taken_by(redis: &str, consumer: &str, fresh: Duration) -> Option<String> {
+    let client = redis::Client::open(redis).expect("url");
+    let mut con = client.get_multiplexed_async_connection().await.expect("connects");
+    let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg("sluice:jobs")
+        .arg("workers")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .arg(consumer)
+        .query_async(&mut con)
+        .await
+        .expect("xpending");
+    let (entry, ..) = pending.into_iter().find(|(_, _, idle_ms, _)| *idle_ms < fresh.as_millis() as u64)?;
+    let fields: Vec<(String, Vec<(String, String)>)> =
+        redis::cmd("XRANGE").arg("sluice:jobs").arg(&entry).arg(&entry).query_async(&mut con).await.expect("xrange");
+    fields.into_iter().next()?.1.into_iter().find(|(k, _)| k == "id").map(|(_, id)| id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_job_loses_nothing_and_every_job_is_billed_once() {
+    let redis = spawn_redis_with(AppendFsync::Always);
+    let settings = ["--visibility-timeout-ms", VISIBILITY];
+    let door_a = SluiceProcess::front_door(&redis.url, &settings);
+    let door_b = SluiceProcess::front_door(&redis.url, &settings);
+    let mut workers = spawn_workers(&redis.url, &["w1", "w2", "w3"], &settings);
+    wait_for_workers(&door_a, 3).await;
+
+    // State is shared: a tenant made on one door, a function deployed on
+    // it, both work through the other door (the worker fetches the bytes).
+    let key = create_tenant(&door_a, "acme").await;
+    deploy_hostile(&door_a, &key).await;
+    let echoed = Client::new()
+        .post(format!("{}/v1/functions/hostile/invoke?act=echo", door_b.url))
+        .bearer_auth(&key)
+        .body("across nodes")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(echoed.status(), StatusCode::OK);
+    assert_eq!(echoed.text().await.expect("body"), "across nodes");
+
+    // Jobs flow through both doors; the 24-megapixel photo keeps each
+    // worker busy for a good fraction of a second per job.
+    let big = common::photo("rachel-hisko-rEM3cK8F1pk-unsplash.jpg");
+    let small = common::photo("harvesters.jpeg");
+    let mut ledger = Ledger::new();
+    for n in 0..16 {
+        let door = if n % 2 == 0 { &door_a } else { &door_b };
+        submit_resize(door, &key, if n % 4 == 0 { &small } else { &big }, &mut ledger).await;
+    }
+
+    // Kill w1 just after it took a job, so it dies holding it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let held = loop {
+        if let Some(id) = job_just_taken_by(&redis.url, "w1/0", Duration::from_millis(100)).await {
+            workers[0].kill();
+            break id;
+        }
+        assert!(Instant::now() < deadline, "w1 never took a job:\n{}", workers[0].logs());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(ledger.contains_key(&held), "w1 held an accepted job");
+
+    let records = settle(&door_b, &key, &ledger, Duration::from_secs(120)).await;
+    for (id, record) in &records {
+        assert_eq!(record["status"], "succeeded", "job {id}: {record}");
+    }
+    assert_eq!(records[&held]["deliveries"], 2, "the killed worker's job was delivered again: {}", records[&held]);
+    let output = Client::new()
+        .get(format!("{}/v1/jobs/{held}/result", door_a.url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(output.status(), StatusCode::OK);
+    assert_eq!(image::load_from_memory(&output.bytes().await.expect("body")).expect("decodes").width(), 320);
+
+    // Billed exactly once per job, whichever door aggregates.
+    let expected = BTreeMap::from([("hostile".to_owned(), (1, 0)), ("resize".to_owned(), (16, 0))]);
+    assert_eq!(usage(&door_a, &key).await, expected);
+    assert_eq!(usage(&door_b, &key).await, expected);
+
+    // A worker drains on SIGTERM and exits cleanly.
+    assert_eq!(workers[1].terminate().code(), Some(0), "{}", workers[1].logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_is_a_quick_503_and_no_accepted_job_is_lost() {
+    let mut redis = spawn_redis_with(AppendFsync::Always);
+    let settings = ["--visibility-timeout-ms", VISIBILITY];
+    let door = SluiceProcess::front_door(&redis.url, &settings);
+    let _workers = spawn_workers(&redis.url, &["w1", "w2"], &settings);
+    wait_for_workers(&door, 2).await;
+    let key = create_tenant(&door, "acme").await;
+
+    let big = common::photo("rachel-hisko-rEM3cK8F1pk-unsplash.jpg");
+    let mut ledger = Ledger::new();
+    for _ in 0..6 {
+        submit_resize(&door, &key, &big, &mut ledger).await;
+    }
+
+    redis.kill();
+    let started = Instant::now();
+    let refused = Client::new()
+        .post(format!("{}/v1/functions/resize/jobs?width=320", door.url))
+        .bearer_auth(&key)
+        .body(big.clone())
+        .send()
+        .await
+        .expect("answered, not hung");
+    let waited = started.elapsed();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "2");
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
+    assert!(waited < Duration::from_secs(3), "the 503 took {waited:?}");
+    let (ready, _) = get_json(&door, "/readyz", "").await;
+    assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE);
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.restart();
+
+    // Workers and the door reconnect by themselves; everything accepted
+    // before the outage is still done.
+    let records = settle(&door, &key, &ledger, Duration::from_secs(120)).await;
+    for (id, record) in &records {
+        assert_eq!(record["status"], "succeeded", "job {id}: {record}");
+    }
+    let (ready, _) = get_json(&door, "/readyz", "").await;
+    assert_eq!(ready, StatusCode::OK);
+    let mut after = Ledger::new();
+    submit_resize(&door, &key, &common::photo("harvesters.jpeg"), &mut after).await;
+    let records = settle(&door, &key, &after, Duration::from_secs(60)).await;
+    assert!(records.values().all(|r| r["status"] == "succeeded"), "{records:?}");
+    assert_eq!(usage(&door, &key).await, BTreeMap::from([("resize".to_owned(), (7, 0))]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_that_always_traps_is_dead_lettered_after_max_deliveries() {
+    let redis = spawn_redis_with(AppendFsync::EverySec);
+    let settings = ["--max-deliveries", "3"];
+    let door = SluiceProcess::front_door(&redis.url, &settings);
+    let _worker = SluiceProcess::worker(&redis.url, "w1", &[&settings[..], &["--concurrency", "2"]].concat());
+    wait_for_workers(&door, 1).await;
+    let key = create_tenant(&door, "acme").await;
+    deploy_hostile(&door, &key).await;
+
+    let response = Client::new()
+        .post(format!("{}/v1/functions/hostile/jobs?act=panic", door.url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let id = response.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_owned();
+    let ledger = Ledger::from([(id.clone(), door.url.clone())]);
+    let record = settle(&door, &key, &ledger, Duration::from_secs(60)).await.remove(&id).expect("settled");
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["deliveries"], 3);
+    assert_eq!(record["error"]["code"], "function_trapped", "{record}");
+
+    let client = redis::Client::open(redis.url.as_str()).expect("url");
+    let mut con = client.get_multiplexed_async_connection().await.expect("connects");
+    let dead: Vec<(String, Vec<(String, String)>)> =
+        redis::cmd("XRANGE").arg("sluice:dead").arg("-").arg("+").query_async(&mut con).await.expect("xrange");
+    assert_eq!(dead.len(), 1);
+    let fields: BTreeMap<String, String> = dead[0].1.iter().cloned().collect();
+    assert_eq!(fields["id"], id);
+    assert_eq!(fields["code"], "function_trapped");
+    // Three attempts ran, one job is billed.
+    assert_eq!(usage(&door, &key).await, BTreeMap::from([("hostile".to_owned(), (1, 1))]));
+}
