@@ -4,8 +4,11 @@
 //!   complete → the caller's `wait` returning, on the in-memory queue and on
 //!   a local `redis-server` (AOF, `appendfsync everysec`); prints the added
 //!   ms per job at p50.
-//! - `throughput`: 2000 tiny jobs through Redis with 4 concurrent workers
-//!   and a producer; prints jobs per second.
+//! - `payload`: the same round trip on Redis with the request body inline
+//!   in the stream entry vs by reference in the job hash, at 256 B, 64 KiB
+//!   and 1 MiB; prints the ratio that sets `DEFAULT_INLINE_LIMIT`.
+//! - `throughput`: 4000 tiny jobs through Redis from 4 producers to 8
+//!   concurrent workers; prints jobs per second.
 //!
 //! Run: `cargo bench -p sluice-bench --bench queue` (needs `redis-server`).
 
@@ -19,15 +22,19 @@ use sluice_scheduler::{
     Completion, Job, JobId, JobOutput, JobRequest, MemoryQueue, Queue, QueueConfig, RedisQueue, RedisQueueConfig, Usage,
 };
 
-fn tiny_job() -> Job {
+fn job_of(size: usize) -> Job {
     Job {
         id: JobId::random(),
         tenant: "bench".to_owned(),
         function: "echo".to_owned(),
         version: "sha256:0".to_owned(),
-        request: JobRequest { body: vec![7; 256], content_type: String::new(), params: Vec::new() },
+        request: JobRequest { body: vec![7; size], content_type: String::new(), params: Vec::new() },
         submitted_at_ms: 0,
     }
+}
+
+fn tiny_job() -> Job {
+    job_of(256)
 }
 
 fn done() -> Completion {
@@ -38,8 +45,8 @@ fn done() -> Completion {
 }
 
 /// One job through the whole queue protocol, as a sync call sees it.
-async fn round_trip(queue: &Arc<dyn Queue>) {
-    let job = tiny_job();
+async fn round_trip(queue: &Arc<dyn Queue>, size: usize) {
+    let job = job_of(size);
     let id = job.id.clone();
     queue.enqueue(job).await.expect("enqueue");
     let worker = {
@@ -69,16 +76,38 @@ fn main() {
     let mut group = criterion.benchmark_group("queue_round_trip");
     for (name, queue) in [("memory", &memory), ("redis", &redis_queue)] {
         group.bench_function(BenchmarkId::new("tiny_job", name), |b| {
-            b.iter_custom(|iters| recorder.time(name, iters, || tokio.block_on(round_trip(queue))));
+            b.iter_custom(|iters| recorder.time(name, iters, || tokio.block_on(round_trip(queue, 256))));
         });
+    }
+    group.finish();
+
+    let connect = |inline_limit: usize| -> Arc<dyn Queue> {
+        let config = RedisQueueConfig {
+            queue: config,
+            prefix: format!("inline{inline_limit}"),
+            inline_limit,
+            ..RedisQueueConfig::new(&redis.url)
+        };
+        tokio.block_on(RedisQueue::connect(config)).expect("redis queue")
+    };
+    let (by_reference, inline) = (connect(0), connect(usize::MAX));
+    let sizes = [256, 64 * 1024, 1024 * 1024];
+    let mut group = criterion.benchmark_group("queue_payload");
+    for size in sizes {
+        for (layout, queue) in [("by_reference", &by_reference), ("inline", &inline)] {
+            let label = format!("{layout}/{size}");
+            group.bench_function(BenchmarkId::new(layout, size), |b| {
+                b.iter_custom(|iters| recorder.time(&label, iters, || tokio.block_on(round_trip(queue, size))));
+            });
+        }
     }
     group.finish();
     criterion.final_summary();
 
-    let jobs = if std::env::args().any(|a| a == "--test") { 50 } else { 2000 };
+    let jobs = if std::env::args().any(|a| a == "--test") { 50 } else { 4000 };
     let started = Instant::now();
     tokio.block_on(async {
-        let workers: Vec<_> = (0..4)
+        let workers: Vec<_> = (0..8)
             .map(|w| {
                 let queue = Arc::clone(&redis_queue);
                 tokio::spawn(async move {
@@ -90,8 +119,18 @@ fn main() {
                 })
             })
             .collect();
-        for _ in 0..jobs {
-            redis_queue.enqueue(tiny_job()).await.expect("enqueue");
+        let producers: Vec<_> = (0..4)
+            .map(|_| {
+                let queue = Arc::clone(&redis_queue);
+                tokio::spawn(async move {
+                    for _ in 0..jobs / 4 {
+                        queue.enqueue(tiny_job()).await.expect("enqueue");
+                    }
+                })
+            })
+            .collect();
+        for producer in producers {
+            producer.await.expect("producer");
         }
         for worker in workers {
             worker.await.expect("worker");
@@ -108,8 +147,19 @@ fn main() {
         redis_ns / 1e6,
         (redis_ns - memory_ns) / 1e6
     );
+    println!("Request body inline in the stream entry vs by reference in the job hash (p50 round trip):");
+    for size in sizes {
+        let (reference, inline) =
+            (recorder.median_ns(&format!("by_reference/{size}")), recorder.median_ns(&format!("inline/{size}")));
+        println!(
+            "  {size:>8} B: by reference {:.3} ms, inline {:.3} ms, inline/by-reference {:.2}",
+            reference / 1e6,
+            inline / 1e6,
+            inline / reference
+        );
+    }
     println!(
-        "Tiny jobs through one Redis, 4 workers: {jobs} in {:.2} s = {:.0} jobs/s (goal ≥ 25000)",
+        "Tiny jobs through one Redis, 4 producers, 8 workers: {jobs} in {:.2} s = {:.0} jobs/s (goal ≥ 25000)",
         elapsed.as_secs_f64(),
         jobs as f64 / elapsed.as_secs_f64()
     );

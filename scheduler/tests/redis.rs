@@ -211,3 +211,39 @@ async fn an_outage_is_reported_quickly_and_accepted_jobs_survive_a_restart() {
     let delivery = delivery.expect("the job accepted before the outage is still there");
     assert_eq!(delivery.job.request.body, b"kept");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_and_by_reference_bodies_survive_retries_and_reclaims() {
+    let redis = spawn_redis();
+    let mut settings = RedisQueueConfig { inline_limit: 16, ..config(&redis.url) };
+    settings.queue.max_deliveries = 5;
+    let queue = RedisQueue::connect(settings).await.expect("connects");
+    let small = b"tiny".to_vec();
+    let large: Vec<u8> = (0..4096u32).map(|n| (n % 251) as u8).collect();
+    queue.enqueue(job("small", &small)).await.expect("enqueued");
+    queue.enqueue(job("large", &large)).await.expect("enqueued");
+    let body_of = |id: &str| if id == "small" { small.clone() } else { large.clone() };
+
+    // First delivery of each is retried, the second is left to expire (a
+    // silent worker) and reclaimed: the body is intact every time.
+    let failure = JobError { code: "function_trapped".to_owned(), message: "boom".to_owned() };
+    for _ in 0..2 {
+        let delivery = queue.reserve("w1", Duration::from_secs(1)).await.expect("reserve").expect("a job");
+        assert_eq!(delivery.job.request.body, body_of(&delivery.job.id.0));
+        queue.retry(&delivery, &failure).await.expect("retried");
+    }
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let delivery = queue.reserve("w1", Duration::from_secs(1)).await.expect("reserve").expect("a job");
+        assert_eq!((delivery.attempt, delivery.job.request.body.clone()), (2, body_of(&delivery.job.id.0)));
+        seen.push(delivery.job.id.0.clone());
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for _ in 0..2 {
+        let delivery = queue.reserve("w2", Duration::from_millis(100)).await.expect("reserve").expect("reclaimed");
+        assert_eq!(delivery.job.request.body, body_of(&delivery.job.id.0), "{}", delivery.job.id);
+        queue.complete(&delivery, success(b"out")).await.expect("completed");
+    }
+    seen.sort();
+    assert_eq!(seen, ["large", "small"]);
+}
