@@ -58,3 +58,32 @@ fn kubernetes_front_doors_and_workers_parse() {
         other => panic!("unexpected command {other:?}"),
     }
 }
+
+#[test]
+fn the_readme_three_commands_start_a_front_door_and_workers_on_one_redis() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).expect("README");
+    let block = readme.split("<!-- distributed-quickstart -->").nth(1).expect("the quick-start block");
+    let block = block.split("```sh").nth(1).and_then(|b| b.split("```").next()).expect("a sh block");
+    let lines: Vec<&str> = block.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 3, "three commands: {lines:?}");
+    assert!(lines[0].starts_with("redis-server ") && lines[0].contains("--appendonly yes"));
+    let sluice_args = |line: &str| -> Vec<String> {
+        let args = line.split(" -- ").nth(1).expect("cargo run -- <args>");
+        let args = args.split(" &").next().expect("args");
+        args.replace("$n", "1").split_whitespace().map(str::to_owned).collect()
+    };
+    let redis = lines[0].split("--port ").nth(1).and_then(|rest| rest.split_whitespace().next()).expect("port");
+    match parse(&sluice_args(lines[1])) {
+        Command::Serve(serve) => {
+            assert_eq!(serve.redis, Some(format!("redis://127.0.0.1:{redis}")));
+            assert_eq!(serve.workers, Some(0));
+        }
+        other => panic!("expected serve, got {other:?}"),
+    }
+    assert!(lines[2].starts_with("for n in 1 2;"), "two workers");
+    match parse(&sluice_args(lines[2])) {
+        Command::Worker(worker) => assert_eq!(worker.redis, format!("redis://127.0.0.1:{redis}")),
+        other => panic!("expected worker, got {other:?}"),
+    }
+}
