@@ -59,6 +59,12 @@ counted cargo test --release --workspace --locked
 step "benchmarks compile and run once (criterion --test mode)"
 counted cargo bench --locked -p sluice-bench -- --test
 
+step "benchmark report runs end to end (--quick, into a temporary directory)"
+report_dir=$(mktemp -d)
+cargo run --release --locked -q -p sluice-bench -- report --quick --out "$report_dir"
+test -s "$report_dir/REPORT.md"
+rm -rf "$report_dir"
+
 step "tests: guest crates' unit tests, natively"
 host_triple=$(rustc -vV | sed -n 's/^host: //p')
 counted cargo test --locked --manifest-path functions/Cargo.toml --target "$host_triple" \

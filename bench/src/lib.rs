@@ -1,6 +1,10 @@
-//! Shared pieces of Sluice's benchmarks (`benches/`): where the photos are,
-//! and a recorder that keeps per-iteration times so a bench can print
-//! ratios between its own measurements when criterion is done.
+//! Sluice's benchmarks: shared pieces of the criterion benches (`benches/`:
+//! where the photos are, a recorder that keeps per-iteration times so a
+//! bench can print ratios when criterion is done), the HTTP load generator
+//! ([`loadgen`]) and the one-command report ([`report`]).
+
+pub mod loadgen;
+pub mod report;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
