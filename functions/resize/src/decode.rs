@@ -7,7 +7,7 @@
 
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, metadata::Orientation};
+use image::{DynamicImage, GrayImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage, metadata::Orientation};
 
 use crate::ResizeError;
 
@@ -28,10 +28,28 @@ pub struct Decoded {
     pub format: ImageFormat,
     /// The orientation that was applied.
     pub orientation: Orientation,
+    /// Width and height of the full-resolution upright image. `image` is
+    /// smaller when a JPEG was decoded at a reduced scale; output sizes are
+    /// computed from this, so they do not depend on how it was decoded.
+    pub source_size: (u32, u32),
 }
 
-/// Decodes `input` if it is a supported image within `max_pixels`.
+/// Decodes `input` if it is a supported image within `max_pixels`, at full
+/// resolution.
 pub fn decode(input: &[u8], max_pixels: u64) -> Result<Decoded, ResizeError> {
+    decode_for(input, max_pixels, |width, height| (width, height))
+}
+
+/// Like [`decode`], for a caller that will resample to `target(width,
+/// height)` of the upright source: a JPEG at least four times that size in
+/// both axes is decoded at 1/2, 1/4 or 1/8 scale (IDCT scaling), the
+/// smallest still at least twice the target, which skips most of the
+/// decoding work.
+pub fn decode_for(
+    input: &[u8],
+    max_pixels: u64,
+    target: impl Fn(u32, u32) -> (u32, u32),
+) -> Result<Decoded, ResizeError> {
     if input.is_empty() {
         return Err(ResizeError::EmptyInput);
     }
@@ -61,9 +79,59 @@ pub fn decode(input: &[u8], max_pixels: u64) -> Result<Decoded, ResizeError> {
 
     // A malformed EXIF block must not sink an otherwise good image.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let swaps_axes = matches!(
+        orientation,
+        Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH
+    );
+    let source_size = if swaps_axes { (height, width) } else { (width, height) };
+    if format == ImageFormat::Jpeg {
+        let (target_width, target_height) = target(source_size.0, source_size.1);
+        let needed = if swaps_axes { (target_height, target_width) } else { (target_width, target_height) };
+        if let Some(mut image) = decode_jpeg_reduced(input, (width, height), needed) {
+            image.apply_orientation(orientation);
+            return Ok(Decoded { image, format, orientation, source_size });
+        }
+    }
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     image.apply_orientation(orientation);
-    Ok(Decoded { image, format, orientation })
+    Ok(Decoded { image, format, orientation, source_size })
+}
+
+/// How much larger than the target a reduced JPEG decode must stay.
+const REDUCING_GAP: u32 = 2;
+
+/// A baseline or progressive 8-bit grey or RGB JPEG of `size`, decoded at
+/// the smallest IDCT scale (1/8, 1/4, 1/2) that is still at least
+/// [`REDUCING_GAP`] × `needed` in both axes. `None` when no reduced scale fits or the file is anything
+/// else (CMYK, 12-bit, lossless, or a stream this decoder refuses): the
+/// full-resolution decoder then handles it and reports its errors.
+fn decode_jpeg_reduced(input: &[u8], size: (u32, u32), needed: (u32, u32)) -> Option<DynamicImage> {
+    let (width, height) = size;
+    // Keep at least twice the target (as Pillow's `reducing_gap=2` does):
+    // the resampler then does the final reduction and the output stays
+    // within a hair of a full-resolution decode.
+    let floor = (needed.0.max(1).saturating_mul(REDUCING_GAP), needed.1.max(1).saturating_mul(REDUCING_GAP));
+    let factor = [8u32, 4, 2].into_iter().find(|&k| width.div_ceil(k) >= floor.0 && height.div_ceil(k) >= floor.1)?;
+    let mut decoder = jpeg_decoder::Decoder::new(input);
+    decoder.set_max_decoding_buffer_size(usize::try_from(MAX_DECODER_ALLOC).unwrap_or(usize::MAX));
+    decoder.read_info().ok()?;
+    let pixel_format = decoder.info()?.pixel_format;
+    if !matches!(pixel_format, jpeg_decoder::PixelFormat::L8 | jpeg_decoder::PixelFormat::RGB24) {
+        return None;
+    }
+    let request = (u16::try_from(width.div_ceil(factor)).ok()?, u16::try_from(height.div_ceil(factor)).ok()?);
+    let (scaled_width, scaled_height) = decoder.scale(request.0, request.1).ok()?;
+    let (scaled_width, scaled_height) = (u32::from(scaled_width), u32::from(scaled_height));
+    if scaled_width < needed.0 || scaled_height < needed.1 {
+        return None;
+    }
+    let pixels = decoder.decode().ok()?;
+    match pixel_format {
+        jpeg_decoder::PixelFormat::L8 => {
+            GrayImage::from_raw(scaled_width, scaled_height, pixels).map(DynamicImage::ImageLuma8)
+        }
+        _ => RgbImage::from_raw(scaled_width, scaled_height, pixels).map(DynamicImage::ImageRgb8),
+    }
 }
 
 fn check_pixels(format: &'static str, width: u32, height: u32, budget: u64) -> Result<(), ResizeError> {
@@ -148,6 +216,42 @@ mod tests {
         let mut out = Cursor::new(Vec::new());
         DynamicImage::new_rgb8(3, 2).write_to(&mut out, ImageFormat::Png).expect("encodes");
         out.into_inner()
+    }
+
+    fn gradient_jpeg(width: u32, height: u32) -> Vec<u8> {
+        let image = RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+        let mut out = Cursor::new(Vec::new());
+        DynamicImage::ImageRgb8(image).write_to(&mut out, ImageFormat::Jpeg).expect("encodes");
+        out.into_inner()
+    }
+
+    #[test]
+    fn a_large_jpeg_is_decoded_at_the_smallest_scale_twice_the_target() {
+        let jpeg = gradient_jpeg(1024, 768);
+        // 1/4 would give 256×192, under twice 200×150; 1/2 gives 512×384.
+        let reduced = decode_for(&jpeg, DEFAULT_MAX_PIXELS, |_, _| (200, 150)).expect("decodes");
+        assert_eq!((reduced.image.width(), reduced.image.height()), (512, 384));
+        assert_eq!(reduced.source_size, (1024, 768));
+        // Too close to the target for any reduction: full resolution.
+        let full = decode_for(&jpeg, DEFAULT_MAX_PIXELS, |_, _| (600, 450)).expect("decodes");
+        assert_eq!((full.image.width(), full.image.height()), (1024, 768));
+        // Pixels agree with a full decode, scaled.
+        let reference = decode(&jpeg, DEFAULT_MAX_PIXELS).expect("decodes").image.to_rgb8();
+        let reduced = reduced.image.to_rgb8();
+        let (at_full, at_half) = (reference.get_pixel(401, 301), reduced.get_pixel(200, 150));
+        for channel in 0..3 {
+            assert!(at_full[channel].abs_diff(at_half[channel]) <= 6, "{at_full:?} vs {at_half:?}");
+        }
+    }
+
+    #[test]
+    fn transform_sizes_come_from_the_full_resolution_source() {
+        let jpeg = gradient_jpeg(1165, 859);
+        let params = crate::ResizeParams::parse(&[("width".to_owned(), "100".to_owned())]).expect("params");
+        let encoded = crate::transform(&jpeg, &params).expect("resizes");
+        let out = image::load_from_memory(&encoded.bytes).expect("decodes");
+        // 859 × 100 / 1165 = 73.7: rounded from the full size, not from a reduced one.
+        assert_eq!((out.width(), out.height()), (100, 74));
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod component;
 use fast_image_resize as fir;
 use image::DynamicImage;
 
-pub use decode::{DEFAULT_MAX_PIXELS, Decoded, decode};
+pub use decode::{DEFAULT_MAX_PIXELS, Decoded, decode, decode_for};
 pub use encode::Encoded;
 pub use params::{Filter, Fit, Format, ResizeParams};
 
@@ -108,8 +108,8 @@ impl ResizeError {
 /// Decodes `input`, resizes it as `params` asks and encodes the result.
 /// This is the whole function; the component only adapts types around it.
 pub fn transform(input: &[u8], params: &ResizeParams) -> Result<Encoded, ResizeError> {
-    let decoded = decode(input, DEFAULT_MAX_PIXELS)?;
-    let (width, height) = geometry::output_size(decoded.image.width(), decoded.image.height(), params);
+    let decoded = decode_for(input, DEFAULT_MAX_PIXELS, |w, h| geometry::output_size(w, h, params))?;
+    let (width, height) = geometry::output_size(decoded.source_size.0, decoded.source_size.1, params);
     geometry::check_budget(width, height, DEFAULT_MAX_PIXELS)?;
     let resized = resample(&decoded.image, width, height, params)?;
     encode::encode(&resized, params.format, decoded.format, params.quality)
