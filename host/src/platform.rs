@@ -156,12 +156,14 @@ impl Platform {
         }
     }
 
-    /// The function `name` as `tenant` sees it: its own, else a built-in.
+    /// The function `name` as `tenant` sees it: a built-in (their names
+    /// cannot be deployed over, so no store lookup is needed), else its own.
     pub async fn resolve(&self, tenant: &str, name: &str) -> Result<Option<Resolved>, StoreError> {
-        if let Some(record) = self.stores.functions.get(tenant, name).await? {
-            return Ok(Some(Resolved { name: name.to_owned(), version: record.active }));
+        if let Some(builtin) = self.builtin(name) {
+            return Ok(Some(builtin));
         }
-        Ok(self.builtin(name))
+        let record = self.stores.functions.get(tenant, name).await?;
+        Ok(record.map(|record| Resolved { name: name.to_owned(), version: record.active }))
     }
 
     /// The built-in `name`, if there is one.
