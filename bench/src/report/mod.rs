@@ -35,6 +35,8 @@ pub struct Goal {
     pub goal: &'static str,
     /// Whether the value meets it.
     pub met: bool,
+    /// Decimals shown: enough that a value just past its goal does not print as the goal.
+    pub decimals: usize,
 }
 
 /// Everything one run measured.
@@ -74,6 +76,7 @@ impl Measured {
         vec![
             Goal {
                 id: "P1",
+                decimals: 2,
                 what: "WASM/native time ratio, identical resize code, decode→resize→encode, median over the shared photos",
                 value: p1,
                 goal: "≤ 1.20",
@@ -81,6 +84,7 @@ impl Measured {
             },
             Goal {
                 id: "P2",
+                decimals: 1,
                 what: "per-call sandbox overhead, µs p50, trivial function",
                 value: self.per_call_us,
                 goal: "≤ 10",
@@ -88,6 +92,7 @@ impl Measured {
             },
             Goal {
                 id: "P3",
+                decimals: 2,
                 what: "HTTP sync resize throughput (256 KB JPEG → 400 px) / in-process native loop, same cores",
                 value: p3,
                 goal: "≥ 0.80",
@@ -95,6 +100,7 @@ impl Measured {
             },
             Goal {
                 id: "P4",
+                decimals: 1,
                 what: "p99 latency in ms of that resize at 70 % of the maximum sustainable rate",
                 value: p4,
                 goal: "≤ 25",
@@ -102,6 +108,7 @@ impl Measured {
             },
             Goal {
                 id: "P5",
+                decimals: 3,
                 what: "added ms p50 per job in Redis mode vs embedded",
                 value: p5,
                 goal: "≤ 0.5",
@@ -109,6 +116,7 @@ impl Measured {
             },
             Goal {
                 id: "P6",
+                decimals: 3,
                 what: "throughput with the most worker processes, relative to linear from 1",
                 value: p6,
                 goal: "≥ 0.9",
@@ -260,7 +268,7 @@ fn machine() -> Vec<(String, String)> {
 pub fn summary_table(goals: &[Goal]) -> String {
     let mut out = String::from("| goal | what | measured | target |\n|---|---|---|---|\n");
     for goal in goals {
-        let _ = writeln!(out, "| {} | {} | {:.2} | {} |", goal.id, goal.what, goal.value, goal.goal);
+        let _ = writeln!(out, "| {} | {} | {:.*} | {} |", goal.id, goal.what, goal.decimals, goal.value, goal.goal);
     }
     out
 }
