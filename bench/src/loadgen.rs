@@ -77,7 +77,8 @@ impl LoadResult {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+/// A histogram of microseconds, 1 µs to 10 minutes.
+pub fn histogram() -> Histogram<u64> {
     // 1 µs to 10 min, 3 significant digits.
     Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|err| panic!("histogram bounds: {err}"))
 }

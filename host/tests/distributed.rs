@@ -18,6 +18,9 @@ use sluice_scheduler::redis_server::{AppendFsync, spawn_redis_with};
 /// Short enough that a dead worker's job is retried quickly in a test.
 const VISIBILITY: &str = "1500";
 
+/// A stream entry as XRANGE returns it: id and (field, value) pairs.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
 /// Accepted job id → the front door that accepted it.
 type Ledger = BTreeMap<String, String>;
 
@@ -140,9 +143,11 @@ async fn job_just_taken_by(redis: &str, consumer: &str, fresh: Duration) -> Opti
         .await
         .expect("xpending");
     let (entry, ..) = pending.into_iter().find(|(_, _, idle_ms, _)| *idle_ms < fresh.as_millis() as u64)?;
-    let fields: Vec<(String, Vec<(String, String)>)> =
+    // Field values are bytes: a small body rides inline in the entry.
+    let fields: Vec<StreamEntry> =
         redis::cmd("XRANGE").arg("sluice:jobs").arg(&entry).arg(&entry).query_async(&mut con).await.expect("xrange");
-    fields.into_iter().next()?.1.into_iter().find(|(k, _)| k == "id").map(|(_, id)| id)
+    let id = fields.into_iter().next()?.1.into_iter().find(|(k, _)| k == "id")?.1;
+    Some(String::from_utf8(id).expect("job ids are text"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,8 +246,13 @@ async fn a_redis_outage_is_a_quick_503_and_no_accepted_job_is_lost() {
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(refused.headers()["retry-after"], "2");
     let body: Value = refused.json().await.expect("json");
-    assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
+    assert_eq!(body["error"]["code"], "queue_unavailable", "{body}");
     assert!(waited < Duration::from_secs(3), "the 503 took {waited:?}");
+    // Routes that read shared state say so.
+    let started = Instant::now();
+    let (status, body) = get_json(&door, "/v1/functions", &key).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("store_unavailable")));
+    assert!(started.elapsed() < Duration::from_secs(3), "the 503 took {:?}", started.elapsed());
     let (ready, _) = get_json(&door, "/readyz", "").await;
     assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE);
 

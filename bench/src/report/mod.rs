@@ -46,6 +46,7 @@ struct Measured {
     per_call_us: f64,
     jpeg_bytes: usize,
     native_per_s: f64,
+    wasm_call_ms: (f64, f64),
     http: HttpRuns,
     embedded_ms: f64,
     redis_ms: f64,
@@ -144,6 +145,8 @@ pub async fn run(options: &ReportOptions) -> anyhow::Result<Vec<Goal>> {
         tokio::task::spawn_blocking(move || scenarios::native_throughput(&input, scenarios::cores(), effort.run))
             .await
             .context("native loop")??;
+    eprintln!("P4: the in-process WASM call alone");
+    let wasm_call_ms = scenarios::wasm_call_latency(&jpeg, effort.sequential_calls).await?;
     eprintln!("P3/P4: HTTP on an embedded node");
     let http = scenarios::http_runs(&jpeg, effort).await?;
     let redis = tokio::task::spawn_blocking(sluice_scheduler::redis_server::spawn_redis)
@@ -161,6 +164,7 @@ pub async fn run(options: &ReportOptions) -> anyhow::Result<Vec<Goal>> {
         per_call_us,
         jpeg_bytes: jpeg.len(),
         native_per_s,
+        wasm_call_ms,
         http,
         embedded_ms,
         redis_ms,
@@ -321,6 +325,11 @@ fn render(m: &Measured, goals: &[Goal], options: &ReportOptions) -> String {
         m.http.max.errors,
         m.http.max.latency_ms(0.5),
         m.http.max.latency_ms(0.99)
+    );
+    let _ = writeln!(
+        out,
+        "The same resize as a sequential in-process WASM call (fresh sandbox, no HTTP, no queue), the floor under the HTTP latencies: p50 **{:.1} ms**, p99 **{:.1} ms**.\n",
+        m.wasm_call_ms.0, m.wasm_call_ms.1
     );
     let _ = writeln!(out, "Open-loop runs (constant rate, latency from the intended send time):\n");
     let _ = writeln!(

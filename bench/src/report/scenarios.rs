@@ -23,7 +23,7 @@ pub struct Effort {
     pub trivial_calls: usize,
     /// Length of each throughput or load run (P3, P4, P6).
     pub run: Duration,
-    /// Sequential calls per mode (P5).
+    /// Sequential calls per mode (P5), and of the in-process WASM resize (P4's floor).
     pub sequential_calls: usize,
     /// Offered load as fractions of the maximum (P4's curve).
     pub load_fractions: &'static [f64],
@@ -163,6 +163,29 @@ pub async fn per_call_overhead(effort: Effort) -> anyhow::Result<f64> {
         micros.push(started.elapsed().as_secs_f64() * 1e6);
     }
     Ok(median(&mut micros))
+}
+
+/// The resize of `input` to 400 px wide as a sequential in-process WASM
+/// call (fresh sandbox each time, no HTTP, no queue): p50 and p99 in ms,
+/// the floor under P4's HTTP latencies.
+pub async fn wasm_call_latency(input: &[u8], calls: usize) -> anyhow::Result<(f64, f64)> {
+    let runtime = runtime()?;
+    let component = sluice::builtins::transform("resize").context("the built-in resize")?.component;
+    let resize = runtime.load(component).context("resize loads")?;
+    let request = || Request {
+        body: input.to_vec(),
+        content_type: String::new(),
+        params: vec![("width".to_owned(), "400".to_owned())],
+    };
+    runtime.invoke(&resize, request()).await.result.context("resize works")?;
+    let mut latency = loadgen::histogram();
+    for _ in 0..calls {
+        let started = Instant::now();
+        std::hint::black_box(runtime.invoke(&resize, request()).await.result.ok());
+        latency.saturating_record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+    }
+    let ms = |quantile: f64| latency.value_at_quantile(quantile) as f64 / 1000.0;
+    Ok((ms(0.5), ms(0.99)))
 }
 
 /// A JPEG of about `target` bytes made from a shared photo (re-encoded at
