@@ -27,7 +27,7 @@ use std::time::Duration;
 
 pub use job::{Completion, Delivery, Job, JobError, JobId, JobOutput, JobRecord, JobRequest, JobStatus, Usage, now_ms};
 pub use memory::{MemoryQueue, QueueConfig};
-pub use redis::{DEFAULT_INLINE_LIMIT, RedisQueue, RedisQueueConfig};
+pub use redis::{DEFAULT_INLINE_LIMIT, KeepAlive, RedisQueue, RedisQueueConfig, connection_manager};
 
 /// Why a queue operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -128,6 +128,42 @@ redis.call('HSET', KEYS[1], 'status', 'running')
 return {deliveries, redis.call('HGET', KEYS[1], 'job'), redis.call('HGET', KEYS[1], 'body') or ''}
 ";
 
+/// A connection manager whose connects and responses time out after
+/// `timeout`, so an outage is reported instead of waited out. The queue and
+/// the host's state stores both connect this way.
+pub async fn connection_manager(client: &Client, timeout: Duration) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(timeout))
+        .set_connection_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    client.get_connection_manager_with_config(config).await
+}
+
+/// Pings a connection every 500 ms until dropped. A connection manager
+/// notices a dead connection only when a command fails on it; after an
+/// outage the ping takes that failure, so callers do not.
+#[derive(Debug)]
+pub struct KeepAlive(tokio::task::JoinHandle<()>);
+
+impl KeepAlive {
+    /// Starts pinging `con`.
+    pub fn start(mut con: ConnectionManager) -> Self {
+        Self(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut con).await;
+            }
+        }))
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Where to find Redis and how to name keys.
 #[derive(Debug, Clone)]
 pub struct RedisQueueConfig {
@@ -203,8 +239,10 @@ pub struct RedisQueue {
     blocking: Mutex<Vec<MultiplexedConnection>>,
     /// Ids of finished jobs, fed by one subscriber task per process.
     finished: broadcast::Sender<String>,
-    /// The subscriber and keep-alive tasks, stopped when the queue is dropped.
+    /// The subscriber task, stopped when the queue is dropped.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Keeps `commands` checked while the queue lives.
+    _keep_alive: KeepAlive,
     /// When reserves next look for entries of silent workers.
     next_reclaim: Mutex<std::time::Instant>,
 }
@@ -224,12 +262,7 @@ impl RedisQueue {
     /// the stream and its consumer group exist.
     pub async fn connect(config: RedisQueueConfig) -> Result<Arc<Self>, QueueError> {
         let client = Client::open(config.url.as_str()).map_err(unavailable)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.command_timeout))
-            .set_connection_timeout(Some(config.command_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let commands = client.get_connection_manager_with_config(manager_config).await.map_err(unavailable)?;
+        let commands = connection_manager(&client, config.command_timeout).await.map_err(unavailable)?;
         let prefix = config.prefix.clone();
         let keys = Keys {
             stream: format!("{prefix}:jobs"),
@@ -247,6 +280,7 @@ impl RedisQueue {
             take: Script::new(TAKE),
         };
         let (finished, _) = broadcast::channel(4096);
+        let keep_alive = KeepAlive::start(commands.clone());
         let queue = Arc::new(Self {
             client,
             config,
@@ -256,11 +290,11 @@ impl RedisQueue {
             blocking: Mutex::new(Vec::new()),
             finished,
             tasks: Mutex::new(Vec::new()),
+            _keep_alive: keep_alive,
             next_reclaim: Mutex::new(std::time::Instant::now()),
         });
         queue.ensure_group().await?;
         queue.start_subscriber();
-        queue.start_keep_alive();
         Ok(queue)
     }
 
@@ -306,20 +340,6 @@ impl RedisQueue {
                 // Waiters re-check the job itself when a notice may have been missed.
                 let _ = finished.send(String::new());
                 tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        });
-        self.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(task);
-    }
-
-    /// Pings every 500 ms. A connection manager notices a dead connection
-    /// only when a command fails on it; after an outage the ping takes that
-    /// failure, so callers do not.
-    fn start_keep_alive(&self) {
-        let mut con = self.commands.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let _: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut con).await;
             }
         });
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(task);

@@ -24,9 +24,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
-use sluice_scheduler::{JobId, Usage};
+use sluice_scheduler::{JobId, KeepAlive, Usage, connection_manager};
 
 use super::functions::{FunctionRecord, FunctionStore, RegistryError, with_deployment, with_rollback};
 use super::idempotency::{Claim, IdempotencyKeys};
@@ -40,9 +40,6 @@ const USAGE_SEEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long an authenticated key is trusted without asking Redis again.
 /// Tenants are never deleted or re-keyed, so this only saves round trips.
 const AUTH_CACHE_TTL: Duration = Duration::from_secs(60);
-
-/// How often an idle connection is checked (and re-established after an outage).
-const KEEP_ALIVE: Duration = Duration::from_millis(500);
 
 /// Creates a tenant unless its name is taken.
 const CREATE_TENANT: &str = r"
@@ -115,8 +112,9 @@ fn corrupt(err: impl std::fmt::Display) -> StoreError {
 /// the Redis stores of a process.
 #[derive(Clone)]
 pub struct Shared {
-    con: Arc<ConnectionManager>,
+    con: ConnectionManager,
     prefix: String,
+    _keep_alive: Arc<KeepAlive>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -129,15 +127,9 @@ impl Shared {
     /// Connects to `url`; keys are named under `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
-        let timeout = Duration::from_secs(1);
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(timeout))
-            .set_connection_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let con = Arc::new(client.get_connection_manager_with_config(config).await.map_err(unavailable)?);
-        tokio::spawn(keep_alive(Arc::downgrade(&con)));
-        Ok(Self { con, prefix: prefix.to_owned() })
+        let con = connection_manager(&client, Duration::from_secs(1)).await.map_err(unavailable)?;
+        let keep_alive = Arc::new(KeepAlive::start(con.clone()));
+        Ok(Self { con, prefix: prefix.to_owned(), _keep_alive: keep_alive })
     }
 
     fn key(&self, suffix: &str) -> String {
@@ -145,19 +137,7 @@ impl Shared {
     }
 
     fn con(&self) -> ConnectionManager {
-        (*self.con).clone()
-    }
-}
-
-/// Pings every [`KEEP_ALIVE`] while the stores are in use. A connection
-/// manager notices a dead connection only when a command fails on it; the
-/// ping takes that failure after an outage, so callers do not.
-async fn keep_alive(con: std::sync::Weak<ConnectionManager>) {
-    loop {
-        tokio::time::sleep(KEEP_ALIVE).await;
-        let Some(con) = con.upgrade() else { return };
-        let mut con = (*con).clone();
-        let _: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut con).await;
+        self.con.clone()
     }
 }
 
