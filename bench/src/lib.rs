@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// `shared/testdata/photos`, beside the repository (override with SLUICE_TESTDATA).
+/// `testdata/photos` in the repository (override with SLUICE_TESTDATA).
 pub fn photos_dir() -> PathBuf {
     std::env::var_os("SLUICE_TESTDATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata"))
         .join("photos")
 }
 

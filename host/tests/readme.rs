@@ -17,15 +17,14 @@ fn walkthrough() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_walkthrough_runs_verbatim() {
     let server = common::start_server().await;
-    // The walkthrough runs at the repository root and reads ../shared; give
+    // The walkthrough runs at the repository root and reads testdata/; give
     // it the same layout in a scratch directory so its outputs land there.
     let scratch = tempfile::tempdir().expect("temp dir");
     let root = scratch.path().join("main");
     std::fs::create_dir(&root).expect("mkdir");
     let repo_target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
     std::os::unix::fs::symlink(&repo_target, root.join("target")).expect("link target/");
-    std::os::unix::fs::symlink(common::testdata().parent().expect("shared/"), scratch.path().join("shared"))
-        .expect("link shared/");
+    std::os::unix::fs::symlink(common::testdata(), root.join("testdata")).expect("link testdata/");
 
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_sluice")).parent().expect("bin dir").to_path_buf();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());

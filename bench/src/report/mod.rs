@@ -78,7 +78,7 @@ impl Measured {
             Goal {
                 id: "P1",
                 decimals: 2,
-                what: "WASM/native time ratio, identical resize code, decode→resize→encode, median over the shared photos",
+                what: "WASM/native time ratio, identical resize code, decode→resize→encode, median over the test photos",
                 value: p1,
                 goal: "≤ 1.20",
                 met: p1 <= 1.20,
@@ -134,7 +134,7 @@ pub async fn run(options: &ReportOptions) -> anyhow::Result<Vec<Goal>> {
     std::fs::create_dir_all(&options.out_dir)
         .with_context(|| format!("cannot create {}", options.out_dir.display()))?;
 
-    eprintln!("P1: native vs WASM over the shared photos");
+    eprintln!("P1: native vs WASM over the test photos");
     let (photos, skipped) = scenarios::native_vs_wasm(effort).await?;
     eprintln!("P2: per-call sandbox overhead");
     let per_call_us = scenarios::per_call_overhead(effort).await?;

@@ -93,7 +93,7 @@ impl PhotoTiming {
 }
 
 /// P1: decode → resize 400 px wide → encode, the same code natively and as
-/// the built-in component, per shared photo. Photos the resize refuses
+/// the built-in component, per test photo. Photos the resize refuses
 /// (either side) are returned separately with the reason.
 pub async fn native_vs_wasm(effort: Effort) -> anyhow::Result<(Vec<PhotoTiming>, Vec<(String, String)>)> {
     let runtime = runtime()?;
@@ -102,7 +102,7 @@ pub async fn native_vs_wasm(effort: Effort) -> anyhow::Result<(Vec<PhotoTiming>,
     let params = vec![("width".to_owned(), "400".to_owned())];
     let native_params = ResizeParams::parse(&params).context("params")?;
     let mut photos: Vec<PathBuf> = std::fs::read_dir(crate::photos_dir())
-        .context("the shared photos")?
+        .context("the test photos")?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| path.is_file())
         .collect();
@@ -188,7 +188,7 @@ pub async fn wasm_call_latency(input: &[u8], calls: usize) -> anyhow::Result<(f6
     Ok((ms(0.5), ms(0.99)))
 }
 
-/// A JPEG of about `target` bytes made from a shared photo (re-encoded at
+/// A JPEG of about `target` bytes made from a test photo (re-encoded at
 /// the quality that lands closest), so P3 uses a 256 KB input.
 pub fn jpeg_near(target: usize) -> anyhow::Result<Vec<u8>> {
     let source = image::load_from_memory(&crate::photo("harvesters.jpeg")).context("decode harvesters.jpeg")?;

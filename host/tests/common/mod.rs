@@ -16,11 +16,11 @@ pub fn guest(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
 }
 
-/// `shared/testdata`, beside the repository (override with SLUICE_TESTDATA).
+/// `testdata/` in the repository (override with SLUICE_TESTDATA).
 pub fn testdata() -> PathBuf {
     let dir = std::env::var_os("SLUICE_TESTDATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata"));
     assert!(dir.join("photos").is_dir(), "test photos not found at {} (set SLUICE_TESTDATA)", dir.display());
     dir
 }
