@@ -12,8 +12,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion};
-use sluice::runtime::{Request, Runtime, RuntimeConfig};
+use sluice::runtime::{Runtime, RuntimeConfig};
 use sluice_bench::{Recorder, photo};
+use sluice_core::CallRequest;
 use sluice_resize::ResizeParams;
 
 const IMAGES: &[&str] =
@@ -40,7 +41,8 @@ fn native_vs_wasm(c: &mut Criterion, recorder: &Recorder) {
         group.bench_with_input(BenchmarkId::new("wasm", image), &input, |b, input| {
             b.iter_custom(|iters| {
                 recorder.time(&format!("wasm/{image}"), iters, || {
-                    let request = Request { body: input.clone(), content_type: String::new(), params: params.clone() };
+                    let request =
+                        CallRequest { body: input.clone(), content_type: String::new(), params: params.clone() };
                     let invocation = tokio.block_on(runtime.invoke(&resize, request));
                     black_box(invocation.result.expect("resizes"));
                 })

@@ -13,8 +13,9 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion};
-use sluice::runtime::{Request, Runtime, RuntimeConfig};
+use sluice::runtime::{Runtime, RuntimeConfig};
 use sluice_bench::{Recorder, photo};
+use sluice_core::CallRequest;
 
 fn echo_component() -> Vec<u8> {
     // Built by the host's build script beside the built-ins.
@@ -22,8 +23,8 @@ fn echo_component() -> Vec<u8> {
     std::fs::read(dir.join("sluice_fixture_hostile.wasm")).expect("the hostile fixture is built with the host")
 }
 
-fn echo_request() -> Request {
-    Request { body: Vec::new(), content_type: String::new(), params: vec![("act".to_owned(), "echo".to_owned())] }
+fn echo_request() -> CallRequest {
+    CallRequest { body: Vec::new(), content_type: String::new(), params: vec![("act".to_owned(), "echo".to_owned())] }
 }
 
 const VARIANTS: &[(&str, bool, bool)] = &[
@@ -55,7 +56,7 @@ fn fresh_vs_warm(c: &mut Criterion, recorder: &Recorder, tokio: &tokio::runtime:
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
     let resize = runtime.load(sluice::builtins::transform("resize").expect("built-in").component).expect("loads");
     let input = photo("kodim23.png");
-    let request = || Request {
+    let request = || CallRequest {
         body: input.clone(),
         content_type: String::new(),
         params: vec![("width".to_owned(), "400".to_owned())],

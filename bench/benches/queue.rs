@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
 use sluice_bench::Recorder;
+use sluice_core::{CallOutput, CallRequest, Outcome};
 use sluice_scheduler::redis_server::spawn_redis;
-use sluice_scheduler::{
-    Completion, Job, JobId, JobOutput, JobRequest, MemoryQueue, Queue, QueueConfig, RedisQueue, RedisQueueConfig, Usage,
-};
+use sluice_scheduler::{Completion, Job, JobId, MemoryQueue, Queue, QueueConfig, RedisQueue, RedisQueueConfig, Usage};
 
 fn job_of(size: usize) -> Job {
     Job {
@@ -28,7 +27,7 @@ fn job_of(size: usize) -> Job {
         tenant: "bench".to_owned(),
         function: "echo".to_owned(),
         version: "sha256:0".to_owned(),
-        request: JobRequest { body: vec![7; size], content_type: String::new(), params: Vec::new() },
+        request: CallRequest { body: vec![7; size], content_type: String::new(), params: Vec::new() },
         submitted_at_ms: 0,
     }
 }
@@ -39,8 +38,8 @@ fn tiny_job() -> Job {
 
 fn done() -> Completion {
     Completion::Succeeded {
-        output: JobOutput { body: vec![9; 256], content_type: "application/octet-stream".to_owned() },
-        usage: Usage { outcome: "ok".to_owned(), ..Usage::default() },
+        output: CallOutput { body: vec![9; 256], content_type: "application/octet-stream".to_owned() },
+        usage: Usage { outcome: Outcome::Ok, ..Usage::default() },
     }
 }
 

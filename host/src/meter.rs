@@ -2,6 +2,7 @@
 //! or a replacement) in the same sandbox as tenant code, so billing logic
 //! is as contained as any function.
 
+use sluice_core::ErrorCode;
 use wasmtime::Store;
 
 use crate::runtime::bindings::meter::MeterPre;
@@ -21,7 +22,7 @@ pub enum MeterError {
     #[error("the meter component failed ({code}): {source}")]
     Sandbox {
         /// The invocation error code.
-        code: &'static str,
+        code: ErrorCode,
         /// What happened.
         source: InvokeError,
     },
@@ -89,7 +90,7 @@ pub fn record(job_id: &str, tenant: &str, function: &str, usage: &Usage) -> Usag
         job_id: job_id.to_owned(),
         tenant: tenant.to_owned(),
         function: function.to_owned(),
-        outcome: usage.outcome.clone(),
+        outcome: usage.outcome.to_string(),
         wall_us: usage.wall_us,
         cpu_us: usage.cpu_us,
         fuel: usage.fuel,

@@ -7,12 +7,12 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice_scheduler::{JobError, Queue};
+use sluice_scheduler::Queue;
 
 use crate::builtins;
 use crate::meter::{DEFAULT_PRICES, Meter, PriceTable, UsageRecord};
 use crate::metrics::Metrics;
-use crate::runtime::{Function, InvokeError, LoadError, Runtime, RuntimeConfig};
+use crate::runtime::{Function, LoadError, Runtime, RuntimeConfig};
 use crate::store::functions::FunctionRecord;
 use crate::store::usage::{BUCKET_MS, Bucket, CommitError};
 use crate::store::{StoreError, Stores};
@@ -273,14 +273,4 @@ impl Platform {
 pub fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
-/// The API error for a failed call. HTTP callers see the runtime's codes,
-/// except that a trap is `function_trapped` (the API's name for it).
-pub fn job_error(err: &InvokeError) -> JobError {
-    let code = match err.code() {
-        "trapped" => "function_trapped",
-        other => other,
-    };
-    JobError { code: code.to_owned(), message: err.to_string() }
 }

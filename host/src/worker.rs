@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice_scheduler::{Completion, Delivery, JobError, JobOutput, NODE_HEARTBEAT, QueueConfig};
+use sluice_core::ErrorCode;
+use sluice_scheduler::{Completion, Delivery, JobError, NODE_HEARTBEAT, QueueConfig};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::backend::Backend;
-use crate::platform::{Platform, PlatformConfig, job_error};
-use crate::runtime::{CallLimits, InvokeError, Request};
+use crate::platform::{Platform, PlatformConfig};
+use crate::runtime::CallLimits;
 
 /// How long an idle slot waits on the queue before checking for shutdown.
 const IDLE_WAIT: Duration = Duration::from_millis(250);
@@ -99,7 +100,7 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
         Ok(function) => function,
         Err(err) => {
             // Possibly transient (bytes not yet replicated, a full disk): retry.
-            let error = JobError { code: "function_unavailable".to_owned(), message: format!("{err:#}") };
+            let error = JobError { code: ErrorCode::FunctionUnavailable, message: format!("{err:#}") };
             tracing::error!(cause = %error.message, "cannot load the job's function");
             if let Err(queue_err) = queue.retry(&delivery, &error).await {
                 tracing::warn!(cause = %queue_err, "cannot return the job for a retry");
@@ -107,11 +108,7 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
             return;
         }
     };
-    let request = Request {
-        body: job.request.body.clone(),
-        content_type: job.request.content_type.clone(),
-        params: job.request.params.clone(),
-    };
+    let request = job.request.clone();
     let limits = CallLimits::from(platform.runtime.config());
 
     // Keep the lease while a long call runs, so it is never handed to a second worker.
@@ -131,8 +128,8 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
         () = heartbeat => unreachable!("the heartbeat never ends"),
     };
 
-    let outcome = invocation.usage.outcome.clone();
-    platform.metrics.invocations.with_label_values(&[&job.function, &outcome]).inc();
+    let outcome = invocation.usage.outcome;
+    platform.metrics.invocations.with_label_values(&[&job.function, outcome.as_str()]).inc();
     platform
         .metrics
         .invocation_seconds
@@ -149,21 +146,17 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
         tracing::debug!(stderr = %invocation.log.stderr, "function stderr");
     }
 
-    let result = match invocation.result {
-        Ok(output) => Ok((JobOutput { body: output.body, content_type: output.content_type }, invocation.usage)),
-        Err(err @ (InvokeError::Trapped(_) | InvokeError::Overloaded(_))) => {
-            let error = job_error(&err);
-            if let Err(queue_err) = queue.retry(&delivery, &error).await {
+    let completion = match invocation.result {
+        Ok(output) => Completion::Succeeded { output, usage: invocation.usage },
+        Err(err) if err.code().is_retried() => {
+            if let Err(queue_err) = queue.retry(&delivery, &err.to_job_error()).await {
                 tracing::warn!(cause = %queue_err, "cannot return the job for a retry");
             }
             return;
         }
-        Err(err) => Err((job_error(&err), Some(invocation.usage))),
+        Err(err) => Completion::Failed { error: err.to_job_error(), usage: Some(invocation.usage) },
     };
-    match result {
-        Ok((output, usage)) => settle_with(platform, &delivery, Completion::Succeeded { output, usage }).await,
-        Err((error, usage)) => settle_with(platform, &delivery, Completion::Failed { error, usage }).await,
-    }
+    settle_with(platform, &delivery, completion).await;
 }
 
 async fn settle_with(platform: &Platform, delivery: &Delivery, completion: Completion) {

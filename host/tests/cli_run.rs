@@ -121,7 +121,7 @@ fn a_wasm_path_runs_and_limits_come_from_flags() {
 }
 
 #[test]
-fn a_component_that_is_not_a_transform_is_invalid_component() {
+fn a_component_that_is_not_a_transform_is_refused_with_its_code() {
     let dir = tempfile::tempdir().expect("temp dir");
     let input = photo_path("jpg-size-1x1.jpg");
     let core_module = dir.path().join("core.wasm");
@@ -130,15 +130,15 @@ fn a_component_that_is_not_a_transform_is_invalid_component() {
     let random = dir.path().join("random.wasm");
     std::fs::write(&random, (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect::<Vec<_>>())
         .expect("write");
-    for (component, reason) in [
-        (core_module.as_path(), "core WebAssembly module, not a component"),
-        (wrong_world.as_path(), "does not implement the `transform` world"),
-        (random.as_path(), "not a WebAssembly binary"),
+    for (component, code, reason) in [
+        (core_module.as_path(), "core_module", "core WebAssembly module, not a component"),
+        (wrong_world.as_path(), "wrong_world", "does not implement the `transform` world"),
+        (random.as_path(), "not_wasm", "not a WebAssembly binary"),
     ] {
         let output = sluice(&["run", component.to_str().expect("utf-8"), "--input", &input, "--json"], dir.path());
         assert_eq!(output.status.code(), Some(1), "{}", component.display());
         let report = report(&output);
-        assert_eq!(report["outcome"], "invalid_component");
+        assert_eq!(report["outcome"], code);
         assert!(report["message"].as_str().expect("message").contains(reason), "{report}");
         assert_eq!(report["usage"], Value::Null);
     }

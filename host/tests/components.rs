@@ -1,5 +1,5 @@
 //! What the runtime accepts as a function: only components implementing
-//! `transform`, each refused with `invalid_component` and a reason.
+//! `transform`, each refused with a precise code and a reason.
 
 mod common;
 
@@ -15,7 +15,7 @@ fn a_core_module_is_refused_as_not_a_component() {
     // The smallest valid core module: magic and version 1.
     let err = load_error(b"\0asm\x01\0\0\0");
     assert!(matches!(err, LoadError::CoreModule));
-    assert_eq!(err.code(), "invalid_component");
+    assert_eq!(err.code(), sluice_core::ErrorCode::CoreModule);
     assert!(err.to_string().contains("core WebAssembly module, not a component"), "{err}");
 }
 

@@ -93,7 +93,7 @@ async fn failures_are_counted_and_still_billed() {
     let records = vec![
         record("a", "t", "f", "ok", 0, 0, (0, 0)),
         record("b", "t", "f", "memory_limit", 0, 0, (0, 0)),
-        record("c", "t", "f", "trapped", 0, 0, (0, 0)),
+        record("c", "t", "f", "function_trapped", 0, 0, (0, 0)),
     ];
     let totals = meter.aggregate(&runtime, records, PRICES).await.expect("aggregates");
     assert_eq!(totals.len(), 1);

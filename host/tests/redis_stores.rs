@@ -81,7 +81,7 @@ async fn an_idempotency_key_names_one_job_across_nodes() {
 async fn usage_is_logged_once_per_job_and_a_batch_is_committed_once() {
     let redis = spawn_redis();
     let (a, b) = two_nodes(&redis.url).await;
-    let usage = Usage { outcome: "ok".to_owned(), cpu_us: 5, ..Usage::default() };
+    let usage = Usage { outcome: sluice_core::Outcome::Ok, cpu_us: 5, ..Usage::default() };
     assert!(a.usage.record("j1", "t", "f", &usage).await.expect("logged"));
     assert!(!b.usage.record("j1", "t", "f", &usage).await.expect("logged"), "a rerun is not billed twice");
     assert!(b.usage.record("j2", "t", "f", &usage).await.expect("logged"));

@@ -144,7 +144,7 @@ async fn bad_parameters_are_invalid_input_with_a_precise_message() {
     for (params, message) in cases {
         let invocation = call(&resize, photo("kodim23.png"), params).await;
         assert_eq!(invocation.result.expect_err("refused"), InvokeError::InvalidInput((*message).to_owned()));
-        assert_eq!(invocation.usage.outcome, "invalid_input");
+        assert_eq!(invocation.usage.outcome.as_str(), "invalid_input");
     }
 }
 

@@ -30,7 +30,7 @@ fn short_deadline() -> CallLimits {
 async fn an_infinite_loop_is_stopped_at_the_deadline() {
     let invocation = act_with("loop", short_deadline()).await;
     assert_eq!(invocation.result.expect_err("stopped"), InvokeError::Timeout { limit: Duration::from_millis(300) });
-    assert_eq!(invocation.usage.outcome, "timeout");
+    assert_eq!(invocation.usage.outcome.as_str(), "timeout");
     assert!(invocation.usage.cpu_us > 0, "a spinning guest burns CPU");
     assert_healthy().await;
 }
@@ -55,7 +55,7 @@ async fn a_memory_bomb_hits_the_memory_limit() {
         }
         other => panic!("expected memory_limit, got {other:?}"),
     }
-    assert_eq!(invocation.usage.outcome, "memory_limit");
+    assert_eq!(invocation.usage.outcome.as_str(), "memory_limit");
     assert!(invocation.usage.peak_memory_bytes <= 64 * MIB as u64);
     assert!(invocation.log.stderr.contains("memory allocation of 16777216 bytes failed"), "{:?}", invocation.log);
     assert_healthy().await;
@@ -70,7 +70,7 @@ async fn deep_recursion_traps() {
             "the function trapped: out-of-bounds memory access (in Rust guests usually a stack overflow)".to_owned()
         )
     );
-    assert_eq!(invocation.usage.outcome, "trapped");
+    assert_eq!(invocation.usage.outcome.as_str(), "function_trapped");
     assert_healthy().await;
 }
 

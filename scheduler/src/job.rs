@@ -2,6 +2,7 @@
 //! output. Shared by every backend and by the host.
 
 use serde::{Deserialize, Serialize};
+use sluice_core::{CallOutput, CallRequest, ErrorCode, Outcome};
 
 /// A job's id: a random UUID, unguessable so ids can appear in URLs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -21,17 +22,6 @@ impl std::fmt::Display for JobId {
     }
 }
 
-/// The input of one call.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobRequest {
-    /// The payload.
-    pub body: Vec<u8>,
-    /// Media type of the payload; empty when unknown.
-    pub content_type: String,
-    /// Caller parameters in order.
-    pub params: Vec<(String, String)>,
-}
-
 /// A unit of work: run `version` of `function` for `tenant` on `request`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
@@ -44,13 +34,13 @@ pub struct Job {
     /// Exact component version (`sha256:…`) resolved when the job was accepted.
     pub version: String,
     /// The input.
-    pub request: JobRequest,
+    pub request: CallRequest,
     /// When the job was accepted, in milliseconds since the Unix epoch.
     pub submitted_at_ms: u64,
 }
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     /// Accepted, waiting for a worker.
@@ -89,16 +79,17 @@ impl JobStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobError {
     /// Stable error code, e.g. `timeout`.
-    pub code: String,
+    pub code: ErrorCode,
     /// Human-readable explanation.
     pub message: String,
 }
 
 /// What one call consumed (the runtime fills it in).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     /// `ok`, or the error code the call ended with.
-    pub outcome: String,
+    #[schema(value_type = String, example = "ok")]
+    pub outcome: Outcome,
     /// Wall-clock time of the call, µs.
     pub wall_us: u64,
     /// CPU time spent running the guest, µs.
@@ -157,22 +148,13 @@ impl JobRecord {
     }
 }
 
-/// A successful job's output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobOutput {
-    /// Output bytes.
-    pub body: Vec<u8>,
-    /// Their media type.
-    pub content_type: String,
-}
-
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Completion {
     /// It produced an output.
     Succeeded {
         /// The output.
-        output: JobOutput,
+        output: CallOutput,
         /// What it consumed.
         usage: Usage,
     },

@@ -25,7 +25,9 @@ pub mod redis_server;
 
 use std::time::Duration;
 
-pub use job::{Completion, Delivery, Job, JobError, JobId, JobOutput, JobRecord, JobRequest, JobStatus, Usage, now_ms};
+use sluice_core::{CallOutput, ErrorCode};
+
+pub use job::{Completion, Delivery, Job, JobError, JobId, JobRecord, JobStatus, Usage, now_ms};
 pub use memory::{MemoryQueue, QueueConfig};
 pub use redis::{DEFAULT_INLINE_LIMIT, KeepAlive, RedisQueue, RedisQueueConfig, connection_manager};
 
@@ -55,6 +57,19 @@ pub enum QueueError {
     Duplicate(String),
 }
 
+impl QueueError {
+    /// The stable code callers see for this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Full { .. } => ErrorCode::Overloaded,
+            Self::TenantBusy { .. } => ErrorCode::ConcurrencyLimit,
+            Self::Unavailable(_) => ErrorCode::QueueUnavailable,
+            // A worker's own bookkeeping; never a caller's doing.
+            Self::LeaseLost(_) | Self::Duplicate(_) => ErrorCode::Internal,
+        }
+    }
+}
+
 /// The job queue every front door and worker talks to.
 #[async_trait::async_trait]
 pub trait Queue: Send + Sync + 'static {
@@ -72,6 +87,10 @@ pub trait Queue: Send + Sync + 'static {
     /// well within it.
     fn visibility_timeout(&self) -> Duration;
 
+    /// How long a finished job's record and output are kept; anything that
+    /// names a job (an `Idempotency-Key`) is kept as long.
+    fn result_ttl(&self) -> Duration;
+
     /// Marks the job running (the first time it is picked up).
     async fn start(&self, delivery: &Delivery) -> Result<(), QueueError>;
 
@@ -87,7 +106,7 @@ pub trait Queue: Send + Sync + 'static {
     async fn job(&self, id: &JobId) -> Result<Option<JobRecord>, QueueError>;
 
     /// The job's output, once it succeeded and while it is kept.
-    async fn output(&self, id: &JobId) -> Result<Option<JobOutput>, QueueError>;
+    async fn output(&self, id: &JobId) -> Result<Option<CallOutput>, QueueError>;
 
     /// Waits until the job ends or `timeout` passes; returns its record then.
     async fn wait(&self, id: &JobId, timeout: Duration) -> Result<Option<JobRecord>, QueueError>;

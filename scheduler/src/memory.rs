@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
+use sluice_core::{CallOutput, ErrorCode};
+
 use crate::job::now_ms;
-use crate::{Completion, Delivery, Job, JobError, JobId, JobOutput, JobRecord, JobStatus, Queue, QueueError};
+use crate::{Completion, Delivery, Job, JobError, JobId, JobRecord, JobStatus, Queue, QueueError};
 
 /// Bounds and timeouts of a queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +54,7 @@ struct Lease {
 struct Entry {
     job: Job,
     record: JobRecord,
-    output: Option<JobOutput>,
+    output: Option<CallOutput>,
     lease: Option<Lease>,
     /// Set when the job ends; entries are dropped after it.
     expires: Option<Instant>,
@@ -133,7 +135,7 @@ impl MemoryQueue {
             .map(|(id, _)| id.clone())
             .collect();
         let lost = JobError {
-            code: "worker_lost".to_owned(),
+            code: ErrorCode::WorkerLost,
             message: "the worker stopped responding (visibility timeout)".to_owned(),
         };
         for id in expired {
@@ -149,7 +151,7 @@ impl MemoryQueue {
         entry.lease = None;
         if entry.record.deliveries >= max_deliveries {
             let error = JobError {
-                code: last_error.code.clone(),
+                code: last_error.code,
                 message: format!("{} (gave up after {} deliveries)", last_error.message, entry.record.deliveries),
             };
             finish(entry, JobStatus::Failed, Some(error), None, None, ttl);
@@ -198,7 +200,7 @@ fn finish(
     status: JobStatus,
     error: Option<JobError>,
     usage: Option<crate::Usage>,
-    output: Option<JobOutput>,
+    output: Option<CallOutput>,
     ttl: Duration,
 ) {
     entry.record.status = status;
@@ -271,6 +273,10 @@ impl Queue for MemoryQueue {
         self.config.visibility_timeout
     }
 
+    fn result_ttl(&self) -> Duration {
+        self.config.result_ttl
+    }
+
     async fn start(&self, delivery: &Delivery) -> Result<(), QueueError> {
         let mut state = self.lock();
         let entry = Self::leased(&mut state, delivery)?;
@@ -311,7 +317,7 @@ impl Queue for MemoryQueue {
         Ok(state.entries.get(id).map(|e| e.record.clone()))
     }
 
-    async fn output(&self, id: &JobId) -> Result<Option<JobOutput>, QueueError> {
+    async fn output(&self, id: &JobId) -> Result<Option<CallOutput>, QueueError> {
         let state = self.lock();
         Ok(state.entries.get(id).and_then(|e| e.output.clone()))
     }
@@ -348,7 +354,8 @@ impl Queue for MemoryQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{JobRequest, Usage};
+    use crate::Usage;
+    use sluice_core::{CallRequest, Outcome};
 
     fn job(id: &str) -> Job {
         Job {
@@ -356,7 +363,7 @@ mod tests {
             tenant: "t".to_owned(),
             function: "f".to_owned(),
             version: "sha256:0".to_owned(),
-            request: JobRequest { body: b"in".to_vec(), content_type: String::new(), params: Vec::new() },
+            request: CallRequest { body: b"in".to_vec(), content_type: String::new(), params: Vec::new() },
             submitted_at_ms: 1,
         }
     }
@@ -373,8 +380,8 @@ mod tests {
 
     fn success() -> Completion {
         Completion::Succeeded {
-            output: JobOutput { body: b"out".to_vec(), content_type: "text/plain".to_owned() },
-            usage: Usage { outcome: "ok".to_owned(), ..Usage::default() },
+            output: CallOutput { body: b"out".to_vec(), content_type: "text/plain".to_owned() },
+            usage: Usage { outcome: Outcome::Ok, ..Usage::default() },
         }
     }
 
@@ -429,7 +436,7 @@ mod tests {
         assert_eq!(queue.extend(&first).await, Err(QueueError::LeaseLost(first.receipt.clone())));
 
         queue.enqueue(job("b")).await.expect("enqueue");
-        let trapped = JobError { code: "function_trapped".to_owned(), message: "it trapped".to_owned() };
+        let trapped = JobError { code: ErrorCode::FunctionTrapped, message: "it trapped".to_owned() };
         for _ in 0..2 {
             let delivery = queue.reserve("w", Duration::ZERO).await.expect("reserve").expect("job");
             queue.retry(&delivery, &trapped).await.expect("retry");
@@ -437,7 +444,7 @@ mod tests {
         let record = queue.job(&JobId("b".to_owned())).await.expect("job").expect("kept");
         assert_eq!(record.status, JobStatus::Failed);
         let error = record.error.expect("a reason");
-        assert_eq!(error.code, "function_trapped");
+        assert_eq!(error.code, ErrorCode::FunctionTrapped);
         assert_eq!(error.message, "it trapped (gave up after 2 deliveries)");
         assert_eq!(queue.dead_letters(), vec![(JobId("b".to_owned()), trapped)]);
     }

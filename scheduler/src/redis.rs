@@ -28,10 +28,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{AsyncConnectionConfig, Client, Script, Value};
 use tokio::sync::broadcast;
 
+use sluice_core::{CallOutput, ErrorCode};
+
 use crate::job::now_ms;
-use crate::{
-    Completion, Delivery, Job, JobError, JobId, JobOutput, JobRecord, JobStatus, Queue, QueueConfig, QueueError,
-};
+use crate::{Completion, Delivery, Job, JobError, JobId, JobRecord, JobStatus, Queue, QueueConfig, QueueError};
 
 const GROUP: &str = "workers";
 
@@ -376,7 +376,7 @@ impl RedisQueue {
         if attempt > self.config.queue.max_deliveries {
             // Its earlier workers all vanished: give up with that reason.
             let lost = JobError {
-                code: "worker_lost".to_owned(),
+                code: ErrorCode::WorkerLost,
                 message: "the worker stopped responding (visibility timeout)".to_owned(),
             };
             self.retry(&delivery, &lost).await?;
@@ -576,6 +576,10 @@ impl Queue for RedisQueue {
         self.config.queue.visibility_timeout
     }
 
+    fn result_ttl(&self) -> Duration {
+        self.config.queue.result_ttl
+    }
+
     async fn start(&self, _delivery: &Delivery) -> Result<(), QueueError> {
         // The job was marked running when it was taken, under its new lease.
         Ok(())
@@ -623,7 +627,7 @@ impl Queue for RedisQueue {
     async fn retry(&self, delivery: &Delivery, error: &JobError) -> Result<(), QueueError> {
         let (entry, consumer) = Self::split_receipt(&delivery.receipt);
         let dead = JobError {
-            code: error.code.clone(),
+            code: error.code,
             message: format!("{} (gave up after {} deliveries)", error.message, delivery.attempt),
         };
         let record = self.final_record(delivery, JobStatus::Failed, Some(dead), None);
@@ -643,7 +647,7 @@ impl Queue for RedisQueue {
             .arg(serde_json::to_string(&record).map_err(unavailable)?)
             .arg(self.ttl_ms())
             .arg(&delivery.job.id.0)
-            .arg(&error.code)
+            .arg(error.code.as_str())
             .arg(&error.message)
             .arg(&self.keys.done)
             .invoke_async(&mut con)
@@ -677,7 +681,7 @@ impl Queue for RedisQueue {
         Ok(Some(record))
     }
 
-    async fn output(&self, id: &JobId) -> Result<Option<JobOutput>, QueueError> {
+    async fn output(&self, id: &JobId) -> Result<Option<CallOutput>, QueueError> {
         let mut con = self.commands.clone();
         let (body, content_type): (Option<Vec<u8>>, Option<String>) = redis::cmd("HMGET")
             .arg(self.keys.job(&id.0))
@@ -686,7 +690,7 @@ impl Queue for RedisQueue {
             .query_async(&mut con)
             .await
             .map_err(unavailable)?;
-        Ok(body.zip(content_type).map(|(body, content_type)| JobOutput { body, content_type }))
+        Ok(body.zip(content_type).map(|(body, content_type)| CallOutput { body, content_type }))
     }
 
     async fn wait(&self, id: &JobId, timeout: Duration) -> Result<Option<JobRecord>, QueueError> {
@@ -774,7 +778,10 @@ impl RedisQueue {
             let Some(fields) = parts.get(1) else { continue };
             let fields: HashMap<String, String> = redis::from_redis_value_ref(fields).map_err(unavailable)?;
             let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
-            dead.push((JobId(field("id")), JobError { code: field("code"), message: field("message") }));
+            dead.push((
+                JobId(field("id")),
+                JobError { code: field("code").parse().unwrap_or(ErrorCode::Internal), message: field("message") },
+            ));
         }
         Ok(dead)
     }

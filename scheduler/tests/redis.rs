@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+use sluice_core::{CallOutput, CallRequest, ErrorCode, Outcome};
 use sluice_scheduler::redis_server::spawn_redis;
 use sluice_scheduler::{
-    Completion, Job, JobError, JobId, JobOutput, JobRequest, JobStatus, Queue, QueueConfig, QueueError, RedisQueue,
-    RedisQueueConfig, Usage,
+    Completion, Job, JobError, JobId, JobStatus, Queue, QueueConfig, QueueError, RedisQueue, RedisQueueConfig, Usage,
 };
 
 fn job(id: &str, body: &[u8]) -> Job {
@@ -14,7 +14,7 @@ fn job(id: &str, body: &[u8]) -> Job {
         tenant: "t".to_owned(),
         function: "f".to_owned(),
         version: "sha256:0".to_owned(),
-        request: JobRequest {
+        request: CallRequest {
             body: body.to_vec(),
             content_type: "image/png".to_owned(),
             params: vec![("width".to_owned(), "10".to_owned())],
@@ -38,8 +38,8 @@ fn config(url: &str) -> RedisQueueConfig {
 
 fn success(body: &[u8]) -> Completion {
     Completion::Succeeded {
-        output: JobOutput { body: body.to_vec(), content_type: "image/webp".to_owned() },
-        usage: Usage { outcome: "ok".to_owned(), cpu_us: 7, ..Usage::default() },
+        output: CallOutput { body: body.to_vec(), content_type: "image/webp".to_owned() },
+        usage: Usage { outcome: Outcome::Ok, cpu_us: 7, ..Usage::default() },
     }
 }
 
@@ -64,7 +64,7 @@ async fn a_job_flows_through_the_stream_to_its_output() {
     assert_eq!(record.usage.expect("usage").cpu_us, 7);
     assert_eq!(
         queue.output(&delivery.job.id).await.expect("output"),
-        Some(JobOutput { body: b"out".to_vec(), content_type: "image/webp".to_owned() })
+        Some(CallOutput { body: b"out".to_vec(), content_type: "image/webp".to_owned() })
     );
     assert_eq!(queue.depth().await.expect("depth"), 0);
     assert_eq!(queue.reserve("w1", Duration::from_millis(50)).await.expect("reserve"), None, "nothing left");
@@ -102,7 +102,7 @@ async fn a_tenant_at_its_bound_is_refused_until_one_of_its_jobs_ends() {
     assert_eq!(queue.enqueue(job("e", b"x")).await, Err(QueueError::TenantBusy { limit: 2 }));
 
     // A dead-lettered job frees its slot too.
-    let failure = JobError { code: "function_trapped".to_owned(), message: "boom".to_owned() };
+    let failure = JobError { code: ErrorCode::FunctionTrapped, message: "boom".to_owned() };
     for _ in 0..2 {
         loop {
             let delivery = next().await;
@@ -151,7 +151,7 @@ async fn a_job_that_keeps_failing_is_dead_lettered_with_its_last_error() {
     let redis = spawn_redis();
     let queue = RedisQueue::connect(config(&redis.url)).await.expect("connects");
     queue.enqueue(job("a", b"x")).await.expect("enqueued");
-    let trapped = JobError { code: "function_trapped".to_owned(), message: "it trapped".to_owned() };
+    let trapped = JobError { code: ErrorCode::FunctionTrapped, message: "it trapped".to_owned() };
     for attempt in 1..=2 {
         let delivery = queue.reserve("w", Duration::from_secs(1)).await.expect("reserve").expect("job");
         assert_eq!(delivery.attempt, attempt);
@@ -162,7 +162,7 @@ async fn a_job_that_keeps_failing_is_dead_lettered_with_its_last_error() {
     let error = record.error.expect("a reason");
     assert_eq!(
         error,
-        JobError { code: "function_trapped".to_owned(), message: "it trapped (gave up after 2 deliveries)".to_owned() }
+        JobError { code: ErrorCode::FunctionTrapped, message: "it trapped (gave up after 2 deliveries)".to_owned() }
     );
     assert_eq!(queue.dead_letters().await.expect("dead letters"), vec![(JobId("a".into()), trapped)]);
     assert_eq!(queue.depth().await.expect("depth"), 0);
@@ -226,7 +226,7 @@ async fn inline_and_by_reference_bodies_survive_retries_and_reclaims() {
 
     // First delivery of each is retried, the second is left to expire (a
     // silent worker) and reclaimed: the body is intact every time.
-    let failure = JobError { code: "function_trapped".to_owned(), message: "boom".to_owned() };
+    let failure = JobError { code: ErrorCode::FunctionTrapped, message: "boom".to_owned() };
     for _ in 0..2 {
         let delivery = queue.reserve("w1", Duration::from_secs(1)).await.expect("reserve").expect("a job");
         assert_eq!(delivery.job.request.body, body_of(&delivery.job.id.0));

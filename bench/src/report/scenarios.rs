@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use sluice::platform::PlatformConfig;
-use sluice::runtime::{Request, Runtime, RuntimeConfig};
+use sluice::runtime::{Runtime, RuntimeConfig};
 use sluice::server::{self, ServeConfig};
+use sluice_core::CallRequest;
 use sluice_resize::ResizeParams;
 
 use crate::loadgen::{self, LoadResult, Target};
@@ -114,7 +115,7 @@ pub async fn native_vs_wasm(effort: Effort) -> anyhow::Result<(Vec<PhotoTiming>,
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         bar.set_message(name.clone());
         let input = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
-        let request = || Request { body: input.clone(), content_type: String::new(), params: params.clone() };
+        let request = || CallRequest { body: input.clone(), content_type: String::new(), params: params.clone() };
         if let Err(err) = sluice_resize::transform(&input, &native_params) {
             skipped.push((name, format!("refused natively: {err}")));
             bar.inc(1);
@@ -148,7 +149,7 @@ pub async fn per_call_overhead(effort: Effort) -> anyhow::Result<f64> {
     let path = repo_root().join("target/guests/wasm32-wasip2/release/sluice_fixture_hostile.wasm");
     let component = std::fs::read(&path).with_context(|| format!("{} (built with the host)", path.display()))?;
     let echo = runtime.load(&component).context("the echo fixture loads")?;
-    let request = || Request {
+    let request = || CallRequest {
         body: Vec::new(),
         content_type: String::new(),
         params: vec![("act".to_owned(), "echo".to_owned())],
@@ -172,7 +173,7 @@ pub async fn wasm_call_latency(input: &[u8], calls: usize) -> anyhow::Result<(f6
     let runtime = runtime()?;
     let component = sluice::builtins::transform("resize").context("the built-in resize")?.component;
     let resize = runtime.load(component).context("resize loads")?;
-    let request = || Request {
+    let request = || CallRequest {
         body: input.to_vec(),
         content_type: String::new(),
         params: vec![("width".to_owned(), "400".to_owned())],

@@ -15,7 +15,9 @@ use clap::Args;
 use serde_json::json;
 
 use crate::builtins;
-use crate::runtime::{CallLimits, Invocation, MIB, Request, Runtime, RuntimeConfig};
+use sluice_core::{CallRequest, Outcome};
+
+use crate::runtime::{CallLimits, Invocation, MIB, Runtime, RuntimeConfig};
 
 /// Arguments of `sluice run`.
 #[derive(Debug, Args)]
@@ -100,11 +102,11 @@ fn run(args: &RunArgs) -> anyhow::Result<bool> {
     let function = match runtime.load(&component) {
         Ok(function) => function,
         Err(err) => {
-            report(args, err.code(), &err.to_string(), None, None)?;
+            report(args, Outcome::Failed(err.code()), &err.to_string(), None, None)?;
             return Ok(false);
         }
     };
-    let request = Request {
+    let request = CallRequest {
         body,
         content_type: args.content_type.clone().unwrap_or_else(|| guess_content_type(&args.input).to_owned()),
         params: args.params.clone(),
@@ -128,11 +130,11 @@ fn run(args: &RunArgs) -> anyhow::Result<bool> {
                     format!("wrote {} bytes of {} to stdout", output.body.len(), output.content_type)
                 }
             };
-            report(args, "ok", &message, Some(&invocation), Some(&output.content_type))?;
+            report(args, Outcome::Ok, &message, Some(&invocation), Some(&output.content_type))?;
             Ok(true)
         }
         Err(err) => {
-            report(args, err.code(), &err.to_string(), Some(&invocation), None)?;
+            report(args, Outcome::Failed(err.code()), &err.to_string(), Some(&invocation), None)?;
             Ok(false)
         }
     }
@@ -141,7 +143,7 @@ fn run(args: &RunArgs) -> anyhow::Result<bool> {
 /// Prints the outcome: one JSON object on stdout with --json, else a line on stderr.
 fn report(
     args: &RunArgs,
-    outcome: &str,
+    outcome: Outcome,
     message: &str,
     invocation: Option<&Invocation>,
     content_type: Option<&str>,

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use sluice_core::ErrorCode;
+use sluice_scheduler::JobError;
+
 /// The runtime itself could not be set up (bad configuration, unusable cache).
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -51,9 +54,15 @@ pub enum LoadError {
 }
 
 impl LoadError {
-    /// The stable error code for every load failure.
-    pub fn code(&self) -> &'static str {
-        "invalid_component"
+    /// The stable error code callers match on.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotWasm(_) => ErrorCode::NotWasm,
+            Self::CoreModule => ErrorCode::CoreModule,
+            Self::Compile(_) => ErrorCode::CompileFailed,
+            Self::Imports(_) => ErrorCode::UnsupportedImports,
+            Self::WrongWorld { .. } => ErrorCode::WrongWorld,
+        }
     }
 }
 
@@ -98,15 +107,20 @@ pub enum InvokeError {
 
 impl InvokeError {
     /// The stable error code callers match on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::InvalidInput(_) => "invalid_input",
-            Self::FunctionError(_) => "function_error",
-            Self::Trapped(_) => "trapped",
-            Self::Timeout { .. } => "timeout",
-            Self::MemoryLimit { .. } => "memory_limit",
-            Self::OutputTooLarge { .. } => "output_too_large",
-            Self::Overloaded(_) => "overloaded",
+            Self::InvalidInput(_) => ErrorCode::InvalidInput,
+            Self::FunctionError(_) => ErrorCode::FunctionError,
+            Self::Trapped(_) => ErrorCode::FunctionTrapped,
+            Self::Timeout { .. } => ErrorCode::Timeout,
+            Self::MemoryLimit { .. } => ErrorCode::MemoryLimit,
+            Self::OutputTooLarge { .. } => ErrorCode::OutputTooLarge,
+            Self::Overloaded(_) => ErrorCode::Overloaded,
         }
+    }
+
+    /// The failure as a job records it.
+    pub fn to_job_error(&self) -> JobError {
+        JobError { code: self.code(), message: self.to_string() }
     }
 }

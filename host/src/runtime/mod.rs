@@ -29,6 +29,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use sluice_core::{CallOutput, CallRequest, Outcome};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
@@ -44,29 +45,9 @@ pub use error::{InvokeError, LoadError, RuntimeError};
 pub use log::CallLog;
 pub use usage::Usage;
 
-/// A call's input.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Request {
-    /// The payload, e.g. an encoded image.
-    pub body: Vec<u8>,
-    /// Media type of `body`; empty when unknown.
-    pub content_type: String,
-    /// Caller parameters in the order given.
-    pub params: Vec<(String, String)>,
-}
-
-/// A successful call's output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Output {
-    /// The output bytes.
-    pub body: Vec<u8>,
-    /// Media type of `body`, as the function declared it.
-    pub content_type: String,
-}
-
 /// Everything one call produced: its result, what it cost, what it printed.
 #[derive(Debug, Clone)]
-pub struct Invocation<T = Output> {
+pub struct Invocation<T = CallOutput> {
     /// The output, or why there is none.
     pub result: Result<T, InvokeError>,
     /// Resources consumed (always filled, failures included).
@@ -204,13 +185,13 @@ impl Runtime {
     }
 
     /// Calls `function` with the runtime's default limits.
-    pub async fn invoke(&self, function: &Function, request: Request) -> Invocation {
+    pub async fn invoke(&self, function: &Function, request: CallRequest) -> Invocation {
         self.invoke_with(function, request, &CallLimits::from(&self.config)).await
     }
 
     /// Calls `function` in a fresh instance under `limits`.
     #[tracing::instrument(skip_all, fields(function = %function.version))]
-    pub async fn invoke_with(&self, function: &Function, request: Request, limits: &CallLimits) -> Invocation {
+    pub async fn invoke_with(&self, function: &Function, request: CallRequest, limits: &CallLimits) -> Invocation {
         let bytes_in = request.body.len() as u64;
         let req = types::Request { body: request.body, content_type: request.content_type, params: request.params };
         let pre = function.pre.clone();
@@ -224,7 +205,7 @@ impl Runtime {
         let result = sandboxed.result.and_then(|returned| into_output(returned, max_output));
         let mut usage = sandboxed.usage;
         usage.bytes_out = result.as_ref().map_or(0, |output| output.body.len() as u64);
-        usage.outcome = result.as_ref().map_or_else(|err| err.code(), |_| "ok").to_owned();
+        usage.outcome = outcome_of(&result);
         Invocation { result, usage, log: sandboxed.log }
     }
 
@@ -254,7 +235,7 @@ impl Runtime {
         let (stdout, stdout_dropped) = state.stdout.contents();
         let (stderr, stderr_dropped) = state.stderr.contents();
         let usage = Usage {
-            outcome: result.as_ref().map_or_else(|err| err.code(), |_| "ok").to_owned(),
+            outcome: outcome_of(&result),
             wall_us: duration_us(wall),
             cpu_us: duration_us(cpu),
             fuel,
@@ -328,7 +309,7 @@ pub struct WarmInstance {
 
 impl WarmInstance {
     /// Calls `handle` on the kept instance.
-    pub async fn call(&mut self, request: Request) -> Result<Output, InvokeError> {
+    pub async fn call(&mut self, request: CallRequest) -> Result<CallOutput, InvokeError> {
         let req = types::Request { body: request.body, content_type: request.content_type, params: request.params };
         match self.instance.call_handle(&mut self.store, &req).await {
             Ok(returned) => into_output(returned, self.limits.max_output),
@@ -382,15 +363,19 @@ fn classify(failure: Failure, state: &CallState, limits: &CallLimits, slots: u32
 
 /// What `handle` returned, as the host reports it: the function's own
 /// errors keep their kind, and an output over the cap is refused.
-fn into_output(returned: Result<types::Response, types::Error>, max_output: usize) -> Result<Output, InvokeError> {
+fn into_output(returned: Result<types::Response, types::Error>, max_output: usize) -> Result<CallOutput, InvokeError> {
     match returned {
         Ok(response) if response.body.len() > max_output => {
             Err(InvokeError::OutputTooLarge { size: response.body.len(), limit: max_output })
         }
-        Ok(response) => Ok(Output { body: response.body, content_type: response.content_type }),
+        Ok(response) => Ok(CallOutput { body: response.body, content_type: response.content_type }),
         Err(types::Error::InvalidInput(message)) => Err(InvokeError::InvalidInput(message)),
         Err(types::Error::Internal(message)) => Err(InvokeError::FunctionError(message)),
     }
+}
+
+fn outcome_of<T>(result: &Result<T, InvokeError>) -> Outcome {
+    result.as_ref().map_or_else(|err| Outcome::Failed(err.code()), |_| Outcome::Ok)
 }
 
 fn duration_us(duration: Duration) -> u64 {

@@ -10,13 +10,13 @@ use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_scheduler::{Job, JobId, JobRecord, JobRequest, JobStatus, QueueError, now_ms};
+use sluice_core::CallRequest;
+use sluice_scheduler::{Job, JobId, JobRecord, JobStatus, QueueError, now_ms};
 
 use super::http::{ApiError, Resp, bearer, json_response, parse_json, query_pairs, read_body};
 use super::limits::TenantRates;
 use crate::builtins;
 use crate::platform::{DeployError, Platform, Resolved};
-use crate::runtime::LoadError;
 use crate::store::StoreError;
 use crate::store::functions::{FunctionRecord, RegistryError};
 use crate::store::idempotency::Claim;
@@ -209,13 +209,7 @@ impl Api {
             Err(DeployError::BuiltinName(_)) => Err(builtin_conflict(name)),
             Err(err @ DeployError::InvalidName(_)) => Err(ApiError::bad_request(err.to_string())),
             Err(DeployError::Invalid(err)) => {
-                let code = match err {
-                    LoadError::NotWasm(_) => "not_wasm",
-                    LoadError::CoreModule => "core_module",
-                    LoadError::Compile(_) => "compile_failed",
-                    LoadError::Imports(_) => "unsupported_imports",
-                    LoadError::WrongWorld { .. } => "wrong_world",
-                };
+                let code = err.code().as_str();
                 Err(ApiError::new(StatusCode::BAD_REQUEST, code, err.to_string()))
             }
             Err(err @ DeployError::CompileTimeout(_)) => {
@@ -286,7 +280,7 @@ impl Api {
             tenant: tenant.id.clone(),
             function: resolved.name,
             version: resolved.version,
-            request: JobRequest { body: call.body.to_vec(), content_type: call.content_type, params: call.params },
+            request: CallRequest { body: call.body.to_vec(), content_type: call.content_type, params: call.params },
             submitted_at_ms: now_ms(),
         };
         if let Err(err) = self.platform.queue.enqueue(job.clone()).await {
@@ -559,21 +553,12 @@ fn failure(record: &JobRecord) -> ApiError {
     let Some(error) = &record.error else {
         return ApiError::internal(&"a failed job has no error");
     };
-    let (status, code) = match error.code.as_str() {
-        "invalid_input" => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
-        "timeout" => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
-        "function_trapped" => (StatusCode::INTERNAL_SERVER_ERROR, "function_trapped"),
-        "function_error" => (StatusCode::INTERNAL_SERVER_ERROR, "function_error"),
-        "memory_limit" => (StatusCode::INTERNAL_SERVER_ERROR, "memory_limit"),
-        "output_too_large" => (StatusCode::INTERNAL_SERVER_ERROR, "output_too_large"),
-        "overloaded" => {
-            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", &error.message).retry_after(1);
-        }
-        "worker_lost" => (StatusCode::INTERNAL_SERVER_ERROR, "worker_lost"),
-        "function_unavailable" => (StatusCode::INTERNAL_SERVER_ERROR, "function_unavailable"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-    };
-    ApiError::new(status, code, &error.message)
+    let code = error.code;
+    let api = ApiError::new(code.status(), code.as_str(), &error.message);
+    match code.retry_after() {
+        Some(seconds) => api.retry_after(seconds),
+        None => api,
+    }
 }
 
 fn job_json(record: &JobRecord) -> Value {

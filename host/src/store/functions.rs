@@ -55,6 +55,16 @@ pub enum RegistryError {
     Store(#[from] StoreError),
 }
 
+impl RegistryError {
+    /// The stable code callers see for this failure.
+    pub fn code(&self) -> sluice_core::ErrorCode {
+        match self {
+            Self::NotFound(_) | Self::NoSuchVersion { .. } => sluice_core::ErrorCode::NotFound,
+            Self::Store(err) => err.code(),
+        }
+    }
+}
+
 /// Where function records and component bytes are kept.
 #[async_trait::async_trait]
 pub trait FunctionStore: Send + Sync {

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sluice_core::ErrorCode;
 
 /// Why the data directory could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,16 @@ pub enum StoreError {
     /// A record in the shared store does not parse.
     #[error("a stored record is corrupt: {0}")]
     CorruptRecord(String),
+}
+
+impl StoreError {
+    /// The stable code callers see for this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Unavailable(_) => ErrorCode::StoreUnavailable,
+            Self::Io { .. } | Self::Corrupt { .. } | Self::CorruptRecord(_) => ErrorCode::Internal,
+        }
+    }
 }
 
 /// One backend of each store, as the platform uses them.

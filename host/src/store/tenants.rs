@@ -77,6 +77,17 @@ pub enum TenantError {
     Store(#[from] StoreError),
 }
 
+impl TenantError {
+    /// The stable code callers see for this failure.
+    pub fn code(&self) -> sluice_core::ErrorCode {
+        match self {
+            Self::InvalidName(_) => sluice_core::ErrorCode::InvalidRequest,
+            Self::NameTaken(_) => sluice_core::ErrorCode::Conflict,
+            Self::Store(err) => err.code(),
+        }
+    }
+}
+
 #[derive(Default, Serialize, Deserialize)]
 struct File {
     tenants: Vec<Tenant>,

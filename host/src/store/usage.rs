@@ -272,7 +272,7 @@ mod tests {
     use super::*;
 
     fn usage(cpu_us: u64) -> Usage {
-        Usage { outcome: "ok".to_owned(), cpu_us, ..Usage::default() }
+        Usage { outcome: sluice_core::Outcome::Ok, cpu_us, ..Usage::default() }
     }
 
     #[tokio::test]

@@ -8,7 +8,8 @@ pub mod processes;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use sluice::runtime::{Function, Invocation, Request, Runtime, RuntimeConfig};
+use sluice::runtime::{Function, Invocation, Runtime, RuntimeConfig};
+use sluice_core::CallRequest;
 
 /// A guest component from `target/guests`, e.g. `sluice_fixture_hostile`.
 pub fn guest(name: &str) -> Vec<u8> {
@@ -62,8 +63,8 @@ pub fn hostile() -> Function {
 }
 
 /// A request with the given body and `key=value` params.
-pub fn request(body: Vec<u8>, params: &[(&str, &str)]) -> Request {
-    Request {
+pub fn request(body: Vec<u8>, params: &[(&str, &str)]) -> CallRequest {
+    CallRequest {
         body,
         content_type: String::new(),
         params: params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
