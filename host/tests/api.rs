@@ -624,28 +624,48 @@ async fn health_readiness_metrics_and_unknown_routes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_openapi_document_describes_exactly_the_routes_served() {
+async fn a_connection_over_the_cap_gets_503_and_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start_server_with(|c| c.max_connections = 1).await;
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let holder = tokio::net::TcpStream::connect(&addr).await.expect("the first connection");
+    // The server admits a connection when it accepts it; give it the chance.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut over = tokio::net::TcpStream::connect(&addr).await.expect("the second connection");
+    over.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("written");
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), over.read_to_string(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .expect("read");
+    assert!(answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n"), "{answer}");
+    assert!(
+        answer.contains(r#"{"error":{"code":"overloaded","message":"too many open connections; try again shortly"}}"#)
+    );
+
+    drop(holder);
+    let mut healthy = false;
+    for _ in 0..50 {
+        if reqwest::get(format!("{}/healthz", server.url)).await.is_ok_and(|r| r.status() == StatusCode::OK) {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(healthy, "a slot frees when the first connection closes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_openapi_document_is_the_generated_one() {
     let server = start_server().await;
-    let document: Value =
+    let served: Value =
         reqwest::get(format!("{}/openapi.json", server.url)).await.expect("sent").json().await.expect("json");
-    assert_eq!(document["openapi"], "3.0.3");
-    let mut documented: Vec<(String, String)> = document["paths"]
-        .as_object()
-        .expect("paths")
-        .iter()
-        .flat_map(|(path, item)| {
-            item.as_object()
-                .expect("path item")
-                .keys()
-                .filter(|k| ["get", "put", "post", "delete", "patch"].contains(&k.as_str()))
-                .map(move |method| (method.to_uppercase(), path.clone()))
-        })
-        .collect();
-    let mut served: Vec<(String, String)> =
-        sluice::server::routes::ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
-    documented.sort();
-    served.sort();
-    assert_eq!(documented, served);
+    let generated = serde_json::to_value(sluice::server::document()).expect("the document serializes");
+    assert_eq!(served, generated);
+    assert_eq!(served["openapi"], "3.1.0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -681,4 +701,58 @@ async fn with_redis_calls_work_an_outage_is_a_quick_503_and_service_recovers() {
     }
     assert!(recovered, "calls succeed again once Redis is back");
     assert_eq!(reqwest::get(format!("{}/readyz", server.url)).await.expect("sent").status(), StatusCode::OK);
+}
+
+/// The README's table of error codes, as `sluice_core::ErrorCode` defines them.
+fn error_code_table() -> String {
+    let mut table = String::from("| code | HTTP | meaning |\n|---|---|---|\n");
+    for &code in sluice_core::ErrorCode::ALL {
+        let mut notes = Vec::new();
+        if code.retry_after().is_some() {
+            notes.push("with `Retry-After`");
+        }
+        if code.is_retried() {
+            notes.push("a job is retried");
+        }
+        let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join("; ")) };
+        table.push_str(&format!("| `{code}` | {} | {}{notes} |\n", code.status().as_u16(), code.description()));
+    }
+    table
+}
+
+/// Replaces `path`'s contents with `fresh` and fails when they differed,
+/// so a stale generated file is fixed by running the test once more.
+fn regenerate(path: &std::path::Path, current: &str, fresh: &str) {
+    if current != fresh {
+        std::fs::write(path, fresh).unwrap_or_else(|err| panic!("cannot update {}: {err}", path.display()));
+        panic!("{} was stale and has been regenerated; review and commit it", path.display());
+    }
+}
+
+#[test]
+fn the_committed_openapi_document_is_the_generated_one() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    let fresh = sluice::server::document().to_pretty_json().expect("the document renders") + "\n";
+    regenerate(&path, &current, &fresh);
+}
+
+#[test]
+fn the_openapi_document_names_every_error_code() {
+    let document = serde_json::to_value(sluice::server::document()).expect("the document serializes");
+    let codes = &document["components"]["schemas"]["ErrorCode"]["enum"];
+    let listed: Vec<&str> = codes.as_array().expect("an enum").iter().filter_map(Value::as_str).collect();
+    let all: Vec<&str> = sluice_core::ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(listed, all);
+}
+
+#[test]
+fn the_readme_error_table_is_rendered_from_the_error_codes() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = std::fs::read_to_string(&path).expect("README");
+    let start = readme.find("<!-- error-codes:").expect("the README has an error-codes marker");
+    let body_start = start + readme[start..].find("-->\n").expect("the marker closes") + 4;
+    let end = readme.find("<!-- /error-codes -->").expect("the README has an end marker");
+    let fresh = format!("{}{}{}", &readme[..body_start], error_code_table(), &readme[end..]);
+    regenerate(&path, &readme, &fresh);
 }

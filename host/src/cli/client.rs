@@ -5,6 +5,9 @@
 //! Exit status: 0 on success, 1 when the server answered with an error
 //! (printed as `code: message`), 2 when the request could not be made.
 
+use sluice_core::ErrorCode;
+
+use crate::server::error::ErrorBody;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -130,7 +133,7 @@ pub enum ClientCommand {
 #[error("{code}: {message} (HTTP {status})")]
 struct ApiRefusal {
     status: StatusCode,
-    code: String,
+    code: ErrorCode,
     message: String,
 }
 
@@ -177,9 +180,12 @@ async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Respo
         return Ok(response);
     }
     let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    let field = |name: &str| body["error"][name].as_str().unwrap_or("unknown").to_owned();
-    Err(ApiRefusal { status, code: field("code"), message: field("message") }.into())
+    let text = response.text().await.unwrap_or_default();
+    match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(ErrorBody { error }) => Err(ApiRefusal { status, code: error.code, message: error.message }.into()),
+        // Not a Sluice error body (a proxy's page, a newer server's code): show what came back.
+        Err(_) => anyhow::bail!("the server answered HTTP {status}: {}", text.chars().take(500).collect::<String>()),
+    }
 }
 
 async fn print_json(response: reqwest::Response) -> anyhow::Result<()> {
@@ -247,7 +253,10 @@ async fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<
             let response = send(client.request(Method::GET, &format!("/v1/jobs/{id}/result"), None)?).await;
             match response {
                 Ok(response) => return save(response, &output).await,
-                Err(err) if wait && err.downcast_ref::<ApiRefusal>().is_some_and(|r| r.code == "job_not_finished") => {
+                Err(err)
+                    if wait
+                        && err.downcast_ref::<ApiRefusal>().is_some_and(|r| r.code == ErrorCode::JobNotFinished) =>
+                {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(err) => return Err(err),

@@ -1,34 +1,55 @@
-//! The HTTP front door (hyper on tokio) and the embedded node around it.
+//! The HTTP front door (axum on hyper and tokio) and the embedded node
+//! around it.
 //!
 //! [`run`] is the whole `sluice serve`: it opens the platform, starts the
 //! worker slots and the periodic meter, serves the API on the listener it is
 //! given, and on shutdown stops accepting, drains in-flight requests and
 //! queued jobs under a timeout, aggregates the last usage and returns.
 //!
-//! Submodules: [`http`] (errors, bodies), [`limits`] (per-tenant rates),
-//! [`routes`] (the API).
+//! Handlers are thin and split by resource: [`tenants`], [`functions`],
+//! [`jobs`], [`usage`], [`ops`]; the work they start lives in
+//! [`crate::platform`]. Around them: [`extract`] (who is calling, bodies
+//! under a cap), [`error`] (the one error → response mapping), [`limits`]
+//! (per-tenant rates), [`connections`] (the connection cap) and
+//! [`openapi`] (the document, generated from the handlers).
 
-pub mod http;
+pub mod connections;
+pub mod error;
+pub mod extract;
+pub mod functions;
+pub mod jobs;
 pub mod limits;
-pub mod routes;
+pub mod openapi;
+pub mod ops;
+pub mod tenants;
+pub mod usage;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::header::{CONNECTION, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use sluice_core::ErrorCode;
 use sluice_scheduler::QueueConfig;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
+use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::backend::{Backend, DEFAULT_PREFIX};
 use crate::platform::{Platform, PlatformConfig};
+use crate::store::tenants::Tenant;
 use crate::worker;
-use http::ApiError;
-use routes::Api;
+use connections::{Admission, CappedListener};
+use error::ApiError;
+use limits::TenantRates;
 
 /// Settings of an embedded node beyond the platform's.
 #[derive(Debug, Clone)]
@@ -78,6 +99,104 @@ pub struct Started {
     pub generated_admin_token: Option<String>,
 }
 
+/// Front-door state shared by every request.
+pub struct Api {
+    /// The platform the handlers drive.
+    pub platform: Arc<Platform>,
+    /// Per-tenant request rates on this front door.
+    rates: TenantRates,
+    /// `/openapi.json`, rendered once.
+    openapi: Bytes,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("platform", &self.platform).finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// Takes a rate token for `tenant`, or says when to come back.
+    fn rate_limit(&self, tenant: &Tenant) -> Result<(), ApiError> {
+        self.rates.check(&tenant.id).map_err(|wait| {
+            ApiError::new(ErrorCode::RateLimited, "too many requests for this tenant; slow down")
+                .retry_after(wait.as_secs_f64().ceil() as u64)
+        })
+    }
+}
+
+/// Every route, with its OpenAPI annotations.
+fn routes() -> OpenApiRouter<Arc<Api>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(tenants::create_tenant))
+        .routes(routes!(functions::list_functions))
+        .routes(routes!(functions::deploy, functions::get_function, functions::delete_function))
+        .routes(routes!(functions::rollback))
+        .routes(routes!(functions::invoke))
+        .routes(routes!(functions::submit))
+        .routes(routes!(jobs::job_status))
+        .routes(routes!(jobs::job_result))
+        .routes(routes!(usage::usage_report))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+}
+
+/// The OpenAPI document of every route (`/openapi.json`).
+pub fn document() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The API over `platform`: the router with its fallbacks and middleware.
+pub fn router(platform: Arc<Platform>) -> anyhow::Result<axum::Router> {
+    let (router, document) = routes().split_for_parts();
+    let openapi = Bytes::from(document.to_pretty_json().context("cannot render the OpenAPI document")?);
+    let rates = TenantRates::new(platform.config.rate_per_second, platform.config.rate_burst);
+    let api = Arc::new(Api { platform, rates, openapi });
+    Ok(router
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&api), observe))
+        .with_state(api))
+}
+
+async fn no_route() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn wrong_method() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "this path does not take that method")
+}
+
+/// Around every request: the connection cap's refusal, a tracing span, and
+/// metrics labelled by route template (never by raw path, so tenants'
+/// names and ids do not become label values).
+async fn observe(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let extensions = request.extensions();
+    let route = extensions.get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let over_cap = extensions.get::<ConnectInfo<Admission>>().is_some_and(|ConnectInfo(a)| !a.admitted);
+    let span = tracing::info_span!("request", route = %route, method = %request.method());
+    let response = if over_cap {
+        let mut response =
+            ApiError::new(ErrorCode::Overloaded, "too many open connections; try again shortly").into_response();
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        response
+    } else {
+        next.run(request).instrument(span).await
+    };
+    let metrics = &api.platform.metrics;
+    metrics.requests.with_label_values(&[&route, response.status().as_str()]).inc();
+    metrics.request_seconds.with_label_values(&[&route]).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// RFC 3339 with seconds, UTC (`2026-11-21T00:00:00Z`).
+pub(crate) fn format_time(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
 /// Runs an embedded node on `listener` until `shutdown` resolves, then
 /// drains and returns. `on_start` is told once everything is up.
 pub async fn run(
@@ -108,58 +227,34 @@ pub async fn run(
         _ => Some(worker::start_heartbeat(&platform, node).await),
     };
     let meter = tokio::spawn(meter_loop(Arc::clone(&platform), config.meter_interval, stop));
-    let api = Arc::new(Api::new(Arc::clone(&platform), config.queue.result_ttl));
+    let app = router(Arc::clone(&platform))?;
+    let addr = listener.local_addr().context("listener address")?;
+    let listener = CappedListener::new(listener, config.max_connections);
     on_start(Started { generated_admin_token: generated });
-    tracing::info!(addr = %listener.local_addr().context("listener address")?, workers = config.workers, "serving");
+    tracing::info!(%addr, workers = config.workers, "serving");
 
-    let connections = Arc::new(Semaphore::new(config.max_connections));
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of file descriptors and the like: pause, do not spin.
-                    tracing::warn!(cause = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let permit = Arc::clone(&connections).try_acquire_owned().ok();
-        let api = Arc::clone(&api);
-        let service = service_fn(move |request| {
-            let api = Arc::clone(&api);
-            let overloaded = permit.is_none();
-            async move {
-                if overloaded {
-                    let error = ApiError::new(
-                        hyper::StatusCode::SERVICE_UNAVAILABLE,
-                        "overloaded",
-                        "too many open connections; try again shortly",
-                    )
-                    .retry_after(1);
-                    return Ok::<_, std::convert::Infallible>(error.into_response());
-                }
-                Ok(api.handle(request).await)
-            }
-        });
-        let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%peer, cause = %err, "connection ended with an error");
-            }
-        });
+    let (stop_serving, serving_stopped) = watch::channel(false);
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<Admission>()).with_graceful_shutdown(
+        async move {
+            let mut stopped = serving_stopped;
+            let _ = stopped.wait_for(|stop| *stop).await;
+        },
+    );
+    let mut server = tokio::spawn(server.into_future());
+    let served = tokio::select! {
+        () = shutdown => None,
+        served = &mut server => Some(served),
+    };
+    if let Some(served) = served {
+        served.context("the HTTP server task failed")?.context("the HTTP server failed")?;
     }
 
-    drop(listener);
     tracing::info!("shutting down: draining requests and queued jobs");
     let deadline = tokio::time::Instant::now() + config.drain_timeout;
-    if tokio::time::timeout_at(deadline, graceful.shutdown()).await.is_err() {
+    let _ = stop_serving.send(true);
+    if tokio::time::timeout_at(deadline, &mut server).await.is_err() {
         tracing::warn!("in-flight requests did not finish within the drain timeout");
+        server.abort();
     }
     let _ = stop_workers.send(true);
     let drained = tokio::time::timeout_at(deadline, async { while workers.join_next().await.is_some() {} }).await;

@@ -1,5 +1,12 @@
 //! The platform on one node: runtime, queue, stores and meter wired
-//! together. The HTTP front door and the worker slots both work through it.
+//! together. The HTTP front door and the worker slots both work through it,
+//! and tests can drive it without HTTP.
+//!
+//! Submodules: [`calls`] (sync calls, async jobs and their idempotency keys).
+
+pub mod calls;
+
+pub use calls::{Accepted, CallError, SYNC_GRACE, SyncCall, fingerprint};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -7,13 +14,14 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use sluice_core::ErrorCode;
 use sluice_scheduler::Queue;
 
 use crate::builtins;
 use crate::meter::{DEFAULT_PRICES, Meter, PriceTable, UsageRecord};
 use crate::metrics::Metrics;
 use crate::runtime::{Function, LoadError, Runtime, RuntimeConfig};
-use crate::store::functions::FunctionRecord;
+use crate::store::functions::{FunctionRecord, RegistryError};
 use crate::store::usage::{BUCKET_MS, Bucket, CommitError};
 use crate::store::{StoreError, Stores};
 
@@ -69,9 +77,27 @@ pub enum DeployError {
     /// Compiling took longer than allowed.
     #[error("compiling the component took longer than {}s", .0.as_secs())]
     CompileTimeout(Duration),
+    /// No such function or version (rollback).
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// An internal failure.
     #[error("deploying failed: {0:#}")]
     Internal(anyhow::Error),
+}
+
+impl DeployError {
+    /// The stable code callers see for this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::BuiltinName(_) => ErrorCode::Conflict,
+            Self::InvalidName(_) => ErrorCode::InvalidRequest,
+            Self::Invalid(err) => err.code(),
+            Self::Store(err) => err.code(),
+            Self::CompileTimeout(_) => ErrorCode::CompileTimeout,
+            Self::Registry(err) => err.code(),
+            Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
 }
 
 /// A resolved function: which version runs and whether it is a built-in.
@@ -221,6 +247,19 @@ impl Platform {
         let recorded = self.stores.functions.deploy(tenant, name, &version, &bytes).await?;
         self.loaded.write().unwrap_or_else(PoisonError::into_inner).insert(version, function);
         Ok(recorded)
+    }
+
+    /// Makes `version` (default: the one before the active one) active
+    /// again, compiled before calls arrive for it.
+    pub async fn rollback(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<FunctionRecord, DeployError> {
+        let record = self.stores.functions.rollback(tenant, name, version).await?;
+        self.function(&record.active).await.map_err(DeployError::Internal)?;
+        Ok(record)
     }
 
     /// Runs the meter over every usage record not yet aggregated and adds

@@ -1,0 +1,175 @@
+//! Jobs: an async call's status and, once it succeeded, its result. Only the
+//! tenant that submitted a job sees it; for anyone else it does not exist.
+
+// utoipa's `path` macro names `params(...)` types by their full path.
+#![allow(unused_qualifications)]
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::{CONTENT_TYPE, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sluice_core::{CallOutput, ErrorCode};
+use sluice_scheduler::{JobId, JobRecord, JobStatus, Usage};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorDetail};
+use super::extract::{AuthTenant, PathParam};
+use super::functions::Binary;
+use super::openapi::api_errors;
+use super::{Api, format_time};
+
+/// A job's id in the path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct JobPath {
+    /// The id `POST /v1/functions/{name}/jobs` returned.
+    pub id: String,
+}
+
+/// A job as its tenant sees it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    /// The job's id.
+    pub id: String,
+    /// Where it is in its life.
+    pub status: JobStatus,
+    /// The function it calls.
+    pub function: String,
+    /// The exact version it runs.
+    pub version: String,
+    /// How many times it was handed to a worker.
+    pub deliveries: u32,
+    /// When it was accepted (RFC 3339).
+    pub submitted_at: String,
+    /// When it ended (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+    /// What it consumed, once it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+impl From<&JobRecord> for JobView {
+    fn from(record: &JobRecord) -> Self {
+        Self {
+            id: record.id.to_string(),
+            status: record.status,
+            function: record.function.clone(),
+            version: record.version.to_string(),
+            deliveries: record.deliveries,
+            submitted_at: format_time(record.submitted_at_ms),
+            finished_at: record.finished_at_ms.map(format_time),
+            error: record.error.as_ref().map(|e| ErrorDetail { code: e.code, message: e.message.clone() }),
+            usage: record.usage.clone(),
+        }
+    }
+}
+
+api_errors!(
+    /// What a job's status can answer.
+    StatusErrors: Unauthorized, NotFound, QueueUnavailable, StoreUnavailable, Internal
+);
+api_errors!(
+    /// What a job's result can answer.
+    ResultErrors: Unauthorized, NotFound, JobNotFinished, JobFailed, QueueUnavailable, StoreUnavailable, Internal
+);
+
+/// A job's status, error and usage.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(JobPath),
+    responses((status = 200, body = JobView), StatusErrors),
+    security(("tenant" = []))
+)]
+pub async fn job_status(
+    State(api): State<Arc<Api>>,
+    AuthTenant(tenant): AuthTenant,
+    PathParam(JobPath { id }): PathParam<JobPath>,
+) -> Result<Json<JobView>, ApiError> {
+    let record = owned_job(&api, &tenant.id, id).await?;
+    Ok(Json(JobView::from(&record)))
+}
+
+/// A succeeded job's output, kept for the job TTL.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/result",
+    tag = "jobs",
+    params(JobPath),
+    responses(
+        (status = 200, description = "The output, with its own media type", content_type = "*/*", body = inline(Binary)),
+        ResultErrors
+    ),
+    security(("tenant" = []))
+)]
+pub async fn job_result(
+    State(api): State<Arc<Api>>,
+    AuthTenant(tenant): AuthTenant,
+    PathParam(JobPath { id }): PathParam<JobPath>,
+) -> Result<Response, ApiError> {
+    let record = owned_job(&api, &tenant.id, id).await?;
+    match record.status {
+        JobStatus::Succeeded => {
+            let output = api.platform.queue.output(&record.id).await?;
+            let output =
+                output.ok_or_else(|| ApiError::not_found(format!("the result of job {} has expired", record.id)))?;
+            Ok(output_response(&record, output))
+        }
+        JobStatus::Failed => Err(ApiError::new(
+            ErrorCode::JobFailed,
+            format!("job {} failed and has no result; GET /v1/jobs/{} says why", record.id, record.id),
+        )),
+        status @ (JobStatus::Queued | JobStatus::Running) => Err(ApiError::new(
+            ErrorCode::JobNotFinished,
+            format!("job {} is {}; try again later", record.id, status.as_str()),
+        )),
+    }
+}
+
+async fn owned_job(api: &Api, tenant: &str, id: String) -> Result<JobRecord, ApiError> {
+    let id = JobId(id);
+    let record = api.platform.owned_job(tenant, &id).await?;
+    record.ok_or_else(|| ApiError::not_found(format!("no job {id}")))
+}
+
+/// A succeeded job's output with its job and usage headers.
+pub fn output_response(record: &JobRecord, output: CallOutput) -> Response {
+    let content_type =
+        HeaderValue::from_str(&output.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let mut response = ([(CONTENT_TYPE, content_type)], output.body).into_response();
+    add_job_headers(&mut response, record);
+    response
+}
+
+/// A failed job's error, as a sync caller gets it, with its job headers.
+pub fn failure_response(record: &JobRecord) -> Response {
+    let error = match &record.error {
+        Some(error) => ApiError::new(error.code, &error.message),
+        None => ApiError::internal(&"a failed job has no error"),
+    };
+    let mut response = error.into_response();
+    add_job_headers(&mut response, record);
+    response
+}
+
+fn add_job_headers(response: &mut Response, record: &JobRecord) {
+    let headers = response.headers_mut();
+    if let Ok(id) = HeaderValue::from_str(&record.id.0) {
+        headers.insert("sluice-job-id", id);
+    }
+    if let Some(usage) = &record.usage {
+        headers.insert("sluice-usage-wall-us", HeaderValue::from(usage.wall_us));
+        headers.insert("sluice-usage-cpu-us", HeaderValue::from(usage.cpu_us));
+        headers.insert("sluice-usage-bytes-in", HeaderValue::from(usage.bytes_in));
+        headers.insert("sluice-usage-bytes-out", HeaderValue::from(usage.bytes_out));
+        headers.insert("sluice-usage-peak-memory-bytes", HeaderValue::from(usage.peak_memory_bytes));
+    }
+}

@@ -1,0 +1,155 @@
+//! `GET /v1/usage`: what a tenant's calls consumed and cost, per function,
+//! over hourly buckets.
+
+// utoipa's `path` macro names `params(...)` types by their full path.
+#![allow(unused_qualifications)]
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use sluice_scheduler::now_ms;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::ApiError;
+use super::extract::{AuthTenant, QueryParams};
+use super::openapi::api_errors;
+use super::{Api, format_time};
+use crate::store::usage::BUCKET_MS;
+
+/// The last instant [`format_time`] can write (RFC 3339 has four-digit years).
+const LATEST_MS: u64 = 253_402_300_799_000;
+
+/// The period to report.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsagePeriod {
+    /// Start, RFC 3339 (`2026-11-21T00:00:00Z`) or Unix seconds; default: the beginning.
+    pub from: Option<String>,
+    /// End, RFC 3339 or Unix seconds; default: the end of the current hour.
+    pub to: Option<String>,
+}
+
+/// One function's totals over the period.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FunctionUsage {
+    /// The function's name.
+    pub function: String,
+    /// Calls that ran (a retried job counts once).
+    pub invocations: u64,
+    /// Of those, calls that did not succeed.
+    pub failures: u64,
+    /// CPU time, ms.
+    pub cpu_ms: f64,
+    /// Wall-clock time, ms.
+    pub wall_ms: f64,
+    /// Input bytes.
+    pub bytes_in: u64,
+    /// Output bytes.
+    pub bytes_out: u64,
+    /// What it cost, in the price table's currency.
+    pub cost: f64,
+}
+
+/// A tenant's usage over a period.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UsageReport {
+    /// The tenant's name.
+    pub tenant: String,
+    /// Start of the first hourly bucket counted (RFC 3339).
+    pub from: String,
+    /// End of the period (RFC 3339).
+    pub to: String,
+    /// Per-function totals.
+    pub functions: Vec<FunctionUsage>,
+}
+
+api_errors!(
+    /// What a usage report can answer.
+    UsageErrors: InvalidRequest, Unauthorized, StoreUnavailable, Internal
+);
+
+/// Usage totals per function; hourly buckets count when their hour starts in `[from, to)`.
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    tag = "usage",
+    params(UsagePeriod),
+    responses((status = 200, body = UsageReport), UsageErrors),
+    security(("tenant" = []))
+)]
+pub async fn usage_report(
+    State(api): State<Arc<Api>>,
+    AuthTenant(tenant): AuthTenant,
+    QueryParams(period): QueryParams<UsagePeriod>,
+) -> Result<Json<UsageReport>, ApiError> {
+    let from_ms = period.from.as_deref().map(|v| parse_time(v, "from")).transpose()?.unwrap_or(0);
+    let to_ms = match period.to.as_deref() {
+        Some(value) => parse_time(value, "to")?,
+        None => (now_ms() + BUCKET_MS).min(LATEST_MS),
+    };
+    if from_ms > to_ms {
+        return Err(ApiError::bad_request("`from` is after `to`"));
+    }
+    if let Err(err) = api.platform.aggregate_usage().await {
+        // Totals committed so far are still right; report what is there.
+        tracing::warn!(cause = %format!("{err:#}"), "usage aggregation before a query failed");
+    }
+    let from_bucket = from_ms / BUCKET_MS * BUCKET_MS;
+    let totals = api.platform.stores.usage.totals(&tenant.id, from_bucket, to_ms).await?;
+    let functions = totals
+        .into_iter()
+        .map(|b| FunctionUsage {
+            function: b.function,
+            invocations: b.invocations,
+            failures: b.failures,
+            cpu_ms: b.cpu_us as f64 / 1000.0,
+            wall_ms: b.wall_us as f64 / 1000.0,
+            bytes_in: b.bytes_in,
+            bytes_out: b.bytes_out,
+            cost: b.cost_micros as f64 / 1e6,
+        })
+        .collect();
+    Ok(Json(UsageReport { tenant: tenant.name, from: format_time(from_bucket), to: format_time(to_ms), functions }))
+}
+
+/// RFC 3339 (`2026-11-21T00:00:00Z`) or Unix seconds, as ms since the
+/// epoch, up to the end of year 9999.
+fn parse_time(value: &str, name: &str) -> Result<u64, ApiError> {
+    let parsed = match value.parse::<u64>() {
+        Ok(seconds) => Some(seconds.saturating_mul(1000)),
+        Err(_) => humantime::parse_rfc3339_weak(value)
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    };
+    match parsed {
+        Some(ms) if ms <= LATEST_MS => Ok(ms),
+        Some(_) => Err(ApiError::bad_request(format!("`{name}` must be no later than 9999-12-31T23:59:59Z"))),
+        None => Err(ApiError::bad_request(format!("`{name}` must be RFC 3339 or Unix seconds, got {value:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::ErrorCode;
+
+    #[test]
+    fn times_parse_as_rfc3339_or_unix_seconds() {
+        assert_eq!(parse_time("1700000000", "from"), Ok(1_700_000_000_000));
+        assert_eq!(parse_time("2023-11-14T22:13:20Z", "from"), Ok(1_700_000_000_000));
+        assert_eq!(format_time(1_700_000_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(parse_time("yesterday", "to").map_err(|e| e.code), Err(ErrorCode::InvalidRequest));
+    }
+
+    #[test]
+    fn times_past_year_9999_are_refused_not_formatted() {
+        assert_eq!(format_time(LATEST_MS), "9999-12-31T23:59:59Z");
+        assert_eq!(parse_time("253402300799", "to"), Ok(LATEST_MS));
+        let refused = parse_time("253402300800", "to").expect_err("year 10000");
+        assert_eq!(refused.message, "`to` must be no later than 9999-12-31T23:59:59Z");
+    }
+}
