@@ -2,7 +2,7 @@
 # The one test command (README "Quick start"; CI runs it via .ci/run).
 # Installs what is missing — the wasm32-wasip2 target, rustfmt/clippy,
 # redis-server, curl (the README walkthrough uses it), Pillow (the resize
-# quality yardstick) — then runs every
+# quality yardstick), schemathesis (the API fuzzer) — then runs every
 # check: formatting, clippy with warnings denied, and every test of the host
 # workspace and of the guest crates.
 set -euo pipefail
@@ -38,12 +38,15 @@ fi
 redis-server --version
 curl --version | head -1
 
-step "python3 with Pillow"
-if ! python3 -c 'import PIL' 2>/dev/null; then
-    python3 -m pip install --quiet --disable-pip-version-check pillow \
-        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages pillow
-fi
+step "python3 with Pillow and schemathesis"
+pip_install() {
+    python3 -m pip install --quiet --disable-pip-version-check "$@" \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$@"
+}
+python3 -c 'import PIL' 2>/dev/null || pip_install pillow
+python3 -c 'import schemathesis' 2>/dev/null || pip_install 'schemathesis>=4.32,<5'
 python3 -c 'import PIL; print("Pillow", PIL.__version__)'
+python3 -c 'import schemathesis; print("schemathesis", schemathesis.__version__)'
 
 step "formatting"
 cargo fmt --all --check
@@ -55,6 +58,9 @@ cargo clippy --release --workspace --all-targets --locked -- -D warnings
 
 step "tests: host workspace (builds the guest components first)"
 counted cargo test --release --workspace --locked
+
+step "schemathesis against a live server and its own /openapi.json (bounded)"
+./scripts/schemathesis.sh
 
 step "benchmarks compile and run once (criterion --test mode)"
 counted cargo bench --locked -p sluice-bench -- --test

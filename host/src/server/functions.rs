@@ -32,7 +32,7 @@ use crate::store::tenants::Tenant;
 #[into_params(parameter_in = Path)]
 pub struct FunctionPath {
     /// 1 to 64 characters of `a-z`, `0-9`, `-` and `_`.
-    #[param(example = "resize")]
+    #[param(example = "resize", pattern = "^[a-z0-9_-]{1,64}$")]
     pub name: String,
 }
 
@@ -127,7 +127,7 @@ pub struct JobAccepted {
 #[into_params(parameter_in = Query)]
 pub struct CallParams {
     /// Function parameters, e.g. `width=400&format=webp` for `resize`.
-    #[param(inline, value_type = Option<std::collections::HashMap<String, String>>, style = Form, explode)]
+    #[param(value_type = Option<Object>, style = Form, explode)]
     #[serde(flatten)]
     pub params: std::collections::HashMap<String, String>,
 }
@@ -192,13 +192,16 @@ pub async fn list_functions(
     Ok(Json(FunctionList { functions: records.iter().map(function_view).collect(), builtins }))
 }
 
+/// Operations whose body may be left out entirely.
+pub(crate) const OPTIONAL_BODIES: &[&str] = &["invoke", "submit", "rollback"];
+
 /// Deploys a new version of a function (the body is the component).
 #[utoipa::path(
     put,
     path = "/v1/functions/{name}",
     tag = "functions",
     params(FunctionPath),
-    request_body(content = inline(Binary), content_type = "application/wasm", description = "A WebAssembly component implementing `transform`"),
+    request_body(content = Binary, content_type = "application/octet-stream", description = "A WebAssembly component implementing `transform`"),
     responses(
         (status = 201, description = "A new version, now active", body = Deployed),
         (status = 200, description = "These bytes were deployed before; that version is active", body = Deployed),
@@ -287,9 +290,10 @@ pub async fn rollback(
     State(api): State<Arc<Api>>,
     AuthTenant(tenant): AuthTenant,
     PathParam(FunctionPath { name }): PathParam<FunctionPath>,
-    JsonBody(body): JsonBody<Rollback>,
+    JsonBody(body): JsonBody<Option<Rollback>>,
 ) -> Result<Json<FunctionView>, ApiError> {
-    let record = api.platform.rollback(&tenant.id, &name, body.version.as_deref()).await?;
+    let version = body.and_then(|body| body.version);
+    let record = api.platform.rollback(&tenant.id, &name, version.as_deref()).await?;
     Ok(Json(function_view(&record)))
 }
 
@@ -299,7 +303,7 @@ pub async fn rollback(
     path = "/v1/functions/{name}/invoke",
     tag = "functions",
     params(FunctionPath, CallParams),
-    request_body(content = inline(Binary), content_type = "*/*", description = "The function's input, e.g. an image"),
+    request_body(content = Binary, content_type = "application/octet-stream", description = "The function's input, e.g. an image, of any media type; it may be empty"),
     responses(
         (status = 200, description = "The function's output, with its own media type", content_type = "*/*", body = inline(Binary),
          headers(
@@ -342,7 +346,7 @@ pub async fn invoke(
         CallParams,
         ("Idempotency-Key" = Option<String>, Header, description = "The same key with the same request names the same job"),
     ),
-    request_body(content = inline(Binary), content_type = "*/*", description = "The function's input, e.g. an image"),
+    request_body(content = Binary, content_type = "application/octet-stream", description = "The function's input, e.g. an image, of any media type; it may be empty"),
     responses(
         (status = 202, description = "Accepted", body = JobAccepted,
          headers(("Location" = String, description = "The job's status URL"))),

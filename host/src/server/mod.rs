@@ -145,13 +145,14 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
 
 /// The OpenAPI document of every route (`/openapi.json`).
 pub fn document() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    openapi::finish(routes().split_for_parts().1)
 }
 
 /// The API over `platform`: the router with its fallbacks and middleware.
 pub fn router(platform: Arc<Platform>) -> anyhow::Result<axum::Router> {
     let (router, document) = routes().split_for_parts();
-    let openapi = Bytes::from(document.to_pretty_json().context("cannot render the OpenAPI document")?);
+    let openapi =
+        Bytes::from(openapi::finish(document).to_pretty_json().context("cannot render the OpenAPI document")?);
     let rates = TenantRates::new(platform.config.rate_per_second, platform.config.rate_burst);
     let api = Arc::new(Api { platform, rates, openapi });
     Ok(router

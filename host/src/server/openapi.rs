@@ -81,6 +81,22 @@ pub fn error_responses(codes: &[ErrorCode]) -> BTreeMap<String, RefOr<Response>>
         .collect()
 }
 
+/// What the annotations cannot say: call bodies and the rollback body may
+/// be left out (the macro marks every non-`Option` body required, and an
+/// `Option` would make a binary body nullable JSON).
+pub fn finish(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    for item in document.paths.paths.values_mut() {
+        for operation in [&mut item.post, &mut item.put].into_iter().flatten() {
+            let optional =
+                operation.operation_id.as_deref().is_some_and(|id| super::functions::OPTIONAL_BODIES.contains(&id));
+            if let (true, Some(body)) = (optional, operation.request_body.as_mut()) {
+                body.required = Some(utoipa::openapi::Required::False);
+            }
+        }
+    }
+    document
+}
+
 /// Bearer schemes: a tenant's API key, and the admin token.
 struct Security;
 

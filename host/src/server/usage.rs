@@ -11,6 +11,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use sluice_scheduler::now_ms;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
@@ -27,8 +28,10 @@ const LATEST_MS: u64 = 253_402_300_799_000;
 #[into_params(parameter_in = Query)]
 pub struct UsagePeriod {
     /// Start, RFC 3339 (`2026-11-21T00:00:00Z`) or Unix seconds; default: the beginning.
+    #[param(schema_with = instant_schema)]
     pub from: Option<String>,
     /// End, RFC 3339 or Unix seconds; default: the end of the current hour.
+    #[param(schema_with = instant_schema)]
     pub to: Option<String>,
 }
 
@@ -115,21 +118,60 @@ pub async fn usage_report(
     Ok(Json(UsageReport { tenant: tenant.name, from: format_time(from_bucket), to: format_time(to_ms), functions }))
 }
 
-/// RFC 3339 (`2026-11-21T00:00:00Z`) or Unix seconds, as ms since the
-/// epoch, up to the end of year 9999.
+/// What `from` and `to` accept: Unix seconds or an RFC 3339 date-time.
+fn instant_schema() -> Schema {
+    let seconds = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0))
+        .maximum(Some(LATEST_MS / 1000))
+        .description(Some("Unix seconds"));
+    let date_time =
+        ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)));
+    Schema::OneOf(OneOfBuilder::new().item(seconds).item(date_time).build())
+}
+
+/// RFC 3339 (`2026-11-21T00:00:00Z`, any offset) or Unix seconds, as ms
+/// since the epoch; instants before the epoch count from it, and instants
+/// after the end of year 9999 are refused.
 fn parse_time(value: &str, name: &str) -> Result<u64, ApiError> {
     let parsed = match value.parse::<u64>() {
         Ok(seconds) => Some(seconds.saturating_mul(1000)),
-        Err(_) => humantime::parse_rfc3339_weak(value)
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        Err(_) => parse_rfc3339(value),
     };
     match parsed {
         Some(ms) if ms <= LATEST_MS => Ok(ms),
         Some(_) => Err(ApiError::bad_request(format!("`{name}` must be no later than 9999-12-31T23:59:59Z"))),
         None => Err(ApiError::bad_request(format!("`{name}` must be RFC 3339 or Unix seconds, got {value:?}"))),
     }
+}
+
+/// Milliseconds since the epoch of an RFC 3339 date-time with `Z` or a
+/// `±hh:mm` offset (humantime reads only UTC), clamped at the epoch.
+fn parse_rfc3339(value: &str) -> Option<u64> {
+    let (local, offset_ms) = match value.len().checked_sub(6).and_then(|at| value.get(at..).map(|tail| (at, tail))) {
+        Some((at, tail)) if (tail.starts_with('+') || tail.starts_with('-')) && tail.as_bytes()[3] == b':' => {
+            let hours: i64 = tail.get(1..3)?.parse().ok()?;
+            let minutes: i64 = tail.get(4..6)?.parse().ok()?;
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let sign = if tail.starts_with('-') { -1 } else { 1 };
+            (value.get(..at)?, sign * (hours * 3600 + minutes * 60) * 1000)
+        }
+        _ => (value, 0),
+    };
+    // humantime reads years from 1970 on; an earlier date (checked with a
+    // leap year in its place) is before the epoch, where periods start anyway.
+    if local.get(..4).and_then(|year| year.parse::<u32>().ok()).is_some_and(|year| year < 1970) {
+        humantime::parse_rfc3339_weak(&format!("1972{}", local.get(4..)?)).ok()?;
+        return Some(0);
+    }
+    let local = humantime::parse_rfc3339_weak(local).ok()?;
+    let local_ms = match local.duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_millis()).ok()?,
+        Err(before) => -i64::try_from(before.duration().as_millis()).ok()?,
+    };
+    Some(u64::try_from(local_ms - offset_ms).unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -143,6 +185,15 @@ mod tests {
         assert_eq!(parse_time("2023-11-14T22:13:20Z", "from"), Ok(1_700_000_000_000));
         assert_eq!(format_time(1_700_000_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(parse_time("yesterday", "to").map_err(|e| e.code), Err(ErrorCode::InvalidRequest));
+    }
+
+    #[test]
+    fn offsets_shift_the_instant_and_times_before_the_epoch_count_from_it() {
+        assert_eq!(parse_time("2023-11-14T23:13:20+01:00", "from"), Ok(1_700_000_000_000));
+        assert_eq!(parse_time("2023-11-14T21:13:20.000-01:00", "from"), Ok(1_700_000_000_000));
+        assert_eq!(parse_time("0001-01-01T00:00:00Z", "from"), Ok(0));
+        assert_eq!(parse_time("2023-11-14T22:13:20+25:00", "from").map_err(|e| e.code), Err(ErrorCode::InvalidRequest));
+        assert_eq!(parse_time("2023-13-14T22:13:20Z", "from").map_err(|e| e.code), Err(ErrorCode::InvalidRequest));
     }
 
     #[test]
