@@ -10,7 +10,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_core::CallRequest;
+use sluice_core::{CallRequest, Version};
 use sluice_scheduler::{Job, JobId, JobRecord, JobStatus, QueueError, now_ms};
 
 use super::http::{ApiError, Resp, bearer, json_response, parse_json, query_pairs, read_body};
@@ -136,7 +136,7 @@ impl Api {
     }
 
     fn rate_limit(&self, tenant: &Tenant) -> Result<(), ApiError> {
-        self.rates.check(&tenant.id).map_err(|wait| {
+        self.rates.check(tenant.id.as_str()).map_err(|wait| {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests for this tenant; slow down")
                 .retry_after(wait.as_secs_f64().ceil() as u64)
         })
@@ -246,14 +246,14 @@ impl Api {
     async fn rollback(&self, tenant: &Tenant, name: &str, request: Request<Incoming>) -> Result<Resp, ApiError> {
         #[derive(Deserialize, Default)]
         struct Body {
-            version: Option<String>,
+            version: Option<Version>,
         }
         let bytes = read_body(request, MAX_JSON_BODY).await?;
         let body: Body = if bytes.is_empty() { Body::default() } else { parse_json(&bytes)? };
-        match self.platform.stores.functions.rollback(&tenant.id, name, body.version.as_deref()).await {
+        match self.platform.stores.functions.rollback(&tenant.id, name, body.version.as_ref()).await {
             Ok(record) => {
                 // Make sure the version is compiled before calls arrive for it.
-                if let Err(err) = self.platform.function(&record.active).await {
+                if let Err(err) = self.platform.function(record.active.as_str()).await {
                     return Err(ApiError::internal(&format!("{err:#}")));
                 }
                 Ok(json_response(StatusCode::OK, &function_json(&record)))
@@ -277,7 +277,7 @@ impl Api {
     async fn enqueue(&self, tenant: &Tenant, resolved: Resolved, call: Call, id: JobId) -> Result<Job, ApiError> {
         let job = Job {
             id,
-            tenant: tenant.id.clone(),
+            tenant: tenant.id.0.clone(),
             function: resolved.name,
             version: resolved.version,
             request: CallRequest { body: call.body.to_vec(), content_type: call.content_type, params: call.params },
@@ -381,7 +381,7 @@ impl Api {
     async fn owned_job(&self, tenant: &Tenant, id: &str) -> Result<JobRecord, ApiError> {
         let record = self.platform.queue.job(&JobId(id.to_owned())).await.map_err(|err| unavailable(&err))?;
         // Another tenant's job looks exactly like a missing one.
-        record.filter(|r| r.tenant == tenant.id).ok_or_else(|| ApiError::not_found(format!("no job {id}")))
+        record.filter(|r| r.tenant == tenant.id.as_str()).ok_or_else(|| ApiError::not_found(format!("no job {id}")))
     }
 
     async fn job_status(&self, tenant: &Tenant, id: &str) -> Result<Resp, ApiError> {
