@@ -56,20 +56,30 @@ impl LocalUsage {
         let mut seen = HashSet::new();
         let mut pending = Vec::new();
         let mut next_seq = totals.aggregated_through + 1;
+        let mut torn = false;
         if let Ok(file) = File::open(&log_path) {
-            for line in BufReader::new(file).lines() {
-                let line = line.map_err(io_error(&log_path))?;
+            let mut reader = BufReader::new(file);
+            let mut line = String::new();
+            while reader.read_line(&mut line).map_err(io_error(&log_path))? > 0 {
+                torn = !line.ends_with('\n');
                 // A torn last line (crash mid-append) is skipped; everything
                 // before it is intact.
-                let Ok(logged) = serde_json::from_str::<Logged>(&line) else { continue };
-                seen.insert(logged.entry.job_id.clone());
-                next_seq = next_seq.max(logged.seq + 1);
-                if logged.seq > totals.aggregated_through {
-                    pending.push(logged);
+                if let Ok(logged) = serde_json::from_str::<Logged>(&line) {
+                    seen.insert(logged.entry.job_id.clone());
+                    next_seq = next_seq.max(logged.seq + 1);
+                    if logged.seq > totals.aggregated_through {
+                        pending.push(logged);
+                    }
                 }
+                line.clear();
             }
         }
-        let log = OpenOptions::new().create(true).append(true).open(&log_path).map_err(io_error(&log_path))?;
+        let mut log = OpenOptions::new().create(true).append(true).open(&log_path).map_err(io_error(&log_path))?;
+        if torn {
+            // Otherwise the next record would continue the torn line and be
+            // skipped with it at the next start.
+            log.write_all(b"\n").map_err(io_error(&log_path))?;
+        }
         Ok(Self { log_path, totals_path, state: Mutex::new(State { log, seen, pending, next_seq, totals }) })
     }
 
@@ -172,5 +182,22 @@ mod tests {
         let jobs: Vec<&str> = pending.entries.iter().map(|e| e.job_id.0.as_str()).collect();
         assert_eq!(jobs, ["j1"]);
         assert_eq!((pending.from.as_str(), pending.through.as_str()), ("0", "1"));
+    }
+
+    #[tokio::test]
+    async fn a_record_after_a_torn_line_survives_the_next_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("usage.log"), br#"{"seq":1,"job_id":"j1","ten"#).expect("torn log");
+        let tenant = TenantId::from("t");
+        let usage = Usage { outcome: sluice_core::Outcome::Ok, cpu_us: 5, ..Usage::default() };
+        let ledger = LocalUsage::open(dir.path()).expect("open");
+        assert!(ledger.record(&JobId("j2".into()), &tenant, "f", &usage).await.expect("record"));
+        drop(ledger);
+
+        let reopened = LocalUsage::open(dir.path()).expect("reopen");
+        let pending = reopened.pending(100).await.expect("pending");
+        let jobs: Vec<&str> = pending.entries.iter().map(|e| e.job_id.0.as_str()).collect();
+        assert_eq!(jobs, ["j2"]);
+        assert!(!reopened.record(&JobId("j2".into()), &tenant, "f", &usage).await.expect("record"), "still seen");
     }
 }
