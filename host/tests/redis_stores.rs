@@ -1,105 +1,159 @@
-//! The Redis state stores against a real `redis-server`, with two
-//! independent connections standing in for two nodes.
+//! What only the Redis stores do: several nodes (independent connections)
+//! sharing one state, the authentication cache, the usage markers' lifetime
+//! and outages. What every backend does is in `store_conformance/`.
+
+mod common;
 
 use std::time::Duration;
 
-use sluice::store::Stores;
+use redis::AsyncCommands;
 use sluice::store::functions::RegistryError;
 use sluice::store::idempotency::Claim;
 use sluice::store::tenants::TenantError;
 use sluice::store::usage::{BUCKET_MS, Bucket, CommitError};
+use sluice::store::{StoreError, Stores};
+use sluice_core::{ErrorCode, Outcome, TenantId, Version};
 use sluice_scheduler::redis_server::spawn_redis;
 use sluice_scheduler::{JobId, Usage};
 
-async fn two_nodes(url: &str) -> (Stores, Stores) {
-    (Stores::redis(url, "t").await.expect("node a"), Stores::redis(url, "t").await.expect("node b"))
+use common::stores::PREFIX;
+
+async fn node(url: &str) -> Stores {
+    Stores::redis(url, PREFIX).await.expect("the node connects")
+}
+
+async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).expect("a valid Redis URL");
+    client.get_multiplexed_async_connection().await.expect("Redis answers")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_made_on_one_node_authenticates_on_another() {
+async fn a_tenant_created_on_one_node_authenticates_on_another() {
     let redis = spawn_redis();
-    let (a, b) = two_nodes(&redis.url).await;
+    let (a, b) = (node(&redis.url).await, node(&redis.url).await);
     let (acme, key) = a.tenants.create("acme").await.expect("created");
     assert_eq!(b.tenants.authenticate(&key).await.expect("asked"), Some(acme));
-    assert_eq!(b.tenants.authenticate("sk_wrong").await.expect("asked"), None);
-    assert!(matches!(b.tenants.create("acme").await, Err(TenantError::NameTaken(_))));
+    let err = b.tenants.create("acme").await.expect_err("taken on the other node");
+    assert!(matches!(&err, TenantError::NameTaken(name) if name == "acme"), "{err:?}");
+}
 
-    // The first node to start generates the admin token; the next keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_first_node_to_start_generates_the_admin_token() {
+    let redis = spawn_redis();
+    let (a, b) = (node(&redis.url).await, node(&redis.url).await);
     let token = a.tenants.configure_admin(None).await.expect("configured").expect("generated");
     assert_eq!(b.tenants.configure_admin(None).await.expect("configured"), None);
     assert!(b.tenants.is_admin(&token).await.expect("asked"));
-    assert!(!b.tenants.is_admin("guess").await.expect("asked"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn functions_deployed_on_one_node_run_and_roll_back_on_another() {
+async fn a_function_deployed_on_one_node_runs_and_rolls_back_on_another() {
     let redis = spawn_redis();
-    let (a, b) = two_nodes(&redis.url).await;
-    let (first, new) = a.functions.deploy("t1", "blur", "sha256:aa", b"one").await.expect("deployed");
-    assert!(new && first.active == "sha256:aa");
-    a.functions.deploy("t1", "blur", "sha256:bb", b"two").await.expect("deployed");
-    assert_eq!(b.functions.get("t1", "blur").await.expect("read").expect("there").active, "sha256:bb");
-    assert_eq!(b.functions.component("sha256:aa").await.expect("bytes"), b"one");
-    assert_eq!(b.functions.rollback("t1", "blur", None).await.expect("rolled back").active, "sha256:aa");
-    assert_eq!(a.functions.get("t1", "blur").await.expect("read").expect("there").active, "sha256:aa");
-    let mut versions = b.functions.all_versions().await.expect("versions");
-    versions.sort();
-    assert_eq!(versions, ["sha256:aa", "sha256:bb"]);
-    assert!(b.functions.list("t2").await.expect("list").is_empty(), "another tenant sees nothing");
-    b.functions.delete("t1", "blur").await.expect("deleted");
-    assert!(matches!(a.functions.delete("t1", "blur").await, Err(RegistryError::NotFound(_))));
+    let (a, b) = (node(&redis.url).await, node(&redis.url).await);
+    let tenant = TenantId::from("t1");
+    let (aa, bb) = (Version::from("sha256:aa"), Version::from("sha256:bb"));
+    a.functions.deploy(&tenant, "blur", &aa, b"one").await.expect("deployed");
+    a.functions.deploy(&tenant, "blur", &bb, b"two").await.expect("deployed");
+    assert_eq!(b.functions.get(&tenant, "blur").await.expect("read").expect("there").active, bb);
+    assert_eq!(b.functions.component(&aa).await.expect("bytes"), b"one");
+    assert_eq!(b.functions.rollback(&tenant, "blur", None).await.expect("rolled back").active, aa);
+    assert_eq!(a.functions.get(&tenant, "blur").await.expect("read").expect("there").active, aa);
+    b.functions.delete(&tenant, "blur").await.expect("deleted");
+    let err = a.functions.delete(&tenant, "blur").await.expect_err("deleted on the other node");
+    assert!(matches!(&err, RegistryError::NotFound(name) if name == "blur"), "{err:?}");
+}
 
-    // Deploys racing from both nodes all land in the history.
-    let versions: Vec<String> = (0..8).map(|n| format!("sha256:{n:02}")).collect();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploys_racing_from_two_nodes_all_land_in_the_history() {
+    let redis = spawn_redis();
+    let (a, b) = (node(&redis.url).await, node(&redis.url).await);
+    let tenant = TenantId::from("t1");
+    let versions: Vec<Version> = (0..8).map(|n| Version(format!("sha256:{n:02}"))).collect();
     let racing = versions.iter().enumerate().map(|(n, version)| {
-        let store = if n % 2 == 0 { &a } else { &b };
-        store.functions.deploy("t1", "race", version, b"x")
+        let node = if n % 2 == 0 { &a } else { &b };
+        node.functions.deploy(&tenant, "race", version, b"x")
     });
     for result in futures_util::future::join_all(racing).await {
         result.expect("deployed");
     }
-    let record = a.functions.get("t1", "race").await.expect("read").expect("there");
-    assert_eq!(record.versions.len(), 8, "no deploy lost to a concurrent one");
+    let record = a.functions.get(&tenant, "race").await.expect("read").expect("there");
+    let mut landed: Vec<Version> = record.versions.into_iter().map(|v| v.version).collect();
+    landed.sort();
+    assert_eq!(landed, versions, "no deploy lost to a concurrent one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_names_one_job_across_nodes() {
     let redis = spawn_redis();
-    let (a, b) = two_nodes(&redis.url).await;
+    let (a, b) = (node(&redis.url).await, node(&redis.url).await);
+    let tenant = TenantId::from("t");
     let (first, second) = (JobId("j1".into()), JobId("j2".into()));
     let ttl = Duration::from_secs(60);
-    assert_eq!(a.idempotency.claim("t", "k", "fp", &first, ttl).await.expect("claim"), Claim::New);
-    assert_eq!(b.idempotency.claim("t", "k", "fp", &second, ttl).await.expect("claim"), Claim::Existing(first.clone()));
-    assert_eq!(b.idempotency.claim("t", "k", "other", &second, ttl).await.expect("claim"), Claim::Conflict);
-    b.idempotency.release("t", "k", &second).await.expect("not its claim: kept");
-    assert_eq!(b.idempotency.claim("t", "k", "fp", &second, ttl).await.expect("claim"), Claim::Existing(first.clone()));
-    a.idempotency.release("t", "k", &first).await.expect("released");
-    assert_eq!(b.idempotency.claim("t", "k", "fp", &second, ttl).await.expect("claim"), Claim::New);
+    assert_eq!(a.idempotency.claim(&tenant, "k", "fp", &first, ttl).await.expect("claim"), Claim::New);
+    let seen = b.idempotency.claim(&tenant, "k", "fp", &second, ttl).await.expect("claim");
+    assert_eq!(seen, Claim::Existing(first.clone()));
+    a.idempotency.release(&tenant, "k", &first).await.expect("released");
+    assert_eq!(b.idempotency.claim(&tenant, "k", "fp", &second, ttl).await.expect("claim"), Claim::New);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn usage_is_logged_once_per_job_and_a_batch_is_committed_once() {
+async fn a_batch_read_by_two_nodes_is_committed_once() {
     let redis = spawn_redis();
-    let (a, b) = two_nodes(&redis.url).await;
-    let usage = Usage { outcome: sluice_core::Outcome::Ok, cpu_us: 5, ..Usage::default() };
-    assert!(a.usage.record("j1", "t", "f", &usage).await.expect("logged"));
-    assert!(!b.usage.record("j1", "t", "f", &usage).await.expect("logged"), "a rerun is not billed twice");
-    assert!(b.usage.record("j2", "t", "f", &usage).await.expect("logged"));
+    let (a, b) = (node(&redis.url).await, node(&redis.url).await);
+    let tenant = TenantId::from("t");
+    let usage = Usage { outcome: Outcome::Ok, cpu_us: 5, ..Usage::default() };
+    assert!(a.usage.record(&JobId("j1".into()), &tenant, "f", &usage).await.expect("logged"));
+    assert!(!b.usage.record(&JobId("j1".into()), &tenant, "f", &usage).await.expect("asked"), "logged once");
+    assert!(b.usage.record(&JobId("j2".into()), &tenant, "f", &usage).await.expect("logged"));
 
-    // Both nodes read the same batch; only the first commit counts.
     let batch_a = a.usage.pending(100).await.expect("pending");
     let batch_b = b.usage.pending(100).await.expect("pending");
     assert_eq!(batch_a, batch_b);
     assert_eq!(batch_a.entries.len(), 2);
     let hour_ms = batch_a.entries[0].at_ms / BUCKET_MS * BUCKET_MS;
-    let delta =
-        Bucket { tenant: "t".into(), function: "f".into(), hour_ms, invocations: 2, cpu_us: 10, ..Bucket::default() };
+    let delta = Bucket {
+        tenant: tenant.clone(),
+        function: "f".into(),
+        hour_ms,
+        invocations: 2,
+        cpu_us: 10,
+        ..Bucket::default()
+    };
     a.usage.commit(&batch_a, std::slice::from_ref(&delta)).await.expect("committed");
-    assert!(matches!(b.usage.commit(&batch_b, &[delta]).await, Err(CommitError::AlreadyAggregated)));
-    assert!(b.usage.pending(100).await.expect("pending").entries.is_empty(), "the log is trimmed");
-
-    let totals = b.usage.totals("t", 0, u64::MAX).await.expect("totals");
+    let err = b.usage.commit(&batch_b, &[delta]).await.expect_err("committed by the other node");
+    assert!(matches!(err, CommitError::AlreadyAggregated), "{err:?}");
+    let totals = b.usage.totals(&tenant, 0, u64::MAX).await.expect("totals");
     assert_eq!((totals.len(), totals[0].invocations, totals[0].cpu_us), (1, 2, 10));
-    assert!(b.usage.totals("t", hour_ms + BUCKET_MS, u64::MAX).await.expect("totals").is_empty());
-    assert!(a.usage.totals("other", 0, u64::MAX).await.expect("totals").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authenticated_key_is_trusted_by_its_node_without_asking_redis_again() {
+    let redis = spawn_redis();
+    let stores = node(&redis.url).await;
+    let (acme, key) = stores.tenants.create("acme").await.expect("created");
+    assert_eq!(stores.tenants.authenticate(&key).await.expect("asked"), Some(acme.clone()));
+    let () = raw(&redis.url).await.del(format!("{PREFIX}:tenant-keys")).await.expect("deleted");
+    assert_eq!(stores.tenants.authenticate(&key).await.expect("asked"), Some(acme), "served from the cache");
+    assert_eq!(node(&redis.url).await.tenants.authenticate(&key).await.expect("asked"), None, "not cached there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_job_stays_marked_for_seven_days() {
+    let redis = spawn_redis();
+    let stores = node(&redis.url).await;
+    let usage = Usage { outcome: Outcome::Ok, ..Usage::default() };
+    stores.usage.record(&JobId("j1".into()), &TenantId::from("t"), "f", &usage).await.expect("logged");
+    let ttl_ms: i64 = raw(&redis.url).await.pttl(format!("{PREFIX}:usage:seen:j1")).await.expect("pttl");
+    let week_ms = 7 * 24 * 3600 * 1000;
+    assert!((week_ms - 60_000..=week_ms).contains(&ttl_ms), "{ttl_ms} ms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_reported_as_unavailable() {
+    let mut redis = spawn_redis();
+    let stores = node(&redis.url).await;
+    redis.kill();
+    let err = stores.tenants.authenticate("sk_any").await.expect_err("Redis is down");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert_eq!(err.code(), ErrorCode::StoreUnavailable);
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sluice_core::{CallOutput, CallRequest, ErrorCode};
+use sluice_core::{CallOutput, CallRequest, ErrorCode, TenantId};
 use sluice_scheduler::{Job, JobId, JobRecord, JobStatus, QueueError, now_ms};
 
 use super::{Platform, Resolved};
@@ -86,20 +86,20 @@ pub struct Accepted {
 impl Platform {
     /// Queues `call` to `function` for `tenant` under a fresh id; the queue
     /// enforces its own and the tenant's bounds.
-    pub async fn enqueue(&self, tenant: &str, function: Resolved, call: CallRequest) -> Result<JobId, QueueError> {
+    pub async fn enqueue(&self, tenant: &TenantId, function: Resolved, call: CallRequest) -> Result<JobId, QueueError> {
         self.enqueue_as(JobId::random(), tenant, function, call).await
     }
 
     async fn enqueue_as(
         &self,
         id: JobId,
-        tenant: &str,
+        tenant: &TenantId,
         function: Resolved,
         call: CallRequest,
     ) -> Result<JobId, QueueError> {
         let job = Job {
             id: id.clone(),
-            tenant: tenant.to_owned(),
+            tenant: tenant.to_string(),
             function: function.name,
             version: function.version,
             request: call,
@@ -111,7 +111,12 @@ impl Platform {
 
     /// Runs `call` and waits for its outcome, for at most the function's
     /// deadline plus [`SYNC_GRACE`].
-    pub async fn call_sync(&self, tenant: &str, function: Resolved, call: CallRequest) -> Result<SyncCall, CallError> {
+    pub async fn call_sync(
+        &self,
+        tenant: &TenantId,
+        function: Resolved,
+        call: CallRequest,
+    ) -> Result<SyncCall, CallError> {
         let id = self.enqueue(tenant, function, call).await?;
         let waited = self.runtime.config().timeout + SYNC_GRACE;
         let record = self.queue.wait(&id, waited).await?.ok_or_else(|| CallError::Vanished(id.clone()))?;
@@ -131,7 +136,7 @@ impl Platform {
     /// points at a job that does not exist.
     pub async fn submit(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         function: Resolved,
         call: CallRequest,
         idempotency_key: Option<&str>,
@@ -162,8 +167,8 @@ impl Platform {
     }
 
     /// `tenant`'s job `id`; another tenant's job looks exactly like a missing one.
-    pub async fn owned_job(&self, tenant: &str, id: &JobId) -> Result<Option<JobRecord>, QueueError> {
-        Ok(self.queue.job(id).await?.filter(|record| record.tenant == tenant))
+    pub async fn owned_job(&self, tenant: &TenantId, id: &JobId) -> Result<Option<JobRecord>, QueueError> {
+        Ok(self.queue.job(id).await?.filter(|record| record.tenant == tenant.as_str()))
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice_core::ErrorCode;
+use sluice_core::{ErrorCode, TenantId, Version};
 use sluice_scheduler::Queue;
 
 use crate::builtins;
@@ -176,20 +176,20 @@ impl Platform {
             }
         };
         for version in versions {
-            if let Err(err) = self.function(&version).await {
-                tracing::warn!(version, cause = %err, "a deployed version does not load");
+            if let Err(err) = self.function(version.as_str()).await {
+                tracing::warn!(%version, cause = %err, "a deployed version does not load");
             }
         }
     }
 
     /// The function `name` as `tenant` sees it: a built-in (their names
     /// cannot be deployed over, so no store lookup is needed), else its own.
-    pub async fn resolve(&self, tenant: &str, name: &str) -> Result<Option<Resolved>, StoreError> {
+    pub async fn resolve(&self, tenant: &TenantId, name: &str) -> Result<Option<Resolved>, StoreError> {
         if let Some(builtin) = self.builtin(name) {
             return Ok(Some(builtin));
         }
         let record = self.stores.functions.get(tenant, name).await?;
-        Ok(record.map(|record| Resolved { name: name.to_owned(), version: record.active }))
+        Ok(record.map(|record| Resolved { name: name.to_owned(), version: record.active.0 }))
     }
 
     /// The built-in `name`, if there is one.
@@ -207,7 +207,12 @@ impl Platform {
         if let Some(function) = self.loaded.read().unwrap_or_else(PoisonError::into_inner).get(version) {
             return Ok(function.clone());
         }
-        let bytes = self.stores.functions.component(version).await.context("cannot fetch the component bytes")?;
+        let bytes = self
+            .stores
+            .functions
+            .component(&Version::from(version))
+            .await
+            .context("cannot fetch the component bytes")?;
         let runtime = Arc::clone(&self.runtime);
         // Compiling (or reading the artifact cache) is blocking work.
         let function = tokio::task::spawn_blocking(move || runtime.load(&bytes))
@@ -221,7 +226,7 @@ impl Platform {
     /// Validates, compiles (bounded in time) and records a deployment.
     pub async fn deploy(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         name: &str,
         bytes: Vec<u8>,
     ) -> Result<(FunctionRecord, bool), DeployError> {
@@ -243,9 +248,9 @@ impl Platform {
             Ok(Err(join)) => return Err(DeployError::Internal(anyhow::anyhow!("the compile task failed: {join}"))),
             Ok(Ok(result)) => result?,
         };
-        let version = function.version().to_owned();
+        let version = Version(function.version().to_owned());
         let recorded = self.stores.functions.deploy(tenant, name, &version, &bytes).await?;
-        self.loaded.write().unwrap_or_else(PoisonError::into_inner).insert(version, function);
+        self.loaded.write().unwrap_or_else(PoisonError::into_inner).insert(version.0, function);
         Ok(recorded)
     }
 
@@ -253,12 +258,12 @@ impl Platform {
     /// again, compiled before calls arrive for it.
     pub async fn rollback(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         name: &str,
-        version: Option<&str>,
+        version: Option<&Version>,
     ) -> Result<FunctionRecord, DeployError> {
         let record = self.stores.functions.rollback(tenant, name, version).await?;
-        self.function(&record.active).await.map_err(DeployError::Internal)?;
+        self.function(record.active.as_str()).await.map_err(DeployError::Internal)?;
         Ok(record)
     }
 
@@ -275,7 +280,8 @@ impl Platform {
             }
             let mut by_hour: HashMap<u64, Vec<UsageRecord>> = HashMap::new();
             for entry in &batch.entries {
-                let record = crate::meter::record(&entry.job_id, &entry.tenant, &entry.function, &entry.usage);
+                let record =
+                    crate::meter::record(&entry.job_id.0, entry.tenant.as_str(), &entry.function, &entry.usage);
                 by_hour.entry(entry.at_ms / BUCKET_MS * BUCKET_MS).or_default().push(record);
             }
             let mut deltas = Vec::new();
@@ -286,7 +292,7 @@ impl Platform {
                     .await
                     .context("the meter failed")?;
                 deltas.extend(totals.into_iter().map(|total| Bucket {
-                    tenant: total.tenant,
+                    tenant: TenantId(total.tenant),
                     function: total.function,
                     hour_ms,
                     invocations: total.invocations,

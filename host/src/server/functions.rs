@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::http::header::{HeaderMap, HeaderValue, LOCATION};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use sluice_core::ErrorCode;
+use sluice_core::{ErrorCode, Version};
 use sluice_scheduler::JobStatus;
 use utoipa::{IntoParams, ToSchema};
 
@@ -293,7 +293,8 @@ pub async fn rollback(
     JsonBody(body): JsonBody<Option<Rollback>>,
 ) -> Result<Json<FunctionView>, ApiError> {
     let version = body.and_then(|body| body.version);
-    let record = api.platform.rollback(&tenant.id, &name, version.as_deref()).await?;
+    let version = version.map(Version::from);
+    let record = api.platform.rollback(&tenant.id, &name, version.as_ref()).await?;
     Ok(Json(function_view(&record)))
 }
 

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use sluice_core::{CallOutput, ErrorCode};
+use sluice_core::{CallOutput, ErrorCode, TenantId};
 use sluice_scheduler::{JobId, JobRecord, JobStatus, Usage};
 use utoipa::{IntoParams, ToSchema};
 
@@ -134,7 +134,7 @@ pub async fn job_result(
     }
 }
 
-async fn owned_job(api: &Api, tenant: &str, id: String) -> Result<JobRecord, ApiError> {
+async fn owned_job(api: &Api, tenant: &TenantId, id: String) -> Result<JobRecord, ApiError> {
     let id = JobId(id);
     let record = api.platform.owned_job(tenant, &id).await?;
     record.ok_or_else(|| ApiError::not_found(format!("no job {id}")))

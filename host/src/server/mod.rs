@@ -118,7 +118,7 @@ impl std::fmt::Debug for Api {
 impl Api {
     /// Takes a rate token for `tenant`, or says when to come back.
     fn rate_limit(&self, tenant: &Tenant) -> Result<(), ApiError> {
-        self.rates.check(&tenant.id).map_err(|wait| {
+        self.rates.check(tenant.id.as_str()).map_err(|wait| {
             ApiError::new(ErrorCode::RateLimited, "too many requests for this tenant; slow down")
                 .retry_after(wait.as_secs_f64().ceil() as u64)
         })

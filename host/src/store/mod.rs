@@ -1,30 +1,35 @@
 //! State that survives a restart: tenants (key hashes only), deployed
 //! functions (component bytes by hash), idempotency keys and usage.
 //!
-//! Each concept is a trait with two backends: local files in the data
-//! directory (one node: `sluice serve`) and Redis (many nodes share one
-//! state, so any front door serves any tenant and any worker runs any
-//! function). [`Stores`] bundles one backend of each.
+//! Layout: one module per concept ([`tenants`], [`functions`],
+//! [`idempotency`], [`usage`]) holds its trait, its records and errors, and
+//! the record logic every backend must apply the same way (deploy and
+//! rollback rules, summing totals). One folder per backend holds one file
+//! per concept: [`local`] (files in the data directory, one node:
+//! `sluice serve`) and [`redis`] (many nodes share one state, so any front
+//! door serves any tenant and any worker runs any function). The contract
+//! sits beside its concept rather than in one file of traits, so reading a
+//! concept means reading one module, and a backend file reads against
+//! exactly one trait.
 //!
-//! Local files are rewritten whole through a temporary file and a rename,
-//! so a crash leaves either the old or the new version, never half of one.
-//! The local usage log is append-only JSON lines.
+//! Adding a backend means: a folder with one file per concept, one
+//! constructor here that builds [`Stores`] from it, and one line in the
+//! conformance suite (`host/tests/store_conformance/`), which runs every
+//! scenario of every trait against every backend.
 
 pub mod functions;
 pub mod idempotency;
+pub mod local;
 pub mod redis;
 pub mod tenants;
 pub mod usage;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use sluice_core::ErrorCode;
 
-/// Why the data directory could not be read or written.
+/// Why a store could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Reading or writing a file failed.
@@ -83,12 +88,12 @@ impl std::fmt::Debug for Stores {
 impl Stores {
     /// State in the data directory `dir`, for one node.
     pub fn local(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        std::fs::create_dir_all(dir).map_err(local::io_error(dir))?;
         Ok(Self {
-            tenants: Arc::new(tenants::LocalTenants::open(dir)?),
-            functions: Arc::new(functions::LocalFunctions::open(dir)?),
-            usage: Arc::new(usage::LocalUsage::open(dir)?),
-            idempotency: Arc::new(idempotency::LocalIdempotencyKeys::default()),
+            tenants: Arc::new(local::LocalTenants::open(dir)?),
+            functions: Arc::new(local::LocalFunctions::open(dir)?),
+            usage: Arc::new(local::LocalUsage::open(dir)?),
+            idempotency: Arc::new(local::LocalIdempotencyKeys::default()),
         })
     }
 
@@ -102,38 +107,6 @@ impl Stores {
             idempotency: Arc::new(redis::RedisIdempotencyKeys::new(shared)),
         })
     }
-}
-
-pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
-}
-
-/// Reads a JSON file, or `T::default()` when it does not exist yet.
-pub(crate) fn read_json<T: DeserializeOwned + Default>(path: &Path) -> Result<T, StoreError> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { path: path.to_path_buf(), source })
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
-        Err(err) => Err(io_error(path)(err)),
-    }
-}
-
-/// Replaces `path` with `bytes` atomically (temporary file, fsync, rename).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_error(path))?;
-    tmp.write_all(bytes).map_err(io_error(path))?;
-    tmp.as_file().sync_all().map_err(io_error(path))?;
-    tmp.persist(path).map_err(|err| io_error(path)(err.error))?;
-    Ok(())
-}
-
-/// Writes `value` as pretty JSON to `path` atomically.
-pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
-    let bytes =
-        serde_json::to_vec_pretty(value).map_err(|source| StoreError::Corrupt { path: path.to_path_buf(), source })?;
-    write_atomic(path, &bytes)
 }
 
 /// A hex SHA-256 of `bytes`.

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 pub mod processes;
+pub mod stores;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
