@@ -11,9 +11,10 @@
 //! - [`store`]: what survives a restart (tenants, functions, idempotency
 //!   keys, usage), locally or in Redis.
 //! - [`backend`]: picks the queue and stores (embedded or Redis).
-//! - [`platform`]: runtime, queue, stores and meter wired together.
+//! - [`platform`]: runtime, queue, stores and meter wired together, and the
+//!   calls, jobs and deployments the front door and tests drive.
 //! - [`worker`]: worker slots that run queued jobs, and the worker node.
-//! - [`server`]: the HTTP front door and the embedded node (`sluice serve`).
+//! - [`server`]: the HTTP front door (axum) and the embedded node (`sluice serve`).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`cli`]: the command-line interface and its commands.
 
