@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::processes::{ADMIN, SluiceProcess};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-use sluice_scheduler::redis_server::{AppendFsync, spawn_redis_with};
+use sluice_testkit::{AppendFsync, spawn_redis_with};
 
 /// Short enough that a dead worker's job is retried quickly in a test.
 const VISIBILITY: &str = "1500";

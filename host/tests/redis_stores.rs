@@ -8,8 +8,8 @@ use sluice::store::functions::RegistryError;
 use sluice::store::idempotency::Claim;
 use sluice::store::tenants::TenantError;
 use sluice::store::usage::{BUCKET_MS, Bucket, CommitError};
-use sluice_scheduler::redis_server::spawn_redis;
 use sluice_scheduler::{JobId, Usage};
+use sluice_testkit::spawn_redis;
 
 async fn two_nodes(url: &str) -> (Stores, Stores) {
     (Stores::redis(url, "t").await.expect("node a"), Stores::redis(url, "t").await.expect("node b"))

@@ -21,7 +21,6 @@
 pub mod job;
 pub mod memory;
 pub mod redis;
-pub mod redis_server;
 
 use std::time::Duration;
 

@@ -3,10 +3,10 @@
 use std::time::{Duration, Instant};
 
 use sluice_core::{CallOutput, CallRequest, ErrorCode, Outcome};
-use sluice_scheduler::redis_server::spawn_redis;
 use sluice_scheduler::{
     Completion, Job, JobError, JobId, JobStatus, Queue, QueueConfig, QueueError, RedisQueue, RedisQueueConfig, Usage,
 };
+use sluice_testkit::spawn_redis;
 
 fn job(id: &str, body: &[u8]) -> Job {
     Job {
