@@ -10,7 +10,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_core::CallRequest;
+use sluice_core::{CallRequest, TenantId, Version};
 use sluice_scheduler::{Job, JobId, JobRecord, JobStatus, QueueError, now_ms};
 
 use super::http::{ApiError, Resp, bearer, json_response, parse_json, query_pairs, read_body};
@@ -277,9 +277,9 @@ impl Api {
     async fn enqueue(&self, tenant: &Tenant, resolved: Resolved, call: Call, id: JobId) -> Result<Job, ApiError> {
         let job = Job {
             id,
-            tenant: tenant.id.clone(),
+            tenant: TenantId::from(tenant.id.as_str()),
             function: resolved.name,
-            version: resolved.version,
+            version: Version::from(resolved.version),
             request: CallRequest { body: call.body.to_vec(), content_type: call.content_type, params: call.params },
             submitted_at_ms: now_ms(),
         };
@@ -381,7 +381,7 @@ impl Api {
     async fn owned_job(&self, tenant: &Tenant, id: &str) -> Result<JobRecord, ApiError> {
         let record = self.platform.queue.job(&JobId(id.to_owned())).await.map_err(|err| unavailable(&err))?;
         // Another tenant's job looks exactly like a missing one.
-        record.filter(|r| r.tenant == tenant.id).ok_or_else(|| ApiError::not_found(format!("no job {id}")))
+        record.filter(|r| r.tenant.as_str() == tenant.id).ok_or_else(|| ApiError::not_found(format!("no job {id}")))
     }
 
     async fn job_status(&self, tenant: &Tenant, id: &str) -> Result<Resp, ApiError> {
