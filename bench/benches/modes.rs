@@ -12,7 +12,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion};
 use sluice_bench::Recorder;
 use sluice_bench::report::scenarios::start_node;
-use sluice_scheduler::redis_server::spawn_redis;
+use sluice_testkit::spawn_redis;
 
 async fn invoke(client: &reqwest::Client, url: &str, key: &str, photo: &[u8]) {
     let response = client

@@ -17,16 +17,16 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
 use sluice_bench::Recorder;
-use sluice_core::{CallOutput, CallRequest, Outcome};
-use sluice_scheduler::redis_server::spawn_redis;
-use sluice_scheduler::{Completion, Job, JobId, MemoryQueue, Queue, QueueConfig, RedisQueue, RedisQueueConfig, Usage};
+use sluice_core::{CallOutput, CallRequest, Outcome, TenantId, Version};
+use sluice_scheduler::{Completion, Job, JobId, Queue, QueueConfig, RedisQueue, RedisQueueConfig, Usage};
+use sluice_testkit::spawn_redis;
 
 fn job_of(size: usize) -> Job {
     Job {
         id: JobId::random(),
-        tenant: "bench".to_owned(),
+        tenant: TenantId::from("bench"),
         function: "echo".to_owned(),
-        version: "sha256:0".to_owned(),
+        version: Version::from("sha256:0"),
         request: CallRequest { body: vec![7; size], content_type: String::new(), params: Vec::new() },
         submitted_at_ms: 0,
     }
@@ -67,9 +67,9 @@ fn main() {
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
     let redis = spawn_redis();
     let config = QueueConfig { capacity: 100_000, tenant_concurrency: usize::MAX, ..QueueConfig::default() };
-    let memory: Arc<dyn Queue> = Arc::new(MemoryQueue::new(config));
-    let redis_queue: Arc<dyn Queue> = tokio
-        .block_on(RedisQueue::connect(RedisQueueConfig { queue: config, ..RedisQueueConfig::new(&redis.url) }))
+    let memory = tokio.block_on(sluice_scheduler::connect("memory:", config, "")).expect("memory queue");
+    let redis_queue = tokio
+        .block_on(sluice_scheduler::connect(&redis.url, config, sluice_scheduler::DEFAULT_PREFIX))
         .expect("redis queue");
 
     let mut group = criterion.benchmark_group("queue_round_trip");
@@ -82,10 +82,9 @@ fn main() {
 
     let connect = |inline_limit: usize| -> Arc<dyn Queue> {
         let config = RedisQueueConfig {
-            queue: config,
             prefix: format!("inline{inline_limit}"),
             inline_limit,
-            ..RedisQueueConfig::new(&redis.url)
+            ..RedisQueueConfig::new(&redis.url, config)
         };
         tokio.block_on(RedisQueue::connect(config)).expect("redis queue")
     };

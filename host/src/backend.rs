@@ -5,13 +5,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use sluice_scheduler::{MemoryQueue, Queue, QueueConfig, RedisQueue, RedisQueueConfig};
+use sluice_scheduler::{Queue, QueueConfig};
 
 use crate::store::Stores;
 use crate::worker::Drain;
 
 /// Key prefix in Redis, so several deployments can share one server.
-pub const DEFAULT_PREFIX: &str = "sluice";
+pub const DEFAULT_PREFIX: &str = sluice_scheduler::DEFAULT_PREFIX;
+
+/// The queue URL of a single node: jobs live in this process.
+const IN_PROCESS_QUEUE: &str = "memory:";
 
 /// A connected queue and stores, and how worker slots drain over them.
 pub struct Backend {
@@ -38,12 +41,12 @@ impl Backend {
         queue: QueueConfig,
         data_dir: &Path,
     ) -> anyhow::Result<Self> {
+        let queue_url = redis_url.unwrap_or(IN_PROCESS_QUEUE);
+        let queue = sluice_scheduler::connect(queue_url, queue, prefix)
+            .await
+            .with_context(|| format!("cannot use {queue_url} as the queue"))?;
         match redis_url {
             Some(url) => {
-                let config = RedisQueueConfig { queue, prefix: prefix.to_owned(), ..RedisQueueConfig::new(url) };
-                let queue = RedisQueue::connect(config)
-                    .await
-                    .with_context(|| format!("cannot use Redis at {url} as the queue"))?;
                 let stores = Stores::redis(url, prefix)
                     .await
                     .with_context(|| format!("cannot use Redis at {url} for shared state"))?;
@@ -52,7 +55,7 @@ impl Backend {
             None => {
                 let stores = Stores::local(data_dir)
                     .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
-                Ok(Self { queue: Arc::new(MemoryQueue::new(queue)), stores, drain: Drain::Queue })
+                Ok(Self { queue, stores, drain: Drain::Queue })
             }
         }
     }

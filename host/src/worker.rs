@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice_core::{ErrorCode, TenantId};
+use sluice_core::ErrorCode;
 use sluice_scheduler::{Completion, Delivery, JobError, NODE_HEARTBEAT, QueueConfig};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -96,7 +96,7 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
         return;
     }
     let job = &delivery.job;
-    let function = match platform.function(&job.version).await {
+    let function = match platform.function(job.version.as_str()).await {
         Ok(function) => function,
         Err(err) => {
             // Possibly transient (bytes not yet replicated, a full disk): retry.
@@ -135,12 +135,7 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
         .invocation_seconds
         .with_label_values(&[&job.function])
         .observe(invocation.usage.wall_us as f64 / 1e6);
-    if let Err(err) = platform
-        .stores
-        .usage
-        .record(&job.id, &TenantId::from(job.tenant.as_str()), &job.function, &invocation.usage)
-        .await
-    {
+    if let Err(err) = platform.stores.usage.record(&job.id, &job.tenant, &job.function, &invocation.usage).await {
         // Not settling the job now means it is retried after the
         // visibility timeout and its usage logged then: billed once, late,
         // rather than never.

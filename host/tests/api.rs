@@ -670,7 +670,7 @@ async fn the_served_openapi_document_is_the_generated_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_calls_work_an_outage_is_a_quick_503_and_service_recovers() {
-    use sluice_scheduler::redis_server::{AppendFsync, spawn_redis_with};
+    use sluice_testkit::{AppendFsync, spawn_redis_with};
     // Every acknowledged write (the tenant) survives the crash below.
     let mut redis = spawn_redis_with(AppendFsync::Always);
     let url = redis.url.clone();

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use common::processes::{ADMIN, SluiceProcess};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-use sluice_scheduler::redis_server::{AppendFsync, spawn_redis_with};
+use sluice_core::ErrorCode;
+use sluice_scheduler::{JobId, QueueConfig};
+use sluice_testkit::{AppendFsync, spawn_redis_with};
 
 /// Short enough that a dead worker's job is retried quickly in a test.
 const VISIBILITY: &str = "1500";
@@ -298,14 +300,12 @@ async fn a_function_that_always_traps_is_dead_lettered_after_max_deliveries() {
     assert_eq!(record["deliveries"], 3);
     assert_eq!(record["error"]["code"], "function_trapped", "{record}");
 
-    let client = redis::Client::open(redis.url.as_str()).expect("url");
-    let mut con = client.get_multiplexed_async_connection().await.expect("connects");
-    let dead: Vec<(String, Vec<(String, String)>)> =
-        redis::cmd("XRANGE").arg("sluice:dead").arg("-").arg("+").query_async(&mut con).await.expect("xrange");
-    assert_eq!(dead.len(), 1);
-    let fields: BTreeMap<String, String> = dead[0].1.iter().cloned().collect();
-    assert_eq!(fields["id"], id);
-    assert_eq!(fields["code"], "function_trapped");
+    let queue = sluice_scheduler::connect(&redis.url, QueueConfig::default(), sluice::backend::DEFAULT_PREFIX)
+        .await
+        .expect("connects");
+    let dead = queue.dead_letters().await.expect("dead letters");
+    let dead: Vec<(&JobId, ErrorCode)> = dead.iter().map(|(id, error)| (id, error.code)).collect();
+    assert_eq!(dead, [(&JobId(id), ErrorCode::FunctionTrapped)]);
     // Three attempts ran, one job is billed.
     assert_eq!(usage(&door, &key).await, BTreeMap::from([("hostile".to_owned(), (1, 1))]));
 }

@@ -13,8 +13,8 @@ use sluice::store::tenants::TenantError;
 use sluice::store::usage::{BUCKET_MS, Bucket, CommitError};
 use sluice::store::{StoreError, Stores};
 use sluice_core::{ErrorCode, Outcome, TenantId, Version};
-use sluice_scheduler::redis_server::spawn_redis;
 use sluice_scheduler::{JobId, Usage};
+use sluice_testkit::spawn_redis;
 
 use common::stores::PREFIX;
 

@@ -2,7 +2,7 @@
 //! output. Shared by every backend and by the host.
 
 use serde::{Deserialize, Serialize};
-use sluice_core::{CallOutput, CallRequest, ErrorCode, Outcome};
+use sluice_core::{CallOutput, CallRequest, ErrorCode, Outcome, TenantId, Version};
 
 /// A job's id: a random UUID, unguessable so ids can appear in URLs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -13,6 +13,11 @@ impl JobId {
     /// A fresh random id.
     pub fn random() -> Self {
         Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -28,11 +33,11 @@ pub struct Job {
     /// The job's id.
     pub id: JobId,
     /// Owning tenant's id.
-    pub tenant: String,
+    pub tenant: TenantId,
     /// Function name as the caller used it.
     pub function: String,
     /// Exact component version (`sha256:…`) resolved when the job was accepted.
-    pub version: String,
+    pub version: Version,
     /// The input.
     pub request: CallRequest,
     /// When the job was accepted, in milliseconds since the Unix epoch.
@@ -84,6 +89,14 @@ pub struct JobError {
     pub message: String,
 }
 
+impl JobError {
+    /// Why a job's delivery lapsed: its worker stopped renewing the lease
+    /// (it died or hung). Every backend reports it in these words.
+    pub fn worker_lost() -> Self {
+        Self { code: ErrorCode::WorkerLost, message: "the worker stopped responding (visibility timeout)".to_owned() }
+    }
+}
+
 /// What one call consumed (the runtime fills it in).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
@@ -111,11 +124,11 @@ pub struct JobRecord {
     /// The job's id.
     pub id: JobId,
     /// Owning tenant's id.
-    pub tenant: String,
+    pub tenant: TenantId,
     /// Function name.
     pub function: String,
     /// Component version.
-    pub version: String,
+    pub version: Version,
     /// Current status.
     pub status: JobStatus,
     /// Why it failed, when it did.

@@ -2,7 +2,8 @@
 //!
 //! One trait, [`Queue`], with a backend per file: [`memory`] (the embedded
 //! default, everything in-process) and [`redis`] (Streams and a consumer
-//! group, for many nodes).
+//! group, for many nodes). [`connect`] picks the backend from a URL; every
+//! backend passes the same conformance suite (`tests/conformance.rs`).
 //! The trait follows the shape of Redis Streams consumer groups so both
 //! backends give the same guarantees:
 //!
@@ -15,21 +16,75 @@
 //! - **Idempotent results.** Completing a job that already ended is a no-op,
 //!   so a job run twice is stored (and billed) once.
 //! - **No polling.** [`Queue::wait`] returns as soon as a job ends.
+//! - **Bounded admission.** At most `capacity` jobs wait for a worker, and
+//!   a tenant has at most `tenant_concurrency` jobs queued or running.
 //!
-//! [`job`] holds the types a job is made of.
+//! [`job`] holds the types a job is made of; [`QueueConfig`] the bounds and
+//! timeouts every backend shares, with the defaults the CLI shows.
 
 pub mod job;
 pub mod memory;
 pub mod redis;
-pub mod redis_server;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_core::{CallOutput, ErrorCode};
 
 pub use job::{Completion, Delivery, Job, JobError, JobId, JobRecord, JobStatus, Usage, now_ms};
-pub use memory::{MemoryQueue, QueueConfig};
-pub use redis::{DEFAULT_INLINE_LIMIT, KeepAlive, RedisQueue, RedisQueueConfig, connection_manager};
+pub use memory::MemoryQueue;
+pub use redis::{DEFAULT_INLINE_LIMIT, DEFAULT_PREFIX, KeepAlive, RedisQueue, RedisQueueConfig, connection_manager};
+
+/// Bounds and timeouts of a queue, whatever its backend. [`Default`] is the
+/// one place the defaults are written down; flags and configs start from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Most jobs that may wait for a worker at once; more are refused with
+    /// `Full`. Running jobs do not count.
+    pub capacity: usize,
+    /// How long a delivery is held before it is handed out again.
+    pub visibility_timeout: Duration,
+    /// Deliveries before a job is dead-lettered.
+    pub max_deliveries: u32,
+    /// How long finished jobs and outputs are kept.
+    pub result_ttl: Duration,
+    /// Jobs one tenant may have queued or running at once; more are refused
+    /// with `TenantBusy`. Counted by the queue so every front door and
+    /// worker sees one number.
+    pub tenant_concurrency: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 1024,
+            visibility_timeout: Duration::from_secs(60),
+            max_deliveries: 3,
+            result_ttl: Duration::from_secs(3600),
+            tenant_concurrency: 16,
+        }
+    }
+}
+
+/// The URL schemes [`connect`] accepts, as its error lists them.
+pub const QUEUE_URL_SCHEMES: &[&str] = &["memory:", "redis://", "rediss://", "unix://"];
+
+/// Opens the queue `url` names: `memory:` (or `memory://`) is a
+/// [`MemoryQueue`] in this process; `redis://`, `rediss://` and `unix://`
+/// are a [`RedisQueue`] shared by every node using that server.
+/// `namespace` keeps deployments that share one server apart (the Redis key
+/// prefix); a queue in this process has nothing to share and ignores it.
+pub async fn connect(url: &str, config: QueueConfig, namespace: &str) -> Result<Arc<dyn Queue>, QueueError> {
+    let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+    match scheme {
+        "memory" => Ok(Arc::new(MemoryQueue::new(config))),
+        "redis" | "rediss" | "unix" => {
+            let redis = RedisQueueConfig { prefix: namespace.to_owned(), ..RedisQueueConfig::new(url, config) };
+            Ok(RedisQueue::connect(redis).await?)
+        }
+        _ => Err(QueueError::UnsupportedUrl(url.to_owned())),
+    }
+}
 
 /// Why a queue operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +110,9 @@ pub enum QueueError {
     /// A job with this id already exists.
     #[error("job {0} already exists")]
     Duplicate(String),
+    /// [`connect`] was given a URL no backend serves.
+    #[error("no queue backend serves `{0}`; use one of {schemes}", schemes = QUEUE_URL_SCHEMES.join(", "))]
+    UnsupportedUrl(String),
 }
 
 impl QueueError {
@@ -64,8 +122,9 @@ impl QueueError {
             Self::Full { .. } => ErrorCode::Overloaded,
             Self::TenantBusy { .. } => ErrorCode::ConcurrencyLimit,
             Self::Unavailable(_) => ErrorCode::QueueUnavailable,
-            // A worker's own bookkeeping; never a caller's doing.
-            Self::LeaseLost(_) | Self::Duplicate(_) => ErrorCode::Internal,
+            // A worker's own bookkeeping, or the operator's configuration;
+            // never a caller's doing.
+            Self::LeaseLost(_) | Self::Duplicate(_) | Self::UnsupportedUrl(_) => ErrorCode::Internal,
         }
     }
 }
@@ -73,8 +132,9 @@ impl QueueError {
 /// The job queue every front door and worker talks to.
 #[async_trait::async_trait]
 pub trait Queue: Send + Sync + 'static {
-    /// Accepts `job`; [`QueueError::Full`] when the queue's bound is reached,
-    /// [`QueueError::TenantBusy`] when the tenant's is.
+    /// Accepts `job`; [`QueueError::Duplicate`] when its id is taken,
+    /// [`QueueError::Full`] when the queue's bound is reached,
+    /// [`QueueError::TenantBusy`] when the tenant's is (checked in that order).
     async fn enqueue(&self, job: Job) -> Result<(), QueueError>;
 
     /// The next job for `worker`, waiting up to `wait` for one to arrive.
@@ -114,6 +174,10 @@ pub trait Queue: Send + Sync + 'static {
     /// Jobs accepted and not yet finished (waiting plus running).
     async fn depth(&self) -> Result<usize, QueueError>;
 
+    /// Jobs dead-lettered so far with their last error, oldest first, for
+    /// operators and tests to see what gave up and why.
+    async fn dead_letters(&self) -> Result<Vec<(JobId, JobError)>, QueueError>;
+
     /// Succeeds when the backend is reachable (for readiness checks).
     async fn ping(&self) -> Result<(), QueueError>;
 
@@ -130,3 +194,33 @@ pub const NODE_HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// A node not heard from for this long no longer counts as a worker.
 pub const NODE_TTL: Duration = Duration::from_secs(15);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_urls_open_an_in_process_queue() {
+        for url in ["memory:", "memory://"] {
+            let queue = connect(url, QueueConfig::default(), "ignored").await.expect("a memory queue");
+            assert_eq!(queue.depth().await, Ok(0), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_scheme_is_refused_naming_the_accepted_ones() {
+        let refused = connect("postgres://db/queue", QueueConfig::default(), "sluice").await.err();
+        let error = refused.expect("no backend serves postgres");
+        assert_eq!(error, QueueError::UnsupportedUrl("postgres://db/queue".to_owned()));
+        assert_eq!(
+            error.to_string(),
+            "no queue backend serves `postgres://db/queue`; use one of memory:, redis://, rediss://, unix://"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_url_without_a_scheme_is_refused() {
+        let refused = connect("localhost:6379", QueueConfig::default(), "sluice").await.err();
+        assert_eq!(refused, Some(QueueError::UnsupportedUrl("localhost:6379".to_owned())));
+    }
+}

@@ -5,46 +5,21 @@
 //! Leases expire like Redis pending entries: a delivery not settled within
 //! the visibility timeout is handed out again (lazily, when a worker next
 //! asks). Finished jobs and their outputs are kept for `result_ttl`.
+//!
+//! Every deadline is on tokio's clock, so tests run it on paused time and
+//! let hours pass in an instant.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
-use sluice_core::{CallOutput, ErrorCode};
+use sluice_core::{CallOutput, TenantId};
 
 use crate::job::now_ms;
-use crate::{Completion, Delivery, Job, JobError, JobId, JobRecord, JobStatus, Queue, QueueError};
-
-/// Bounds and timeouts of a queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueConfig {
-    /// Most jobs that may wait at once; more are refused with `Full`.
-    pub capacity: usize,
-    /// How long a delivery is held before it is handed out again.
-    pub visibility_timeout: Duration,
-    /// Deliveries before a job is dead-lettered.
-    pub max_deliveries: u32,
-    /// How long finished jobs and outputs are kept.
-    pub result_ttl: Duration,
-    /// Jobs one tenant may have queued or running at once; more are refused
-    /// with `TenantBusy`. Counted by the queue so every front door and
-    /// worker sees one number.
-    pub tenant_concurrency: usize,
-}
-
-impl Default for QueueConfig {
-    fn default() -> Self {
-        Self {
-            capacity: 1024,
-            visibility_timeout: Duration::from_secs(60),
-            max_deliveries: 3,
-            result_ttl: Duration::from_secs(3600),
-            tenant_concurrency: 16,
-        }
-    }
-}
+use crate::{Completion, Delivery, Job, JobError, JobId, JobRecord, JobStatus, Queue, QueueConfig, QueueError, Usage};
 
 struct Lease {
     receipt: String,
@@ -67,7 +42,7 @@ struct State {
     entries: HashMap<JobId, Entry>,
     dead_letters: Vec<(JobId, JobError)>,
     /// Unfinished jobs per tenant.
-    active: HashMap<String, usize>,
+    active: HashMap<TenantId, usize>,
     /// Worker nodes by their last heartbeat.
     nodes: HashMap<String, Instant>,
     next_receipt: u64,
@@ -76,7 +51,7 @@ struct State {
 
 impl State {
     /// A job of `tenant` ended: it no longer counts against its concurrency.
-    fn settle_tenant(&mut self, tenant: &str) {
+    fn settle_tenant(&mut self, tenant: &TenantId) {
         if let Some(count) = self.active.get_mut(tenant) {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -109,11 +84,6 @@ impl MemoryQueue {
         Self { config, state: Mutex::new(State::default()), job_ready: Notify::new() }
     }
 
-    /// Jobs dead-lettered so far, with their last error.
-    pub fn dead_letters(&self) -> Vec<(JobId, JobError)> {
-        self.lock().dead_letters.clone()
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every critical section leaves the state consistent before it can
         // panic, so a poisoned lock is still usable.
@@ -134,10 +104,7 @@ impl MemoryQueue {
             .filter(|(_, e)| !e.record.status.is_final() && e.lease.as_ref().is_some_and(|l| l.expires <= now))
             .map(|(id, _)| id.clone())
             .collect();
-        let lost = JobError {
-            code: ErrorCode::WorkerLost,
-            message: "the worker stopped responding (visibility timeout)".to_owned(),
-        };
+        let lost = JobError::worker_lost();
         for id in expired {
             self.release(state, &id, &lost);
         }
@@ -199,7 +166,7 @@ fn finish(
     entry: &mut Entry,
     status: JobStatus,
     error: Option<JobError>,
-    usage: Option<crate::Usage>,
+    usage: Option<Usage>,
     output: Option<CallOutput>,
     ttl: Duration,
 ) {
@@ -220,11 +187,11 @@ impl Queue for MemoryQueue {
     async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
         let mut state = self.lock();
         self.housekeep(&mut state);
-        if state.ready.len() >= self.config.capacity {
-            return Err(QueueError::Full { capacity: self.config.capacity });
-        }
         if state.entries.contains_key(&job.id) {
             return Err(QueueError::Duplicate(job.id.0));
+        }
+        if state.ready.len() >= self.config.capacity {
+            return Err(QueueError::Full { capacity: self.config.capacity });
         }
         let limit = self.config.tenant_concurrency;
         let active = state.active.entry(job.tenant.clone()).or_default();
@@ -243,7 +210,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn reserve(&self, _worker: &str, wait: Duration) -> Result<Option<Delivery>, QueueError> {
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = Instant::now() + wait;
         loop {
             // Register interest before looking, so a job enqueued in between
             // still wakes this worker.
@@ -253,8 +220,8 @@ impl Queue for MemoryQueue {
             }
             // Wake periodically to reclaim expired leases even when idle.
             let nap = self.config.visibility_timeout.min(Duration::from_millis(500));
-            let until = deadline.min(tokio::time::Instant::now() + nap);
-            if tokio::time::timeout_at(until, notified).await.is_err() && tokio::time::Instant::now() >= deadline {
+            let until = deadline.min(Instant::now() + nap);
+            if tokio::time::timeout_at(until, notified).await.is_err() && Instant::now() >= deadline {
                 return Ok(None);
             }
         }
@@ -318,7 +285,8 @@ impl Queue for MemoryQueue {
     }
 
     async fn output(&self, id: &JobId) -> Result<Option<CallOutput>, QueueError> {
-        let state = self.lock();
+        let mut state = self.lock();
+        self.housekeep(&mut state);
         Ok(state.entries.get(id).and_then(|e| e.output.clone()))
     }
 
@@ -333,6 +301,10 @@ impl Queue for MemoryQueue {
     async fn depth(&self) -> Result<usize, QueueError> {
         let state = self.lock();
         Ok(state.entries.values().filter(|e| !e.record.status.is_final()).count())
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<(JobId, JobError)>, QueueError> {
+        Ok(self.lock().dead_letters.clone())
     }
 
     async fn ping(&self) -> Result<(), QueueError> {
@@ -354,140 +326,42 @@ impl Queue for MemoryQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Usage;
-    use sluice_core::{CallRequest, Outcome};
 
-    fn job(id: &str) -> Job {
-        Job {
-            id: JobId(id.to_owned()),
-            tenant: "t".to_owned(),
+    // The shared scenarios are in tests/conformance.rs; these are about
+    // what only this backend does.
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_not_heard_from_within_the_node_ttl_no_longer_counts() {
+        let queue = MemoryQueue::new(QueueConfig::default());
+        queue.heartbeat("quiet").await.expect("heartbeat");
+        tokio::time::advance(crate::NODE_TTL / 2).await;
+        queue.heartbeat("chatty").await.expect("heartbeat");
+        assert_eq!(queue.workers().await, Ok(2));
+        tokio::time::advance(crate::NODE_TTL / 2).await;
+        assert_eq!(queue.workers().await, Ok(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_worker_reclaims_an_expired_lease_without_another_call() {
+        let queue = std::sync::Arc::new(MemoryQueue::new(QueueConfig {
+            visibility_timeout: Duration::from_secs(2),
+            ..QueueConfig::default()
+        }));
+        let job = Job {
+            id: JobId("a".to_owned()),
+            tenant: TenantId::from("t"),
             function: "f".to_owned(),
-            version: "sha256:0".to_owned(),
-            request: CallRequest { body: b"in".to_vec(), content_type: String::new(), params: Vec::new() },
+            version: sluice_core::Version::from("sha256:0"),
+            request: sluice_core::CallRequest::default(),
             submitted_at_ms: 1,
-        }
-    }
-
-    fn config() -> QueueConfig {
-        QueueConfig {
-            capacity: 2,
-            visibility_timeout: Duration::from_millis(50),
-            max_deliveries: 2,
-            result_ttl: Duration::from_secs(60),
-            tenant_concurrency: 16,
-        }
-    }
-
-    fn success() -> Completion {
-        Completion::Succeeded {
-            output: CallOutput { body: b"out".to_vec(), content_type: "text/plain".to_owned() },
-            usage: Usage { outcome: Outcome::Ok, ..Usage::default() },
-        }
-    }
-
-    #[tokio::test]
-    async fn a_tenant_at_its_concurrency_bound_is_refused_until_a_job_ends() {
-        let queue = MemoryQueue::new(QueueConfig { capacity: 10, tenant_concurrency: 1, ..config() });
-        queue.enqueue(job("a")).await.expect("enqueue");
-        assert_eq!(queue.enqueue(job("b")).await, Err(QueueError::TenantBusy { limit: 1 }));
-        let other = Job { tenant: "u".to_owned(), ..job("c") };
-        queue.enqueue(other).await.expect("another tenant is not affected");
-        let first = queue.reserve("w", Duration::ZERO).await.expect("reserve").expect("a job");
-        queue.complete(&first, success()).await.expect("complete");
-        queue.enqueue(job("b")).await.expect("admitted once the first ended");
-    }
-
-    #[tokio::test]
-    async fn jobs_flow_in_order_and_end_with_their_output() {
-        let queue = MemoryQueue::new(config());
-        queue.enqueue(job("a")).await.expect("enqueue");
-        queue.enqueue(job("b")).await.expect("enqueue");
-        assert_eq!(queue.depth().await.expect("depth"), 2);
-        let first = queue.reserve("w", Duration::ZERO).await.expect("reserve").expect("a job");
-        assert_eq!((first.job.id.0.as_str(), first.attempt), ("a", 1));
-        queue.start(&first).await.expect("start");
-        assert_eq!(queue.job(&first.job.id).await.expect("job").expect("kept").status, JobStatus::Running);
-        queue.complete(&first, success()).await.expect("complete");
-        let record = queue.job(&first.job.id).await.expect("job").expect("kept");
-        assert_eq!(record.status, JobStatus::Succeeded);
-        assert_eq!(queue.output(&first.job.id).await.expect("output").expect("kept").body, b"out");
-        assert_eq!(queue.depth().await.expect("depth"), 1);
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_refuses_and_a_duplicate_id_is_refused() {
-        let queue = MemoryQueue::new(config());
-        queue.enqueue(job("a")).await.expect("enqueue");
-        assert_eq!(queue.enqueue(job("a")).await, Err(QueueError::Duplicate("a".to_owned())));
-        queue.enqueue(job("b")).await.expect("enqueue");
-        assert_eq!(queue.enqueue(job("c")).await, Err(QueueError::Full { capacity: 2 }));
-    }
-
-    #[tokio::test]
-    async fn an_expired_lease_is_handed_out_again_then_dead_lettered() {
-        let queue = MemoryQueue::new(config());
-        queue.enqueue(job("a")).await.expect("enqueue");
-        let first = queue.reserve("w1", Duration::ZERO).await.expect("reserve").expect("job");
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        let second = queue.reserve("w2", Duration::ZERO).await.expect("reserve").expect("reclaimed");
-        assert_eq!(second.attempt, 2);
-        assert_eq!(queue.complete(&first, success()).await, Ok(()), "a late completion is accepted once");
-        assert_eq!(queue.job(&first.job.id).await.expect("job").expect("kept").status, JobStatus::Succeeded);
-        assert_eq!(queue.extend(&first).await, Err(QueueError::LeaseLost(first.receipt.clone())));
-
-        queue.enqueue(job("b")).await.expect("enqueue");
-        let trapped = JobError { code: ErrorCode::FunctionTrapped, message: "it trapped".to_owned() };
-        for _ in 0..2 {
-            let delivery = queue.reserve("w", Duration::ZERO).await.expect("reserve").expect("job");
-            queue.retry(&delivery, &trapped).await.expect("retry");
-        }
-        let record = queue.job(&JobId("b".to_owned())).await.expect("job").expect("kept");
-        assert_eq!(record.status, JobStatus::Failed);
-        let error = record.error.expect("a reason");
-        assert_eq!(error.code, ErrorCode::FunctionTrapped);
-        assert_eq!(error.message, "it trapped (gave up after 2 deliveries)");
-        assert_eq!(queue.dead_letters(), vec![(JobId("b".to_owned()), trapped)]);
-    }
-
-    #[tokio::test]
-    async fn extending_a_lease_keeps_a_long_job() {
-        let queue = MemoryQueue::new(config());
-        queue.enqueue(job("a")).await.expect("enqueue");
-        let delivery = queue.reserve("w", Duration::ZERO).await.expect("reserve").expect("job");
-        for _ in 0..4 {
-            tokio::time::sleep(Duration::from_millis(25)).await;
-            queue.extend(&delivery).await.expect("still held");
-        }
-        assert_eq!(queue.reserve("w2", Duration::ZERO).await.expect("reserve"), None);
-    }
-
-    #[tokio::test]
-    async fn waiters_wake_when_the_job_ends_and_workers_when_a_job_arrives() {
-        let queue = std::sync::Arc::new(MemoryQueue::new(config()));
-        let worker = {
-            let queue = queue.clone();
-            tokio::spawn(async move {
-                let delivery = queue.reserve("w", Duration::from_secs(5)).await.expect("reserve").expect("job");
-                queue.complete(&delivery, success()).await.expect("complete");
-            })
         };
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        queue.enqueue(job("a")).await.expect("enqueue");
-        let record = queue.wait(&JobId("a".to_owned()), Duration::from_secs(5)).await.expect("wait").expect("kept");
-        assert_eq!(record.status, JobStatus::Succeeded);
-        worker.await.expect("worker finished");
-        assert_eq!(queue.wait(&JobId("nope".to_owned()), Duration::ZERO).await.expect("wait"), None);
-    }
-
-    #[tokio::test]
-    async fn finished_jobs_expire_after_the_ttl() {
-        let queue = MemoryQueue::new(QueueConfig { result_ttl: Duration::from_millis(30), ..config() });
-        queue.enqueue(job("a")).await.expect("enqueue");
-        let delivery = queue.reserve("w", Duration::ZERO).await.expect("reserve").expect("job");
-        queue.complete(&delivery, success()).await.expect("complete");
-        assert!(queue.job(&delivery.job.id).await.expect("job").is_some());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(queue.job(&delivery.job.id).await.expect("job"), None);
-        assert_eq!(queue.output(&delivery.job.id).await.expect("output"), None);
+        queue.enqueue(job).await.expect("enqueue");
+        let lost = queue.reserve("w1", Duration::ZERO).await.expect("reserve").expect("a job");
+        let started = Instant::now();
+        let reclaimed = queue.reserve("w2", Duration::from_secs(60)).await.expect("reserve").expect("reclaimed");
+        assert_eq!((reclaimed.job.id, reclaimed.attempt), (lost.job.id, 2));
+        // Woken by its own periodic look the moment the lease expired, not
+        // by the end of its wait.
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
     }
 }

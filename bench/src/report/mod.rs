@@ -149,7 +149,7 @@ pub async fn run(options: &ReportOptions) -> anyhow::Result<Vec<Goal>> {
     let wasm_call_ms = scenarios::wasm_call_latency(&jpeg, effort.sequential_calls).await?;
     eprintln!("P3/P4: HTTP on an embedded node");
     let http = scenarios::http_runs(&jpeg, effort).await?;
-    let redis = tokio::task::spawn_blocking(sluice_scheduler::redis_server::spawn_redis)
+    let redis = tokio::task::spawn_blocking(sluice_testkit::spawn_redis)
         .await
         .context("start redis-server (scripts/test.sh installs it)")?;
     eprintln!("P5: Redis mode vs embedded");

@@ -45,7 +45,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_MAX_BODY_MB", default_value_t = 16)]
     pub max_body_mb: usize,
     /// Most jobs waiting in the queue; beyond it callers get 503.
-    #[arg(long, env = "SLUICE_QUEUE_DEPTH", default_value_t = 1024)]
+    #[arg(long, env = "SLUICE_QUEUE_DEPTH", default_value_t = QueueConfig::default().capacity)]
     pub queue_depth: usize,
     /// Requests per second per tenant (token bucket rate).
     #[arg(long, env = "SLUICE_RATE", default_value_t = 100)]
@@ -54,7 +54,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_BURST", default_value_t = 200)]
     pub burst: u32,
     /// Calls a tenant may have queued or running at once.
-    #[arg(long, env = "SLUICE_MAX_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "SLUICE_MAX_CONCURRENCY", default_value_t = QueueConfig::default().tenant_concurrency)]
     pub max_concurrency: usize,
     /// Queue jobs and keep state in Redis (`redis://host:port`) instead of
     /// in memory and the data directory: accepted jobs survive a restart,
@@ -118,16 +118,16 @@ impl SandboxArgs {
 #[derive(Debug, Args)]
 pub struct DeliveryArgs {
     /// How long job status and results are kept (e.g. `1h`, `30m`).
-    #[arg(long, env = "SLUICE_JOB_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
-    pub job_ttl: Duration,
+    #[arg(long, env = "SLUICE_JOB_TTL", default_value_t = QueueConfig::default().result_ttl.into())]
+    pub job_ttl: humantime::Duration,
     /// How long a worker may go silent on a job before another worker takes
     /// it over. Running jobs renew their lease three times per timeout, so this only
     /// bounds how late a crashed worker's job is retried.
-    #[arg(long, env = "SLUICE_VISIBILITY_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..))]
+    #[arg(long, env = "SLUICE_VISIBILITY_TIMEOUT_MS", default_value_t = default_visibility_timeout_ms(), value_parser = clap::value_parser!(u64).range(100..))]
     pub visibility_timeout_ms: u64,
     /// Deliveries before a job that keeps trapping (or whose workers keep
     /// dying) is dead-lettered and ends `failed`.
-    #[arg(long, env = "SLUICE_MAX_DELIVERIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "SLUICE_MAX_DELIVERIES", default_value_t = QueueConfig::default().max_deliveries, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_deliveries: u32,
 }
 
@@ -135,12 +135,17 @@ impl DeliveryArgs {
     /// The queue settings these flags describe (other bounds at their defaults).
     pub fn queue_config(&self) -> QueueConfig {
         QueueConfig {
-            result_ttl: self.job_ttl,
+            result_ttl: *self.job_ttl,
             visibility_timeout: Duration::from_millis(self.visibility_timeout_ms),
             max_deliveries: self.max_deliveries,
             ..QueueConfig::default()
         }
     }
+}
+
+/// The flag's default in its unit: the queue's default visibility timeout.
+fn default_visibility_timeout_ms() -> u64 {
+    u64::try_from(QueueConfig::default().visibility_timeout.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Runs `sluice serve` until SIGINT or SIGTERM; a second signal exits at once.

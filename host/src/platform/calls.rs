@@ -99,7 +99,7 @@ impl Platform {
     ) -> Result<JobId, QueueError> {
         let job = Job {
             id: id.clone(),
-            tenant: tenant.to_string(),
+            tenant: tenant.clone(),
             function: function.name,
             version: function.version,
             request: call,
@@ -168,7 +168,7 @@ impl Platform {
 
     /// `tenant`'s job `id`; another tenant's job looks exactly like a missing one.
     pub async fn owned_job(&self, tenant: &TenantId, id: &JobId) -> Result<Option<JobRecord>, QueueError> {
-        Ok(self.queue.job(id).await?.filter(|record| record.tenant == tenant.as_str()))
+        Ok(self.queue.job(id).await?.filter(|record| &record.tenant == tenant))
     }
 }
 

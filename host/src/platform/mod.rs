@@ -106,7 +106,7 @@ pub struct Resolved {
     /// The name the caller used.
     pub name: String,
     /// Component version to run.
-    pub version: String,
+    pub version: Version,
 }
 
 /// One node's platform.
@@ -122,7 +122,7 @@ pub struct Platform {
     /// Settings.
     pub config: PlatformConfig,
     meter: Meter,
-    builtin_versions: HashMap<&'static str, String>,
+    builtin_versions: HashMap<&'static str, Version>,
     /// Compiled functions by version; filled on deploy, on demand and at start.
     loaded: RwLock<HashMap<String, Function>>,
     /// Serializes aggregations so a record is never counted twice.
@@ -149,7 +149,7 @@ impl Platform {
             let function = runtime
                 .load(builtin.component)
                 .with_context(|| format!("the built-in `{}` does not load", builtin.name))?;
-            builtin_versions.insert(builtin.name, function.version().to_owned());
+            builtin_versions.insert(builtin.name, Version::from(function.version()));
             loaded.insert(function.version().to_owned(), function);
         }
         Ok(Arc::new(Self {
@@ -189,7 +189,7 @@ impl Platform {
             return Ok(Some(builtin));
         }
         let record = self.stores.functions.get(tenant, name).await?;
-        Ok(record.map(|record| Resolved { name: name.to_owned(), version: record.active.0 }))
+        Ok(record.map(|record| Resolved { name: name.to_owned(), version: record.active }))
     }
 
     /// The built-in `name`, if there is one.

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use sluice::store::Stores;
-use sluice_scheduler::redis_server::{RedisGuard, spawn_redis};
+use sluice_testkit::{RedisGuard, spawn_redis};
 
 /// Key prefix of the Redis stores under test.
 pub const PREFIX: &str = "test";

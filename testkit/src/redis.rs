@@ -2,9 +2,11 @@
 //! loopback port with AOF in a temporary directory, killed on drop. It never
 //! listens beyond 127.0.0.1.
 
-use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::ports::free_port;
 
 /// When Redis flushes its append-only file to disk: what a crash of the
 /// Redis machine can lose.
@@ -28,6 +30,7 @@ impl AppendFsync {
 }
 
 /// A running `redis-server`; stopped (SIGKILL) when dropped.
+#[derive(Debug)]
 pub struct RedisGuard {
     child: Option<Child>,
     /// `redis://127.0.0.1:<port>`.
@@ -38,6 +41,11 @@ pub struct RedisGuard {
 }
 
 impl RedisGuard {
+    /// The loopback port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Kills the server (like a crash).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -60,7 +68,7 @@ impl Drop for RedisGuard {
     }
 }
 
-fn start(port: u16, fsync: AppendFsync, dir: &std::path::Path) -> Child {
+fn start(port: u16, fsync: AppendFsync, dir: &Path) -> Child {
     Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
         .args(["--appendfsync", fsync.as_str(), "--protected-mode", "no"])
@@ -97,7 +105,7 @@ pub fn spawn_redis() -> RedisGuard {
 
 /// Like [`spawn_redis`] with the given fsync policy.
 pub fn spawn_redis_with(fsync: AppendFsync) -> RedisGuard {
-    let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = free_port();
     let dir = tempfile::tempdir().expect("temp dir");
     let child = start(port, fsync, dir.path());
     wait_until_up(port);
