@@ -14,6 +14,7 @@
 //! - [`platform`]: runtime, queue, stores and meter wired together, and the
 //!   calls, jobs and deployments the front door and tests drive.
 //! - [`worker`]: worker slots that run queued jobs, and the worker node.
+//! - [`node`]: the lifecycle `serve` and `worker` share (start, heartbeat, drain).
 //! - [`server`]: the HTTP front door (axum) and the embedded node (`sluice serve`).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`cli`]: the command-line interface and its commands.
@@ -23,6 +24,7 @@ pub mod builtins;
 pub mod cli;
 pub mod meter;
 pub mod metrics;
+pub mod node;
 pub mod platform;
 pub mod runtime;
 pub mod server;

@@ -13,13 +13,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use sluice_core::ErrorCode;
 use sluice_scheduler::{Completion, Delivery, JobError, NODE_HEARTBEAT, QueueConfig};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::backend::Backend;
+use crate::node::{BackendConfig, Node};
 use crate::platform::{Platform, PlatformConfig};
 use crate::runtime::CallLimits;
 
@@ -189,10 +188,8 @@ pub struct WorkerConfig {
     pub platform: PlatformConfig,
     /// Visibility timeout, deliveries and TTLs; must match the front doors'.
     pub queue: QueueConfig,
-    /// The shared Redis.
-    pub redis_url: String,
-    /// Key prefix in Redis.
-    pub redis_prefix: String,
+    /// The shared queue and state (a worker needs Redis).
+    pub backend: BackendConfig,
     /// Jobs run at once.
     pub concurrency: usize,
     /// How long shutdown waits for jobs in hand.
@@ -209,27 +206,16 @@ pub async fn run_node(
     shutdown: impl Future<Output = ()>,
     on_start: impl FnOnce(),
 ) -> anyhow::Result<()> {
-    let backend =
-        Backend::connect(Some(&config.redis_url), &config.redis_prefix, config.queue, &config.platform.data_dir)
-            .await?;
-    let platform =
-        Platform::open(config.platform.clone(), backend.queue, backend.stores).context("cannot open the platform")?;
-    platform.warm().await;
-    let (stop_slots, stop) = watch::channel(false);
-    let mut slots = spawn_slots(Arc::clone(&platform), config.concurrency, &config.name, Drain::InFlight, stop);
-    let heartbeat = start_heartbeat(&platform, config.name.clone()).await;
-    tracing::info!(node = %config.name, concurrency = config.concurrency, "worker taking jobs");
+    anyhow::ensure!(
+        config.backend.redis_url.is_some(),
+        "a worker node needs the shared Redis (--redis): an in-process queue is reachable only inside `sluice serve`"
+    );
+    let node = Node::start(config.platform, config.queue, &config.backend, config.concurrency, config.name).await?;
+    tracing::info!(node = %node.name, concurrency = config.concurrency, "worker taking jobs");
     on_start();
 
     shutdown.await;
     tracing::info!("stopping: no new jobs; finishing the ones in hand");
-    let _ = stop_slots.send(true);
-    let drained = tokio::time::timeout(config.drain_timeout, async { while slots.join_next().await.is_some() {} });
-    if drained.await.is_err() {
-        // Their leases lapse and other workers take them over.
-        tracing::warn!("jobs were still running at the drain timeout; they will be retried elsewhere");
-        slots.abort_all();
-    }
-    heartbeat.abort();
+    node.drain(tokio::time::Instant::now() + config.drain_timeout).await;
     Ok(())
 }

@@ -674,7 +674,7 @@ async fn with_redis_calls_work_an_outage_is_a_quick_503_and_service_recovers() {
     // Every acknowledged write (the tenant) survives the crash below.
     let mut redis = spawn_redis_with(AppendFsync::Always);
     let url = redis.url.clone();
-    let server = start_server_with(move |c| c.redis_url = Some(url)).await;
+    let server = start_server_with(move |c| c.backend.redis_url = Some(url)).await;
     let key = server.tenant("acme").await;
     let call = || invoke(&server, &key, "/v1/functions/resize/invoke?width=16", photo("kodim23.png"));
     assert_eq!(call().await.status(), StatusCode::OK);

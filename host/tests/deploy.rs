@@ -35,10 +35,10 @@ fn compose_runs_a_redis_front_door_and_workers() {
     for args in &lines {
         match parse(args) {
             Command::Serve(serve) => {
-                assert_eq!(serve.redis.as_deref(), Some("redis://redis:6379"));
+                assert_eq!(serve.backend.redis.as_deref(), Some("redis://redis:6379"));
                 assert_eq!(serve.workers, Some(0));
             }
-            Command::Worker(worker) => assert_eq!(worker.redis, "redis://redis:6379"),
+            Command::Worker(worker) => assert_eq!(worker.backend.redis.as_deref(), Some("redis://redis:6379")),
             other => panic!("unexpected command {other:?}"),
         }
     }
@@ -49,7 +49,9 @@ fn kubernetes_front_doors_and_workers_parse() {
     let doors = sluice_command_lines("deploy/k8s/frontdoor.yaml");
     let workers = sluice_command_lines("deploy/k8s/worker.yaml");
     assert_eq!((doors.len(), workers.len()), (1, 1));
-    assert!(matches!(parse(&doors[0]), Command::Serve(serve) if serve.workers == Some(0) && serve.redis.is_some()));
+    assert!(
+        matches!(parse(&doors[0]), Command::Serve(serve) if serve.workers == Some(0) && serve.backend.redis.is_some())
+    );
     match parse(&workers[0]) {
         Command::Worker(worker) => {
             assert_eq!(worker.concurrency, Some(2));
@@ -76,14 +78,14 @@ fn the_readme_three_commands_start_a_front_door_and_workers_on_one_redis() {
     let redis = lines[0].split("--port ").nth(1).and_then(|rest| rest.split_whitespace().next()).expect("port");
     match parse(&sluice_args(lines[1])) {
         Command::Serve(serve) => {
-            assert_eq!(serve.redis, Some(format!("redis://127.0.0.1:{redis}")));
+            assert_eq!(serve.backend.redis, Some(format!("redis://127.0.0.1:{redis}")));
             assert_eq!(serve.workers, Some(0));
         }
         other => panic!("expected serve, got {other:?}"),
     }
     assert!(lines[2].starts_with("for n in 1 2;"), "two workers");
     match parse(&sluice_args(lines[2])) {
-        Command::Worker(worker) => assert_eq!(worker.redis, format!("redis://127.0.0.1:{redis}")),
+        Command::Worker(worker) => assert_eq!(worker.backend.redis, Some(format!("redis://127.0.0.1:{redis}"))),
         other => panic!("expected worker, got {other:?}"),
     }
 }

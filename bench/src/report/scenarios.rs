@@ -229,7 +229,7 @@ pub async fn start_node(
     config.queue.tenant_concurrency = 100_000;
     config.queue.capacity = 100_000;
     config.admin_token = Some("report-admin".to_owned());
-    config.redis_url = redis.map(str::to_owned);
+    config.backend.redis_url = redis.map(str::to_owned);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("bind loopback")?;
     let url = format!("http://{}", listener.local_addr().context("addr")?);
     let (ready, started) = tokio::sync::oneshot::channel();

@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::builtins;
 use sluice_core::{CallRequest, Outcome};
 
+use super::serve::runtime_defaults;
 use crate::runtime::{CallLimits, Invocation, MIB, Runtime, RuntimeConfig};
 
 /// Arguments of `sluice run`.
@@ -41,13 +42,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
     /// Wall-clock deadline for the call.
-    #[arg(long, env = "SLUICE_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "SLUICE_TIMEOUT_MS", default_value_t = runtime_defaults().timeout_ms())]
     pub timeout_ms: u64,
     /// Linear memory the function may use.
-    #[arg(long, env = "SLUICE_MEMORY_MB", default_value_t = 256)]
+    #[arg(long, env = "SLUICE_MEMORY_MB", default_value_t = runtime_defaults().memory_limit / MIB)]
     pub memory_mb: usize,
     /// Largest output the function may return.
-    #[arg(long, env = "SLUICE_MAX_OUTPUT_MB", default_value_t = 32)]
+    #[arg(long, env = "SLUICE_MAX_OUTPUT_MB", default_value_t = runtime_defaults().max_output / MIB)]
     pub max_output_mb: usize,
     /// Meter fuel (roughly, instructions) and report it in the usage.
     #[arg(long, env = "SLUICE_FUEL")]

@@ -14,8 +14,9 @@ use clap::Args;
 use sluice_scheduler::QueueConfig;
 
 use crate::backend::DEFAULT_PREFIX;
+use crate::node::BackendConfig;
 use crate::platform::PlatformConfig;
-use crate::runtime::MIB;
+use crate::runtime::{MIB, RuntimeConfig};
 use crate::server::{self, ServeConfig};
 
 /// Arguments of `sluice serve`.
@@ -42,31 +43,58 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub delivery: DeliveryArgs,
     /// Largest request body (and component) accepted.
-    #[arg(long, env = "SLUICE_MAX_BODY_MB", default_value_t = 16)]
+    #[arg(long, env = "SLUICE_MAX_BODY_MB", default_value_t = platform_defaults().max_body / MIB)]
     pub max_body_mb: usize,
     /// Most jobs waiting in the queue; beyond it callers get 503.
     #[arg(long, env = "SLUICE_QUEUE_DEPTH", default_value_t = QueueConfig::default().capacity)]
     pub queue_depth: usize,
     /// Requests per second per tenant (token bucket rate).
-    #[arg(long, env = "SLUICE_RATE", default_value_t = 100)]
+    #[arg(long, env = "SLUICE_RATE", default_value_t = platform_defaults().rate_per_second)]
     pub rate: u32,
     /// Burst per tenant above the rate.
-    #[arg(long, env = "SLUICE_BURST", default_value_t = 200)]
+    #[arg(long, env = "SLUICE_BURST", default_value_t = platform_defaults().rate_burst)]
     pub burst: u32,
     /// Calls a tenant may have queued or running at once.
     #[arg(long, env = "SLUICE_MAX_CONCURRENCY", default_value_t = QueueConfig::default().tenant_concurrency)]
     pub max_concurrency: usize,
+    /// Where jobs and state live.
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// How long shutdown waits for in-flight work.
+    #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value_t = serve_defaults().drain_timeout.into())]
+    pub drain_timeout: humantime::Duration,
+}
+
+/// Where jobs and state live; the same option for `serve` and `worker`.
+#[derive(Debug, Args)]
+pub struct BackendArgs {
     /// Queue jobs and keep state in Redis (`redis://host:port`) instead of
     /// in memory and the data directory: accepted jobs survive a restart,
     /// and several front doors and `sluice worker` nodes share one platform.
+    /// A worker node needs it.
     #[arg(long, env = "SLUICE_REDIS")]
     pub redis: Option<String>,
-    /// Prefix of every Redis key (several deployments can share one Redis).
+    /// Prefix of every Redis key (several deployments can share one Redis;
+    /// front doors and workers of one deployment must agree).
     #[arg(long, env = "SLUICE_REDIS_PREFIX", default_value = DEFAULT_PREFIX)]
     pub redis_prefix: String,
-    /// How long shutdown waits for in-flight work.
-    #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub drain_timeout: Duration,
+}
+
+impl BackendArgs {
+    /// The backend these flags describe.
+    pub fn config(&self) -> BackendConfig {
+        BackendConfig { redis_url: self.redis.clone(), redis_prefix: self.redis_prefix.clone() }
+    }
+}
+
+/// The platform's defaults, which the flags show and start from.
+fn platform_defaults() -> PlatformConfig {
+    PlatformConfig::new(PathBuf::new())
+}
+
+/// The node's defaults, which the flags show and start from.
+pub(super) fn serve_defaults() -> ServeConfig {
+    ServeConfig::new(platform_defaults())
 }
 
 impl ServeArgs {
@@ -87,9 +115,8 @@ impl ServeArgs {
             ..self.delivery.queue_config()
         };
         config.admin_token = self.admin_token.clone();
-        config.drain_timeout = self.drain_timeout;
-        config.redis_url = self.redis.clone();
-        config.redis_prefix = self.redis_prefix.clone();
+        config.drain_timeout = *self.drain_timeout;
+        config.backend = self.backend.config();
         config
     }
 }
@@ -98,10 +125,10 @@ impl ServeArgs {
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
     /// Default function deadline.
-    #[arg(long, env = "SLUICE_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "SLUICE_TIMEOUT_MS", default_value_t = runtime_defaults().timeout_ms())]
     pub timeout_ms: u64,
     /// Linear memory a function may use.
-    #[arg(long, env = "SLUICE_MEMORY_MB", default_value_t = 256)]
+    #[arg(long, env = "SLUICE_MEMORY_MB", default_value_t = runtime_defaults().memory_limit / MIB)]
     pub memory_mb: usize,
 }
 
@@ -141,6 +168,11 @@ impl DeliveryArgs {
             ..QueueConfig::default()
         }
     }
+}
+
+/// The sandbox's defaults, which the flags show and start from.
+pub(super) fn runtime_defaults() -> RuntimeConfig {
+    RuntimeConfig::default()
 }
 
 /// The flag's default in its unit: the queue's default visibility timeout.

@@ -5,24 +5,20 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
 
-use super::serve::{DeliveryArgs, SandboxArgs, block_on, shutdown_signal};
-use crate::backend::{DEFAULT_PREFIX, node_name};
+use super::serve::{BackendArgs, DeliveryArgs, SandboxArgs, block_on, serve_defaults, shutdown_signal};
+use crate::backend::node_name;
 use crate::platform::PlatformConfig;
 use crate::worker::{self, WorkerConfig};
 
 /// Arguments of `sluice worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// The shared Redis (`redis://host:port`).
-    #[arg(long, env = "SLUICE_REDIS")]
-    pub redis: String,
-    /// Prefix of every Redis key; must match the front doors'.
-    #[arg(long, env = "SLUICE_REDIS_PREFIX", default_value = DEFAULT_PREFIX)]
-    pub redis_prefix: String,
+    /// Where jobs and state live (a worker needs `--redis`).
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Where compiled artifacts are cached.
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "sluice-worker-data")]
     pub data_dir: PathBuf,
@@ -39,8 +35,8 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub delivery: DeliveryArgs,
     /// How long shutdown waits for the jobs in hand.
-    #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub drain_timeout: Duration,
+    #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value_t = serve_defaults().drain_timeout.into())]
+    pub drain_timeout: humantime::Duration,
 }
 
 impl WorkerArgs {
@@ -51,13 +47,12 @@ impl WorkerArgs {
         WorkerConfig {
             platform,
             queue: self.delivery.queue_config(),
-            redis_url: self.redis.clone(),
-            redis_prefix: self.redis_prefix.clone(),
+            backend: self.backend.config(),
             concurrency: self
                 .concurrency
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
                 .max(1),
-            drain_timeout: self.drain_timeout,
+            drain_timeout: *self.drain_timeout,
             name: self.name.clone().unwrap_or_else(node_name),
         }
     }

@@ -42,6 +42,13 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
 }
 
+impl RuntimeConfig {
+    /// The deadline in whole milliseconds, as the command line takes it.
+    pub fn timeout_ms(&self) -> u64 {
+        u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {

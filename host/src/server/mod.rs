@@ -43,10 +43,10 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::backend::{Backend, DEFAULT_PREFIX};
+use crate::backend::DEFAULT_PREFIX;
+use crate::node::{BackendConfig, Node};
 use crate::platform::{Platform, PlatformConfig};
 use crate::store::tenants::Tenant;
-use crate::worker;
 use connections::{Admission, CappedListener};
 use error::ApiError;
 use limits::TenantRates;
@@ -68,11 +68,9 @@ pub struct ServeConfig {
     pub meter_interval: Duration,
     /// The admin token; `None` keeps the stored one or generates one.
     pub admin_token: Option<String>,
-    /// Queue jobs and keep state in Redis at this URL (durable, shared by
-    /// many front doors and workers) instead of in memory and the data dir.
-    pub redis_url: Option<String>,
-    /// Key prefix in Redis.
-    pub redis_prefix: String,
+    /// Where jobs and state live: this process and the data dir, or a
+    /// shared Redis (durable, shared by many front doors and workers).
+    pub backend: BackendConfig,
 }
 
 impl ServeConfig {
@@ -86,8 +84,7 @@ impl ServeConfig {
             drain_timeout: Duration::from_secs(30),
             meter_interval: Duration::from_secs(60),
             admin_token: None,
-            redis_url: None,
-            redis_prefix: DEFAULT_PREFIX.to_owned(),
+            backend: BackendConfig { redis_url: None, redis_prefix: DEFAULT_PREFIX.to_owned() },
         }
     }
 }
@@ -206,28 +203,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     on_start: impl FnOnce(Started),
 ) -> anyhow::Result<()> {
-    let backend =
-        Backend::connect(config.redis_url.as_deref(), &config.redis_prefix, config.queue, &config.platform.data_dir)
-            .await?;
-    let drain = backend.drain;
-    let platform =
-        Platform::open(config.platform.clone(), backend.queue, backend.stores).context("cannot open the platform")?;
+    let node = Node::start(
+        config.platform.clone(),
+        config.queue,
+        &config.backend,
+        config.workers,
+        crate::backend::node_name(),
+    )
+    .await?;
+    let platform = Arc::clone(&node.platform);
     let generated = platform
         .stores
         .tenants
         .configure_admin(config.admin_token.as_deref())
         .await
         .context("cannot store the admin token")?;
-    platform.warm().await;
-
-    let (stop_workers, stop) = watch::channel(false);
-    let node = crate::backend::node_name();
-    let mut workers = worker::spawn_slots(Arc::clone(&platform), config.workers, &node, drain, stop.clone());
-    let heartbeat = match config.workers {
-        0 => None,
-        _ => Some(worker::start_heartbeat(&platform, node).await),
-    };
-    let meter = tokio::spawn(meter_loop(Arc::clone(&platform), config.meter_interval, stop));
+    let meter = tokio::spawn(meter_loop(Arc::clone(&platform), config.meter_interval, node.stopping()));
     let app = router(Arc::clone(&platform))?;
     let addr = listener.local_addr().context("listener address")?;
     let listener = CappedListener::new(listener, config.max_connections);
@@ -257,16 +248,8 @@ pub async fn run(
         tracing::warn!("in-flight requests did not finish within the drain timeout");
         server.abort();
     }
-    let _ = stop_workers.send(true);
-    let drained = tokio::time::timeout_at(deadline, async { while workers.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        tracing::warn!("jobs were still running at the drain timeout");
-        workers.abort_all();
-    }
+    node.drain(deadline).await;
     meter.abort();
-    if let Some(heartbeat) = heartbeat {
-        heartbeat.abort();
-    }
     platform.aggregate_usage().await.context("final usage aggregation")?;
     Ok(())
 }
