@@ -105,8 +105,9 @@ pub(crate) fn sum_by_function<'a>(
     by_function.into_values().collect()
 }
 
-/// Aggregated usage of one (tenant, function) in one hour.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Aggregated usage of one (tenant, function) in one hour; the default
+/// has every count zero, so a sum can start from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bucket {
     /// Tenant id.
     pub tenant: TenantId,
@@ -128,24 +129,6 @@ pub struct Bucket {
     pub bytes_out: u64,
     /// Cost in micro-units.
     pub cost_micros: u64,
-}
-
-/// All counts zero, so a sum can start from it.
-impl Default for Bucket {
-    fn default() -> Self {
-        Self {
-            tenant: TenantId(String::new()),
-            function: String::new(),
-            hour_ms: 0,
-            invocations: 0,
-            failures: 0,
-            cpu_us: 0,
-            wall_us: 0,
-            bytes_in: 0,
-            bytes_out: 0,
-            cost_micros: 0,
-        }
-    }
 }
 
 impl Bucket {
