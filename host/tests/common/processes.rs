@@ -30,12 +30,17 @@ impl SluiceProcess {
     /// Starts `sluice <args>` and waits (up to 60 s) for a stdout line
     /// starting with `ready`; returns the process and that line.
     fn start(args: &[&str], ready: &str) -> (Self, String) {
+        Self::start_in(&node_data_dir(), args, ready)
+    }
+
+    /// As [`Self::start`], with `data_dir` as the node's data directory.
+    fn start_in(data_dir: &Path, args: &[&str], ready: &str) -> (Self, String) {
         let logs = tempfile::tempdir().expect("temp dir");
         let log = logs.path().join("stderr.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(args)
             .arg("--data-dir")
-            .arg(node_data_dir())
+            .arg(data_dir)
             .env("SLUICE_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -71,6 +76,34 @@ impl SluiceProcess {
         let url = line.trim_start_matches("sluice listening on ").split_whitespace().next().expect("url");
         process.url = url.to_owned();
         process
+    }
+
+    /// An embedded node (`sluice serve` with its in-process queue and
+    /// workers) on a free port, keeping its state in `data_dir`.
+    pub fn embedded(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN];
+        args.extend_from_slice(extra);
+        let (mut process, line) = Self::start_in(data_dir, &args, "sluice listening on ");
+        let url = line.trim_start_matches("sluice listening on ").split_whitespace().next().expect("url");
+        process.url = url.to_owned();
+        process
+    }
+
+    /// The child's process id, e.g. to read its memory use from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A field of `/proc/<pid>/status` in bytes (`VmRSS` now, `VmHWM` the
+    /// peak so far).
+    pub fn memory(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("process status");
+        let line = status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .unwrap_or_else(|| panic!("no {field} in /proc status"));
+        let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().expect("a number of kB");
+        kib * 1024
     }
 
     /// A worker node named `name` (`sluice worker --redis …`).
