@@ -103,14 +103,23 @@ impl Victim {
     /// ends; every probe must succeed. Returns the attack's output and the
     /// latencies seen during it.
     pub async fn served_during<T>(&self, node: &Node, attack: impl Future<Output = T>) -> (T, Vec<Duration>) {
-        let mut attack = std::pin::pin!(attack);
-        let mut latencies = Vec::new();
-        let output = loop {
-            tokio::select! {
-                output = &mut attack => break output,
-                () = tokio::time::sleep(Duration::from_millis(100)) => latencies.push(self.probe(node).await),
-            }
+        // Both run in this task (join polls them in turn), so a plain Cell
+        // tells the probes the attack is over.
+        let over = std::cell::Cell::new(false);
+        let attack = async {
+            let output = attack.await;
+            over.set(true);
+            output
         };
+        let probes = async {
+            let mut latencies = Vec::new();
+            while !over.get() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                latencies.push(self.probe(node).await);
+            }
+            latencies
+        };
+        let (output, latencies) = tokio::join!(attack, probes);
         self.probe(node).await;
         (output, latencies)
     }
