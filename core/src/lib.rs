@@ -9,11 +9,14 @@
 //!   type from the HTTP request to the worker and back.
 //! - [`TenantId`] and [`Version`]: newtypes for the ids that travel together
 //!   with function names, so they cannot be swapped.
+//! - [`redact_url`]: how a connection URL (and its password) may be shown.
 
 mod call;
 mod error_code;
 mod ids;
+mod url;
 
 pub use call::{CallOutput, CallRequest, Outcome};
 pub use error_code::{ErrorCode, UnknownCode};
 pub use ids::{TenantId, Version};
+pub use url::redact_url;

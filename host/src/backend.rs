@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use sluice_core::redact_url;
 use sluice_scheduler::{Queue, QueueConfig};
 
 use crate::store::Stores;
@@ -44,12 +45,12 @@ impl Backend {
         let queue_url = redis_url.unwrap_or(IN_PROCESS_QUEUE);
         let queue = sluice_scheduler::connect(queue_url, queue, prefix)
             .await
-            .with_context(|| format!("cannot use {queue_url} as the queue"))?;
+            .with_context(|| format!("cannot use {} as the queue", redact_url(queue_url)))?;
         match redis_url {
             Some(url) => {
                 let stores = Stores::redis(url, prefix)
                     .await
-                    .with_context(|| format!("cannot use Redis at {url} for shared state"))?;
+                    .with_context(|| format!("cannot use Redis at {} for shared state", redact_url(url)))?;
                 Ok(Self { queue, stores, drain: Drain::InFlight })
             }
             None => {

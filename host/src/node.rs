@@ -16,12 +16,22 @@ use crate::platform::{Platform, PlatformConfig};
 use crate::worker::{self, Drain};
 
 /// Where a node's queue and state live.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct BackendConfig {
     /// The shared Redis; `None` keeps jobs in this process and state in the data dir.
     pub redis_url: Option<String>,
     /// Prefix of every Redis key.
     pub redis_prefix: String,
+}
+
+impl std::fmt::Debug for BackendConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry the password.
+        f.debug_struct("BackendConfig")
+            .field("redis_url", &self.redis_url.as_deref().map(sluice_core::redact_url))
+            .field("redis_prefix", &self.redis_prefix)
+            .finish()
+    }
 }
 
 /// A running node: its platform, worker slots and heartbeat.

@@ -128,12 +128,7 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
     };
 
     let outcome = invocation.usage.outcome;
-    platform.metrics.invocations.with_label_values(&[&job.function, outcome.as_str()]).inc();
-    platform
-        .metrics
-        .invocation_seconds
-        .with_label_values(&[&job.function])
-        .observe(invocation.usage.wall_us as f64 / 1e6);
+    platform.metrics.observe_invocation(&job.function, outcome.as_str(), invocation.usage.wall_us as f64 / 1e6);
     if let Err(err) = platform.stores.usage.record(&job.id, &job.tenant, &job.function, &invocation.usage).await {
         // Not settling the job now means it is retried after the
         // visibility timeout and its usage logged then: billed once, late,

@@ -377,7 +377,8 @@ async fn an_oversized_body_is_413_and_nothing_is_enqueued_or_billed() {
     assert_eq!(message, "the request body is larger than the 16384-byte limit");
     let usage: Value = server.get_json("/v1/usage", &key).await;
     assert_eq!(usage["functions"], json!([]));
-    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.expect("sent").text().await.expect("text");
+    let metrics = server.request(Method::GET, "/metrics", &server.admin).send().await.expect("sent");
+    let metrics = metrics.text().await.expect("text");
     assert!(metrics.contains("sluice_queue_depth 0"), "{metrics}");
     assert!(!metrics.contains("sluice_invocations_total{"), "nothing ran");
 }
@@ -610,7 +611,8 @@ async fn health_readiness_metrics_and_unknown_routes() {
 
     let key = server.tenant("acme").await;
     invoke(&server, &key, "/v1/functions/resize/invoke?width=8", photo("jpg-size-1x1.jpg")).await;
-    let metrics = get("/metrics").await.expect("sent").text().await.expect("text");
+    let metrics = server.request(Method::GET, "/metrics", &server.admin).send().await.expect("sent");
+    let metrics = metrics.text().await.expect("text");
     for line in [
         "sluice_http_requests_total{route=\"/v1/tenants\",status=\"201\"} 1",
         "sluice_http_requests_total{route=\"/v1/functions/{name}/invoke\",status=\"200\"} 1",
@@ -621,6 +623,40 @@ async fn health_readiness_metrics_and_unknown_routes() {
     }
     assert!(metrics.contains("sluice_invocation_duration_seconds_bucket{function=\"resize\""));
     assert!(metrics.contains("sluice_http_request_duration_seconds_bucket{route=\"/healthz\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_the_admin_token_and_never_name_a_tenants_function() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let (status, code, _) = error_of(reqwest::get(format!("{}/metrics", server.url)).await.expect("sent")).await;
+    assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let (status, code, _) = error_of(server.request(Method::GET, "/metrics", &key).send().await.expect("sent")).await;
+    assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "unauthorized"), "a tenant key is not enough");
+
+    assert_eq!(deploy(&server, &key, "acme-private-thumbs", guest("sluice_example_grayscale")).await.status(), 201);
+    let called = invoke(&server, &key, "/v1/functions/acme-private-thumbs/invoke", photo("jpg-size-1x1.jpg")).await;
+    assert_eq!(called.status(), 200);
+    let metrics = server.request(Method::GET, "/metrics", &server.admin).send().await.expect("sent");
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.expect("text");
+    assert!(
+        metrics.lines().any(|l| l == "sluice_invocations_total{function=\"tenant\",outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("acme"), "a tenant's function name leaked:\n{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_listener_serves_metrics_without_a_token_and_nothing_else() {
+    let server = start_server_with(|c| c.metrics_listen = Some("127.0.0.1:0".parse().expect("addr"))).await;
+    let metrics_url = server.metrics_url.clone().expect("a metrics listener");
+    let response = reqwest::get(&metrics_url).await.expect("sent");
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.expect("text").contains("sluice_queue_depth"));
+    let elsewhere = metrics_url.replace("/metrics", "/v1/functions");
+    let (status, code, _) = error_of(reqwest::get(&elsewhere).await.expect("sent")).await;
+    assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "not_found"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -309,3 +309,56 @@ async fn a_function_that_always_traps_is_dead_lettered_after_max_deliveries() {
     // Three attempts ran, one job is billed.
     assert_eq!(usage(&door, &key).await, BTreeMap::from([("hostile".to_owned(), (1, 1))]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_a_tls_redis_with_a_password_serves_calls() {
+    let redis = sluice_testkit::spawn_redis_tls();
+    let trust = [("SSL_CERT_FILE", redis.ca_file.as_path())];
+    // A front door and a worker node, sharing queue and state over TLS.
+    let door = SluiceProcess::front_door_with_env(&redis.url, &[], &trust);
+    let worker = SluiceProcess::worker_with_env(&redis.url, "tls-worker", &["--concurrency", "1"], &trust);
+    let key = create_tenant(&door, "acme").await;
+    let response = Client::new()
+        .post(format!("{}/v1/functions/resize/invoke?width=16", door.url))
+        .bearer_auth(&key)
+        .body(common::photo("hibiscus.regular.png"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    let image = image::load_from_memory(&response.bytes().await.expect("body")).expect("decodes");
+    assert_eq!(image.width(), 16);
+    for process in [&door, &worker] {
+        assert!(!process.logs().contains(sluice_testkit::TLS_REDIS_PASSWORD), "the password was logged");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_tls_redis_is_refused_and_the_password_never_shown() {
+    let redis = sluice_testkit::spawn_redis_tls();
+    // Trust an unrelated certificate: the server's chain does not verify.
+    let elsewhere = sluice_testkit::spawn_redis_tls();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "0", "--redis", &redis.url])
+        .arg("--data-dir")
+        .arg(common::processes::node_data_dir())
+        .env("SSL_CERT_FILE", &elsewhere.ca_file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sluice runs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the node neither started nor gave up within a minute");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let output = child.wait_with_output().expect("output");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot use rediss://:***@localhost:"), "{stderr}");
+    assert!(!stderr.contains(sluice_testkit::TLS_REDIS_PASSWORD), "the password was shown:\n{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(sluice_testkit::TLS_REDIS_PASSWORD));
+}

@@ -82,7 +82,7 @@ pub async fn connect(url: &str, config: QueueConfig, namespace: &str) -> Result<
             let redis = RedisQueueConfig { prefix: namespace.to_owned(), ..RedisQueueConfig::new(url, config) };
             Ok(RedisQueue::connect(redis).await?)
         }
-        _ => Err(QueueError::UnsupportedUrl(url.to_owned())),
+        _ => Err(QueueError::UnsupportedUrl(sluice_core::redact_url(url))),
     }
 }
 
@@ -110,7 +110,7 @@ pub enum QueueError {
     /// A job with this id already exists.
     #[error("job {0} already exists")]
     Duplicate(String),
-    /// [`connect`] was given a URL no backend serves.
+    /// [`connect`] was given a URL no backend serves (shown redacted).
     #[error("no queue backend serves `{0}`; use one of {schemes}", schemes = QUEUE_URL_SCHEMES.join(", "))]
     UnsupportedUrl(String),
 }

@@ -5,10 +5,13 @@
 //!
 //! - [`redis`]: a throwaway `redis-server` on a free loopback port, killed
 //!   on drop, that a test can crash and restart.
+//! - [`tls`]: the same, speaking only TLS, with a throwaway CA.
 //! - [`ports`]: free loopback ports for servers started by a test.
 
 pub mod ports;
 pub mod redis;
+pub mod tls;
 
 pub use ports::free_port;
 pub use redis::{AppendFsync, RedisGuard, spawn_redis, spawn_redis_with};
+pub use tls::{TLS_REDIS_PASSWORD, TlsRedisGuard, spawn_redis_tls};

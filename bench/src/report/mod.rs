@@ -3,6 +3,7 @@
 //! scenario, stops everything, and writes `bench/results/REPORT.md` with
 //! SVG plots beside it.
 
+pub mod abuse;
 pub mod scenarios;
 pub mod svg;
 
@@ -10,6 +11,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use abuse::AbuseRuns;
 use anyhow::Context;
 use scenarios::{Effort, HttpRuns, PhotoTiming};
 
@@ -25,7 +27,7 @@ pub struct ReportOptions {
 /// One row of the summary table.
 #[derive(Debug, Clone)]
 pub struct Goal {
-    /// P1 … P6.
+    /// P1 … P6, A1.
     pub id: &'static str,
     /// What is measured.
     pub what: &'static str,
@@ -51,6 +53,7 @@ struct Measured {
     embedded_ms: f64,
     redis_ms: f64,
     scaling: Vec<(usize, f64)>,
+    abuse: AbuseRuns,
     seconds: f64,
 }
 
@@ -70,6 +73,7 @@ impl Measured {
             .find(|(fraction, _, _)| (*fraction - 0.7).abs() < 1e-9)
             .map_or(f64::NAN, |(_, _, result)| result.latency_ms(0.99));
         let p5 = self.redis_ms - self.embedded_ms;
+        let a1 = self.abuse.worst_p99_ratio();
         let p6 = match (self.scaling.first(), self.scaling.last()) {
             (Some(&(_, one)), Some(&(count, many))) if count > 1 => many / (one * count as f64),
             _ => f64::NAN,
@@ -123,6 +127,14 @@ impl Measured {
                 goal: "≥ 0.9",
                 met: p6 >= 0.9,
             },
+            Goal {
+                id: "A1",
+                decimals: 2,
+                what: "a well-behaved tenant's p99 during the worst attack / its p99 alone (abuse section)",
+                value: a1,
+                goal: "≤ 2.0",
+                met: a1 <= 2.0,
+            },
         ]
     }
 }
@@ -157,6 +169,8 @@ pub async fn run(options: &ReportOptions) -> anyhow::Result<Vec<Goal>> {
     eprintln!("P6: worker processes");
     let scaling = scenarios::worker_scaling(&redis.url, &jpeg, effort).await?;
     drop(redis);
+    eprintln!("A1: a victim tenant alone and under attack");
+    let abuse = abuse::abuse_runs(effort).await?;
 
     let measured = Measured {
         photos,
@@ -169,6 +183,7 @@ pub async fn run(options: &ReportOptions) -> anyhow::Result<Vec<Goal>> {
         embedded_ms,
         redis_ms,
         scaling,
+        abuse,
         seconds: started.elapsed().as_secs_f64(),
     };
     write_plots(&measured, options)?;
@@ -374,6 +389,8 @@ fn render(m: &Measured, goals: &[Goal], options: &ReportOptions) -> String {
     }
     let _ = writeln!(out, "\n![throughput vs workers](throughput-vs-workers.svg)\n");
 
+    render_abuse(&mut out, &m.abuse);
+
     let _ = writeln!(out, "## Machine and versions\n\n| | |\n|---|---|");
     for (key, value) in machine() {
         let _ = writeln!(out, "| {key} | {value} |");
@@ -395,4 +412,45 @@ fn render(m: &Measured, goals: &[Goal], options: &ReportOptions) -> String {
         "- P5 with criterion statistics: `cargo bench -p sluice-bench --bench modes`; queue level: `--bench queue`."
     );
     out
+}
+
+fn render_abuse(out: &mut String, abuse: &AbuseRuns) {
+    let _ = writeln!(out, "## A1 — isolation under abuse\n");
+    let _ = writeln!(
+        out,
+        "A `sluice serve` process with default flags. A victim tenant sends small sync resizes (a 2 KB JPEG → 50 px) at {:.0} requests/s, open loop, alone and then while one anonymous client or one other tenant attacks the node; each attack runs as long as the victim's run and stops by itself. Node RSS after the solo run: {:.0} MiB; peak over every run: {:.0} MiB.\n",
+        abuse::VICTIM_RATE,
+        abuse.rss_solo_mib,
+        abuse.peak_rss_mib
+    );
+    let solo_p99 = abuse.solo.latency_ms(0.99);
+    let _ = writeln!(
+        out,
+        "| attack | victim ok | victim errors | p50 ms | p99 ms | p99 / solo | node RSS after, MiB | the attacker was answered |\n|---|---|---|---|---|---|---|---|"
+    );
+    let _ = writeln!(
+        out,
+        "| none (solo) | {} | {} | {:.1} | {:.1} | 1.00 | {:.0} | |",
+        abuse.solo.ok,
+        abuse.solo.errors,
+        abuse.solo.latency_ms(0.5),
+        solo_p99,
+        abuse.rss_solo_mib
+    );
+    for run in &abuse.attacks {
+        let answered: Vec<String> = run.attacker.iter().map(|(outcome, count)| format!("{outcome}: {count}")).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.0} | {} |",
+            run.name,
+            run.victim.ok,
+            run.victim.errors,
+            run.victim.latency_ms(0.5),
+            run.victim.latency_ms(0.99),
+            run.victim.latency_ms(0.99) / solo_p99,
+            run.rss_after_mib,
+            answered.join(", ")
+        );
+    }
+    let _ = writeln!(out);
 }

@@ -63,21 +63,33 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight work.
     #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value_t = serve_defaults().drain_timeout.into())]
     pub drain_timeout: humantime::Duration,
+    /// Also serve `/metrics` without a token on this address (e.g.
+    /// `127.0.0.1:9464`, for a local scraper). Without it, `/metrics` on
+    /// the API address needs the admin token.
+    #[arg(long, env = "SLUICE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Where jobs and state live; the same option for `serve` and `worker`.
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct BackendArgs {
-    /// Queue jobs and keep state in Redis (`redis://host:port`) instead of
-    /// in memory and the data directory: accepted jobs survive a restart,
-    /// and several front doors and `sluice worker` nodes share one platform.
-    /// A worker node needs it.
-    #[arg(long, env = "SLUICE_REDIS")]
+    /// Queue jobs and keep state in Redis (`redis://host:port`, or
+    /// `rediss://` for TLS verified against the system's roots or
+    /// `SSL_CERT_FILE`) instead of in memory and the data directory:
+    /// accepted jobs survive a restart, and several front doors and
+    /// `sluice worker` nodes share one platform. A worker node needs it.
+    #[arg(long, env = "SLUICE_REDIS", hide_env_values = true)]
     pub redis: Option<String>,
     /// Prefix of every Redis key (several deployments can share one Redis;
     /// front doors and workers of one deployment must agree).
     #[arg(long, env = "SLUICE_REDIS_PREFIX", default_value = DEFAULT_PREFIX)]
     pub redis_prefix: String,
+}
+
+impl std::fmt::Debug for BackendArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.config(), f)
+    }
 }
 
 impl BackendArgs {
@@ -117,6 +129,7 @@ impl ServeArgs {
         config.admin_token = self.admin_token.clone();
         config.drain_timeout = *self.drain_timeout;
         config.backend = self.backend.config();
+        config.metrics_listen = self.metrics_listen;
         config
     }
 }
@@ -213,6 +226,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             println!("admin token (shown once, store it now): {token}");
         }
         println!("sluice listening on http://{addr} (data in {})", data_dir.display());
+        if let Some(metrics) = started.metrics_addr {
+            println!("sluice metrics on http://{metrics}/metrics");
+        }
     })
     .await
 }

@@ -25,6 +25,7 @@ pub mod tenants;
 pub mod usage;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -71,6 +72,10 @@ pub struct ServeConfig {
     /// Where jobs and state live: this process and the data dir, or a
     /// shared Redis (durable, shared by many front doors and workers).
     pub backend: BackendConfig,
+    /// A second address serving `/metrics` without a token, for a scraper
+    /// on loopback or a private network; `None` serves metrics only to the
+    /// admin token on the API address.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -85,6 +90,7 @@ impl ServeConfig {
             meter_interval: Duration::from_secs(60),
             admin_token: None,
             backend: BackendConfig { redis_url: None, redis_prefix: DEFAULT_PREFIX.to_owned() },
+            metrics_listen: None,
         }
     }
 }
@@ -94,6 +100,8 @@ impl ServeConfig {
 pub struct Started {
     /// A freshly generated admin token (shown once), if one was generated.
     pub generated_admin_token: Option<String>,
+    /// Where the token-less metrics listener is bound, if one was asked for.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Front-door state shared by every request.
@@ -147,16 +155,40 @@ pub fn document() -> utoipa::openapi::OpenApi {
 
 /// The API over `platform`: the router with its fallbacks and middleware.
 pub fn router(platform: Arc<Platform>) -> anyhow::Result<axum::Router> {
+    Ok(api_and_router(platform)?.1)
+}
+
+fn api_and_router(platform: Arc<Platform>) -> anyhow::Result<(Arc<Api>, axum::Router)> {
     let (router, document) = routes().split_for_parts();
     let openapi =
         Bytes::from(openapi::finish(document).to_pretty_json().context("cannot render the OpenAPI document")?);
     let rates = TenantRates::new(platform.config.rate_per_second, platform.config.rate_burst);
     let api = Arc::new(Api { platform, rates, openapi });
-    Ok(router
+    let router = router
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&api), observe))
-        .with_state(api))
+        .with_state(Arc::clone(&api));
+    Ok((api, router))
+}
+
+/// The token-less metrics listener: `/metrics` and nothing else.
+async fn serve_metrics(addr: SocketAddr, api: Arc<Api>) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    let bound = listener.local_addr().context("metrics listener address")?;
+    if !bound.ip().is_loopback() {
+        tracing::warn!(%bound, "metrics are served without a token on a non-loopback address; keep it private");
+    }
+    let router = axum::Router::new()
+        .route("/metrics", axum::routing::get(ops::unauthenticated_metrics))
+        .fallback(no_route)
+        .with_state(api);
+    let task = tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, router).await {
+            tracing::error!(cause = %err, "the metrics listener failed");
+        }
+    });
+    Ok((bound, task))
 }
 
 async fn no_route() -> ApiError {
@@ -219,10 +251,14 @@ pub async fn run(
         .await
         .context("cannot store the admin token")?;
     let meter = tokio::spawn(meter_loop(Arc::clone(&platform), config.meter_interval, node.stopping()));
-    let app = router(Arc::clone(&platform))?;
+    let (api, app) = api_and_router(Arc::clone(&platform))?;
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, api).await?),
+        None => None,
+    };
     let addr = listener.local_addr().context("listener address")?;
     let listener = CappedListener::new(listener, config.max_connections);
-    on_start(Started { generated_admin_token: generated });
+    on_start(Started { generated_admin_token: generated, metrics_addr: metrics.as_ref().map(|(addr, _)| *addr) });
     tracing::info!(%addr, workers = config.workers, "serving");
 
     let (stop_serving, serving_stopped) = watch::channel(false);
@@ -250,6 +286,9 @@ pub async fn run(
     }
     node.drain(deadline).await;
     meter.abort();
+    if let Some((_, task)) = metrics {
+        task.abort();
+    }
     platform.aggregate_usage().await.context("final usage aggregation")?;
     Ok(())
 }

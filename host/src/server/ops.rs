@@ -1,5 +1,7 @@
-//! Public endpoints for operators and tools: liveness, readiness,
-//! Prometheus metrics and the API document.
+//! Endpoints for operators and tools: liveness, readiness and the API
+//! document (public), and Prometheus metrics (admin only here; also served
+//! without a token on the separate `--metrics-listen` address, which is
+//! meant to stay on loopback or a private network).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use utoipa::ToSchema;
 
 use super::Api;
 use super::error::ApiError;
+use super::extract::Admin;
 use super::openapi::api_errors;
 
 /// How long readiness and metrics wait for the queue.
@@ -56,14 +59,33 @@ pub async fn readyz(State(api): State<Arc<Api>>) -> Result<Json<Ready>, ApiError
     }
 }
 
-/// Prometheus metrics in the text exposition format.
+api_errors!(
+    /// What the admin-only metrics can answer.
+    MetricsErrors: Unauthorized, StoreUnavailable
+);
+
+/// Prometheus metrics in the text exposition format; admin only.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "ops",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        MetricsErrors
+    ),
+    security(("admin" = []))
 )]
-pub async fn metrics(State(api): State<Arc<Api>>) -> Response {
+pub async fn metrics(State(api): State<Arc<Api>>, _admin: Admin) -> Response {
+    exposition(&api).await
+}
+
+/// The metrics as the separate metrics listener serves them: no token, as
+/// its address is the operator's to keep private.
+pub async fn unauthenticated_metrics(State(api): State<Arc<Api>>) -> Response {
+    exposition(&api).await
+}
+
+async fn exposition(api: &Api) -> Response {
     if let Ok(Ok(depth)) = tokio::time::timeout(QUEUE_CHECK_TIMEOUT, api.platform.queue.depth()).await {
         api.platform.metrics.queue_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
     }

@@ -85,6 +85,8 @@ pub struct TestServer {
     pub admin: String,
     /// The data directory (kept until the server is dropped).
     pub data_dir: PathBuf,
+    /// `http://…/metrics` of the token-less metrics listener, if configured.
+    pub metrics_url: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _temp: Option<tempfile::TempDir>,
@@ -181,10 +183,18 @@ pub async fn start_server_in(data_dir: &Path, adjust: impl FnOnce(&mut sluice::s
         async move {
             let _ = stopped.await;
         },
-        move |_| {
-            let _ = ready.send(());
+        move |started| {
+            let _ = ready.send(started.metrics_addr);
         },
     ));
-    started.await.expect("the server starts");
-    TestServer { url, admin, data_dir: data_dir.to_path_buf(), shutdown: Some(shutdown), task: Some(task), _temp: None }
+    let metrics_url = started.await.expect("the server starts").map(|addr| format!("http://{addr}/metrics"));
+    TestServer {
+        url,
+        admin,
+        data_dir: data_dir.to_path_buf(),
+        metrics_url,
+        shutdown: Some(shutdown),
+        task: Some(task),
+        _temp: None,
+    }
 }

@@ -30,11 +30,12 @@ impl SluiceProcess {
     /// Starts `sluice <args>` and waits (up to 60 s) for a stdout line
     /// starting with `ready`; returns the process and that line.
     fn start(args: &[&str], ready: &str) -> (Self, String) {
-        Self::start_in(&node_data_dir(), args, ready)
+        Self::start_in(&node_data_dir(), args, &[], ready)
     }
 
-    /// As [`Self::start`], with `data_dir` as the node's data directory.
-    fn start_in(data_dir: &Path, args: &[&str], ready: &str) -> (Self, String) {
+    /// As [`Self::start`], with `data_dir` as the node's data directory
+    /// and `env` added to the child's environment.
+    fn start_in(data_dir: &Path, args: &[&str], env: &[(&str, &Path)], ready: &str) -> (Self, String) {
         let logs = tempfile::tempdir().expect("temp dir");
         let log = logs.path().join("stderr.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -42,6 +43,7 @@ impl SluiceProcess {
             .arg("--data-dir")
             .arg(data_dir)
             .env("SLUICE_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -69,10 +71,16 @@ impl SluiceProcess {
 
     /// A front door (`sluice serve --redis … --workers 0`) on a free port.
     pub fn front_door(redis: &str, extra: &[&str]) -> Self {
+        Self::front_door_with_env(redis, extra, &[])
+    }
+
+    /// As [`Self::front_door`], with `env` added to its environment (e.g.
+    /// `SSL_CERT_FILE` naming the CA a TLS Redis was signed by).
+    pub fn front_door_with_env(redis: &str, extra: &[&str], env: &[(&str, &Path)]) -> Self {
         let mut args = vec!["serve", "--redis", redis, "--workers", "0", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(&["--admin-token", ADMIN]);
         args.extend_from_slice(extra);
-        let (mut process, line) = Self::start(&args, "sluice listening on ");
+        let (mut process, line) = Self::start_in(&node_data_dir(), &args, env, "sluice listening on ");
         let url = line.trim_start_matches("sluice listening on ").split_whitespace().next().expect("url");
         process.url = url.to_owned();
         process
@@ -83,7 +91,7 @@ impl SluiceProcess {
     pub fn embedded(data_dir: &Path, extra: &[&str]) -> Self {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN];
         args.extend_from_slice(extra);
-        let (mut process, line) = Self::start_in(data_dir, &args, "sluice listening on ");
+        let (mut process, line) = Self::start_in(data_dir, &args, &[], "sluice listening on ");
         let url = line.trim_start_matches("sluice listening on ").split_whitespace().next().expect("url");
         process.url = url.to_owned();
         process
@@ -108,9 +116,14 @@ impl SluiceProcess {
 
     /// A worker node named `name` (`sluice worker --redis …`).
     pub fn worker(redis: &str, name: &str, extra: &[&str]) -> Self {
+        Self::worker_with_env(redis, name, extra, &[])
+    }
+
+    /// As [`Self::worker`], with `env` added to its environment.
+    pub fn worker_with_env(redis: &str, name: &str, extra: &[&str], env: &[(&str, &Path)]) -> Self {
         let mut args = vec!["worker", "--redis", redis, "--name", name];
         args.extend_from_slice(extra);
-        Self::start(&args, "sluice worker ").0
+        Self::start_in(&node_data_dir(), &args, env, "sluice worker ").0
     }
 
     /// What the process logged so far.

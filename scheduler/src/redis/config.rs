@@ -16,7 +16,7 @@ pub const DEFAULT_PREFIX: &str = "sluice";
 pub const DEFAULT_INLINE_LIMIT: usize = 1024 * 1024;
 
 /// Where to find Redis, how to name keys, and the queue's bounds.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisQueueConfig {
     /// `redis://host:port/db`, `rediss://…` or `unix:///path`.
     pub url: String,
@@ -29,6 +29,17 @@ pub struct RedisQueueConfig {
     /// Request bodies up to this size ride in the stream entry; larger ones
     /// are kept in the job hash and the entry only names the job.
     pub inline_limit: usize,
+}
+
+impl std::fmt::Debug for RedisQueueConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry the password.
+        f.debug_struct("RedisQueueConfig")
+            .field("url", &sluice_core::redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RedisQueueConfig {

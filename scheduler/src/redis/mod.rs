@@ -72,7 +72,10 @@ pub struct RedisQueue {
 
 impl std::fmt::Debug for RedisQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisQueue").field("url", &self.config.url).field("prefix", &self.config.prefix).finish()
+        f.debug_struct("RedisQueue")
+            .field("url", &sluice_core::redact_url(&self.config.url))
+            .field("prefix", &self.config.prefix)
+            .finish()
     }
 }
 

@@ -1,0 +1,409 @@
+//! The report's abuse section: a well-behaved tenant's latency on a real
+//! `sluice serve` process with default flags, alone and while one anonymous
+//! client or one other tenant attacks the node through the public API.
+//! Every attack is bounded in count and time, targets loopback only and
+//! stops by itself; the victim's open loop runs for the same time.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+use super::scenarios::{Effort, repo_root, sluice_binary};
+use crate::loadgen::{self, LoadResult, Target};
+
+/// The admin token of the node under attack.
+const ADMIN: &str = "abuse-admin";
+/// The victim's steady rate, requests per second.
+pub const VICTIM_RATE: f64 = 10.0;
+
+/// One attack and what it did.
+pub struct AttackRun {
+    /// What the attacker does.
+    pub name: &'static str,
+    /// The victim's calls during the attack.
+    pub victim: LoadResult,
+    /// What the attacker was answered: HTTP status (or `closed`) → count.
+    pub attacker: BTreeMap<String, u64>,
+    /// The node's resident memory after the attack, MiB.
+    pub rss_after_mib: f64,
+}
+
+/// The victim alone, then under each attack.
+pub struct AbuseRuns {
+    /// The victim with nobody else on the node.
+    pub solo: LoadResult,
+    /// The node's resident memory after the solo run, MiB.
+    pub rss_solo_mib: f64,
+    /// The node's peak resident memory over every run, MiB.
+    pub peak_rss_mib: f64,
+    /// One entry per attack.
+    pub attacks: Vec<AttackRun>,
+}
+
+impl AbuseRuns {
+    /// The worst victim p99 during an attack over its solo p99.
+    pub fn worst_p99_ratio(&self) -> f64 {
+        let solo = self.solo.latency_ms(0.99);
+        self.attacks.iter().map(|run| run.victim.latency_ms(0.99) / solo).fold(f64::NAN, f64::max)
+    }
+}
+
+/// A `sluice serve` child process with default flags, killed on drop.
+struct Node {
+    child: std::process::Child,
+    url: String,
+    addr: String,
+    _data: tempfile::TempDir,
+}
+
+impl Node {
+    fn start() -> anyhow::Result<Self> {
+        let data = tempfile::tempdir()?;
+        let mut child = std::process::Command::new(sluice_binary()?)
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN, "--data-dir"])
+            .arg(data.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("start sluice serve")?;
+        let stdout = child.stdout.take().context("serve stdout")?;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let url = loop {
+            let Some(line) = lines.next().transpose().context("serve output")? else {
+                let _ = child.kill();
+                bail!("sluice serve exited before listening");
+            };
+            if let Some(rest) = line.strip_prefix("sluice listening on ") {
+                break rest.split_whitespace().next().context("an address")?.to_owned();
+            }
+        };
+        // Keep draining so the node never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let addr = url.trim_start_matches("http://").to_owned();
+        Ok(Self { child, url, addr, _data: data })
+    }
+
+    fn memory_mib(&self, field: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+
+    async fn tenant(&self, name: &str) -> anyhow::Result<String> {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/tenants", self.url))
+            .bearer_auth(ADMIN)
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await
+            .context("create a tenant")?;
+        let created: serde_json::Value = response.json().await.context("tenant JSON")?;
+        Ok(created["api_key"].as_str().context("an API key")?.to_owned())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Counts what the attacker was answered.
+#[derive(Clone, Default)]
+struct Tally(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl Tally {
+    async fn add(&self, outcome: impl Into<String>) {
+        *self.0.lock().await.entry(outcome.into()).or_default() += 1;
+    }
+
+    async fn take(&self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut *self.0.lock().await)
+    }
+}
+
+/// The status line's code of a raw HTTP answer, or `closed`.
+async fn read_status(stream: &mut TcpStream) -> String {
+    let mut head = vec![0u8; 4096];
+    match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut head)).await {
+        Ok(Ok(read)) if read > 12 => String::from_utf8_lossy(&head[9..12]).into_owned(),
+        _ => "closed".to_owned(),
+    }
+}
+
+/// What an attacker does for `duration`.
+#[derive(Debug, Clone, Copy)]
+enum Attack {
+    /// Opens sockets and sends nothing.
+    IdleSockets,
+    /// Sends request heads a byte at a time.
+    SlowHeaders,
+    /// Declares a body and trickles it a byte at a time.
+    TrickledBodies,
+    /// Sends 40 MiB bodies in full before reading.
+    OversizedBodies,
+    /// Sync resizes with 30 MB outputs.
+    BigOutputs,
+    /// Async jobs with 30 MB outputs, never collected.
+    StoredOutputs,
+    /// Deploys distinct components back to back.
+    DeployFlood,
+}
+
+impl Attack {
+    const ALL: [Self; 7] = [
+        Self::IdleSockets,
+        Self::SlowHeaders,
+        Self::TrickledBodies,
+        Self::OversizedBodies,
+        Self::BigOutputs,
+        Self::StoredOutputs,
+        Self::DeployFlood,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::IdleSockets => "2000 idle sockets",
+            Self::SlowHeaders => "200 slow request heads (1 byte/s)",
+            Self::TrickledBodies => "200 bodies trickled at 1 byte/s",
+            Self::OversizedBodies => "40 MiB bodies sent whole",
+            Self::BigOutputs => "sync resizes with 30 MB outputs (4 at once)",
+            Self::StoredOutputs => "async jobs with 30 MB outputs, never collected",
+            Self::DeployFlood => "distinct components deployed back to back",
+        }
+    }
+
+    async fn run(self, node: &Node, key: &str, duration: Duration, tally: &Tally) {
+        let deadline = Instant::now() + duration;
+        match self {
+            Self::IdleSockets => hold_sockets(node, 2000, deadline, tally, None).await,
+            Self::SlowHeaders => hold_sockets(node, 200, deadline, tally, Some(b"GET /healthz HTTP/1.1\r\n")).await,
+            Self::TrickledBodies => trickle_bodies(node, key, 200, deadline, tally).await,
+            Self::OversizedBodies => oversized_bodies(node, key, deadline, tally).await,
+            Self::BigOutputs => big_outputs(node, key, "invoke", 4, deadline, tally).await,
+            Self::StoredOutputs => big_outputs(node, key, "jobs", 2, deadline, tally).await,
+            Self::DeployFlood => deploy_flood(node, key, deadline, tally).await,
+        }
+    }
+}
+
+/// `count` connections that send `trickle` one byte per second (or
+/// nothing), each recording how it ended.
+async fn hold_sockets(node: &Node, count: usize, deadline: Instant, tally: &Tally, trickle: Option<&[u8]>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let (addr, tally, trickle) = (node.addr.clone(), tally.clone(), trickle.map(<[u8]>::to_vec));
+        tasks.spawn(async move {
+            let Ok(mut stream) = TcpStream::connect(&addr).await else {
+                tally.add("refused").await;
+                return;
+            };
+            let bytes = trickle.unwrap_or_default();
+            let mut sent = 0;
+            let mut buf = [0u8; 1024];
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline.into()) => { tally.add("held to the end").await; return; }
+                    read = stream.read(&mut buf) => {
+                        let outcome = match read {
+                            Ok(n) if n > 12 => format!("answered {}", String::from_utf8_lossy(&buf[9..12])),
+                            _ => "closed by the node".to_owned(),
+                        };
+                        tally.add(outcome).await;
+                        return;
+                    }
+                    () = tokio::time::sleep(Duration::from_secs(1)), if sent < bytes.len() => {
+                        let _ = stream.write_all(&bytes[sent..=sent]).await;
+                        sent += 1;
+                    }
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn trickle_bodies(node: &Node, key: &str, count: usize, deadline: Instant, tally: &Tally) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let (addr, tally, key) = (node.addr.clone(), tally.clone(), key.to_owned());
+        tasks.spawn(async move {
+            let Ok(mut stream) = TcpStream::connect(&addr).await else {
+                tally.add("refused").await;
+                return;
+            };
+            let head = format!(
+                "POST /v1/functions/resize/invoke?width=10 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Length: 1000000\r\n\r\n"
+            );
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                tally.add("closed by the node").await;
+                return;
+            }
+            let mut buf = [0u8; 1024];
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline.into()) => { tally.add("held to the end").await; return; }
+                    read = stream.read(&mut buf) => {
+                        let outcome = match read {
+                            Ok(n) if n > 12 => format!("answered {}", String::from_utf8_lossy(&buf[9..12])),
+                            _ => "closed by the node".to_owned(),
+                        };
+                        tally.add(outcome).await;
+                        return;
+                    }
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {
+                        let _ = stream.write_all(b"x").await;
+                    }
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn oversized_bodies(node: &Node, key: &str, deadline: Instant, tally: &Tally) {
+    let body = vec![0u8; 40 * 1024 * 1024];
+    while Instant::now() < deadline {
+        let Ok(mut stream) = TcpStream::connect(&node.addr).await else {
+            tally.add("refused").await;
+            continue;
+        };
+        let head = format!(
+            "POST /v1/functions/resize/invoke?width=10 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            node.addr,
+            body.len()
+        );
+        // Like a client that sends everything before reading.
+        let sent = async {
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(&body).await
+        };
+        match tokio::time::timeout(Duration::from_secs(30), sent).await {
+            Ok(Ok(())) => {
+                let status = read_status(&mut stream).await;
+                tally.add(format!("answered {status}")).await;
+            }
+            Ok(Err(_)) => tally.add("broken pipe").await,
+            Err(_) => tally.add("stalled").await,
+        }
+    }
+}
+
+/// A 100×100 BMP: resized to 3200×3200 in BMP, about 30 MB out.
+fn small_bmp() -> Vec<u8> {
+    let image = image::RgbImage::from_fn(100, 100, |x, y| image::Rgb([x as u8, y as u8, 128]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    let _ = image.write_to(&mut out, image::ImageFormat::Bmp);
+    out.into_inner()
+}
+
+async fn big_outputs(node: &Node, key: &str, route: &str, clients: usize, deadline: Instant, tally: &Tally) {
+    let url = format!("{}/v1/functions/resize/{route}?width=3200&height=3200&fit=fill&format=same", node.url);
+    let body = Bytes::from(small_bmp());
+    let client = loadgen::client(clients);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (client, url, body, key, tally) =
+            (client.clone(), url.clone(), body.clone(), key.to_owned(), tally.clone());
+        tasks.spawn(async move {
+            while Instant::now() < deadline {
+                match client.post(&url).bearer_auth(&key).body(body.clone()).send().await {
+                    Ok(response) => {
+                        let status = response.status();
+                        // Read (and drop) the output, as a real client would.
+                        let _ = response.bytes().await;
+                        tally.add(format!("answered {}", status.as_str())).await;
+                        if status.as_u16() == 429 || status.as_u16() == 503 {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                    Err(_) => tally.add("closed by the node").await,
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn deploy_flood(node: &Node, key: &str, deadline: Instant, tally: &Tally) {
+    let path = repo_root().join("target/guests/wasm32-wasip2/release/sluice_example_grayscale.wasm");
+    let Ok(component) = std::fs::read(&path) else {
+        tally.add("no component to deploy").await;
+        return;
+    };
+    let client = reqwest::Client::new();
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        n += 1;
+        // A custom section at the end makes each component distinct.
+        let mut distinct = component.clone();
+        let payload = n.to_le_bytes();
+        let name = b"flood";
+        distinct.push(0);
+        distinct.push(u8::try_from(1 + name.len() + payload.len()).unwrap_or(u8::MAX));
+        distinct.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
+        distinct.extend_from_slice(name);
+        distinct.extend_from_slice(&payload);
+        let url = format!("{}/v1/functions/flood-{}", node.url, n % 1000);
+        match client.put(&url).bearer_auth(key).body(distinct).send().await {
+            Ok(response) => {
+                let status = response.status();
+                tally.add(format!("answered {}", status.as_str())).await;
+                if status.as_u16() == 429 {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            Err(_) => tally.add("closed by the node").await,
+        }
+    }
+}
+
+/// The victim's open loop for `duration`.
+async fn victim_calls(target: &Target, duration: Duration) -> LoadResult {
+    loadgen::open_loop(target, VICTIM_RATE, duration, 64, "victim", true).await
+}
+
+/// Runs the victim alone, then under each attack, on one node.
+pub async fn abuse_runs(effort: Effort) -> anyhow::Result<AbuseRuns> {
+    let node = tokio::task::spawn_blocking(Node::start).await.context("start the node")??;
+    let victim_key = node.tenant("victim").await?;
+    let attacker_key = node.tenant("attacker").await?;
+    let photo = Bytes::from(crate::photo("peacock.progressive.jpeg"));
+    let target = Target::new(&format!("{}/v1/functions/resize/invoke?width=50", node.url), &victim_key, photo)?;
+    let duration = effort.run;
+    // Warm the built-in before timing anything.
+    loadgen::closed_loop(&target, 1, Duration::from_secs(1), 20, "warm-up", true).await;
+    let solo = victim_calls(&target, duration).await;
+    if solo.ok == 0 {
+        bail!("the victim's calls all failed with nobody else on the node");
+    }
+    let rss_solo_mib = node.memory_mib("VmRSS");
+    let mut attacks = Vec::new();
+    for attack in Attack::ALL {
+        eprintln!("abuse: {}", attack.name());
+        let tally = Tally::default();
+        let (victim, ()) =
+            tokio::join!(victim_calls(&target, duration), attack.run(&node, &attacker_key, duration, &tally));
+        // Let the node settle (closed sockets, released outputs) before the next attack.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        attacks.push(AttackRun {
+            name: attack.name(),
+            victim,
+            attacker: tally.take().await,
+            rss_after_mib: node.memory_mib("VmRSS"),
+        });
+    }
+    let peak_rss_mib = node.memory_mib("VmHWM");
+    Ok(AbuseRuns { solo, rss_solo_mib, peak_rss_mib, attacks })
+}
