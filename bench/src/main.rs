@@ -1,6 +1,7 @@
 //! `sluice-bench`: the benchmark report and the load generator.
 //!
 //! - `report [--quick]` runs every scenario and writes `bench/results/REPORT.md`.
+//! - `abuse [--quick]` runs only the report's abuse section and prints it.
 //! - `load` drives one loopback URL at a constant rate (open loop) or with
 //!   a fixed number of clients (closed loop) and prints percentiles.
 
@@ -31,6 +32,12 @@ enum Command {
         /// Where REPORT.md and the SVG plots go.
         #[arg(long, default_value_os_t = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results")))]
         out: PathBuf,
+    },
+    /// Run only the abuse section (A1) and print it as Markdown.
+    Abuse {
+        /// Shorter runs.
+        #[arg(long)]
+        quick: bool,
     },
     /// Load one loopback URL with POST requests and print latency percentiles.
     Load {
@@ -98,6 +105,10 @@ fn main() -> ExitCode {
             Command::Report { quick, out } => {
                 let goals = report::run(&ReportOptions { quick, out_dir: out }).await?;
                 println!("{}", report::summary_table(&goals));
+                Ok(())
+            }
+            Command::Abuse { quick } => {
+                println!("{}", report::abuse_section(quick).await?);
                 Ok(())
             }
             Command::Load { url, key, body, rate, connections, duration } => {

@@ -48,10 +48,18 @@ pub struct AbuseRuns {
 }
 
 impl AbuseRuns {
-    /// The worst victim p99 during an attack over its solo p99.
+    /// The worst victim p99 during an attack over its solo p99; infinite
+    /// when any of the victim's calls failed during an attack.
     pub fn worst_p99_ratio(&self) -> f64 {
-        let solo = self.solo.latency_ms(0.99);
-        self.attacks.iter().map(|run| run.victim.latency_ms(0.99) / solo).fold(f64::NAN, f64::max)
+        self.attacks.iter().map(|run| self.p99_ratio(run)).fold(f64::NAN, f64::max)
+    }
+
+    /// The victim's p99 during `run` over its solo p99 (infinite if any call failed).
+    pub fn p99_ratio(&self, run: &AttackRun) -> f64 {
+        if run.victim.errors > 0 || run.victim.ok == 0 {
+            return f64::INFINITY;
+        }
+        run.victim.latency_ms(0.99) / self.solo.latency_ms(0.99)
     }
 }
 

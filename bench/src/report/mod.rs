@@ -414,6 +414,16 @@ fn render(m: &Measured, goals: &[Goal], options: &ReportOptions) -> String {
     out
 }
 
+/// Runs only the abuse scenarios and renders their section.
+pub async fn abuse_section(quick: bool) -> anyhow::Result<String> {
+    let effort = if quick { Effort::QUICK } else { Effort::FULL };
+    let abuse = abuse::abuse_runs(effort).await?;
+    let mut out = String::new();
+    render_abuse(&mut out, &abuse);
+    let _ = writeln!(out, "A1 (worst p99 / solo p99): {:.2}", abuse.worst_p99_ratio());
+    Ok(out)
+}
+
 fn render_abuse(out: &mut String, abuse: &AbuseRuns) {
     let _ = writeln!(out, "## A1 — isolation under abuse\n");
     let _ = writeln!(
@@ -447,7 +457,7 @@ fn render_abuse(out: &mut String, abuse: &AbuseRuns) {
             run.victim.errors,
             run.victim.latency_ms(0.5),
             run.victim.latency_ms(0.99),
-            run.victim.latency_ms(0.99) / solo_p99,
+            abuse.p99_ratio(run),
             run.rss_after_mib,
             answered.join(", ")
         );
