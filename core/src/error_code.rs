@@ -85,6 +85,8 @@ error_codes! {
     JobFailed = "job_failed", CONFLICT, retry_after: None, retried: false;
     /// A request with this `Idempotency-Key` is still being accepted.
     IdempotencyInProgress = "idempotency_in_progress", CONFLICT, retry_after: Some(1), retried: false;
+    /// The request body arrived too slowly (below the minimum body rate).
+    RequestTimeout = "request_timeout", REQUEST_TIMEOUT, retry_after: None, retried: false;
     /// The request body is over the size limit.
     BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE, retry_after: None, retried: false;
     /// The function refused the input or its parameters.
