@@ -10,14 +10,11 @@
 //! and the deadline scales with the size the client chose to send.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
-
-use super::connections::ConnectionState;
 
 /// The minimum rate a request body must keep up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +76,6 @@ pub struct MinRateBody {
     received: u64,
     sleep: Option<Pin<Box<Sleep>>>,
     failed: bool,
-    connection: Arc<ConnectionState>,
 }
 
 impl std::fmt::Debug for MinRateBody {
@@ -89,9 +85,9 @@ impl std::fmt::Debug for MinRateBody {
 }
 
 impl MinRateBody {
-    /// Holds `inner`, read on `connection`, to `rate`.
-    pub fn new(inner: Incoming, rate: BodyRate, connection: Arc<ConnectionState>) -> Self {
-        Self { inner, rate, started: None, received: 0, sleep: None, failed: false, connection }
+    /// Holds `inner` to `rate`.
+    pub fn new(inner: Incoming, rate: BodyRate) -> Self {
+        Self { inner, rate, started: None, received: 0, sleep: None, failed: false }
     }
 }
 
@@ -127,7 +123,6 @@ impl HttpBody for MinRateBody {
                     return Poll::Pending;
                 }
                 this.failed = true;
-                this.connection.body_timed_out();
                 Poll::Ready(Some(Err(BodyError::TooSlow {
                     received: this.received,
                     elapsed: started.elapsed(),

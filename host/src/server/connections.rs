@@ -160,11 +160,9 @@ enum Expiry {
 
 /// One connection's phase, shared by its task, its socket and its requests.
 #[derive(Debug)]
-pub struct ConnectionState {
+struct ConnectionState {
     phase: Mutex<Phase>,
     shed: AtomicBool,
-    /// A body was cut off for being too slow: do not linger for the rest.
-    body_timed_out: AtomicBool,
     changed: Notify,
 }
 
@@ -173,7 +171,6 @@ impl ConnectionState {
         Self {
             phase: Mutex::new(Phase::Head(Instant::now())),
             shed: AtomicBool::new(false),
-            body_timed_out: AtomicBool::new(false),
             changed: Notify::new(),
         }
     }
@@ -196,11 +193,6 @@ impl ConnectionState {
             drop(phase);
             self.changed.notify_one();
         }
-    }
-
-    /// The request body was cut off for falling below its rate.
-    pub(crate) fn body_timed_out(&self) {
-        self.body_timed_out.store(true, Ordering::Relaxed);
     }
 
     /// Asks the connection's task to close it now.
@@ -483,7 +475,7 @@ async fn connection(
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let guard = RequestGuard::begin(&state);
             let (parts, body) = request.into_parts();
-            let mut request = axum::extract::Request::from_parts(parts, Body::new(MinRateBody::new(body, rate, Arc::clone(&state))));
+            let mut request = axum::extract::Request::from_parts(parts, Body::new(MinRateBody::new(body, rate)));
             request.extensions_mut().insert(admission);
             let call = router.clone().call(request);
             // Boxed: hyper polls the connection without pinning it, so the future must be Unpin.
@@ -527,7 +519,7 @@ async fn connection(
                 tracing::debug!(%peer, cause = %err, "connection ended with an error");
             }
             let stream = conn.into_parts().io.into_inner().stream;
-            if draining || state.body_timed_out.load(Ordering::Relaxed) {
+            if draining {
                 let mut stream = stream;
                 let _ = stream.shutdown().await;
             } else {

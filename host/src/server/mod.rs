@@ -195,8 +195,12 @@ async fn observe(State(api): State<Arc<Api>>, request: Request, next: Next) -> R
     response
 }
 
-/// RFC 3339 with seconds, UTC (`2026-11-21T00:00:00Z`).
+/// RFC 3339 with seconds, UTC (`2026-11-21T00:00:00Z`). Instants past
+/// the end of year 9999 (which RFC 3339 cannot write, and the formatter
+/// would panic on) are written as its last second.
 pub(crate) fn format_time(ms: u64) -> String {
+    const LAST_WRITABLE_MS: u64 = 253_402_300_799_999;
+    let ms = ms.min(LAST_WRITABLE_MS);
     humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
@@ -266,5 +270,16 @@ async fn meter_loop(platform: Arc<Platform>, every: Duration, mut stop: watch::R
         if let Err(err) = platform.aggregate_usage().await {
             tracing::error!(cause = %format!("{err:#}"), "usage aggregation failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_past_year_9999_are_written_as_its_last_second() {
+        assert_eq!(format_time(253_402_300_800_000), "9999-12-31T23:59:59Z");
+        assert_eq!(format_time(u64::MAX), "9999-12-31T23:59:59Z");
     }
 }
