@@ -183,7 +183,8 @@ async fn send_whole_then_read(server: &TestServer, head: &str) -> String {
 async fn a_client_that_sends_an_oversized_body_whole_before_reading_gets_the_413() {
     let server = start_server_with(|_| {}).await;
     let key = server.tenant("acme").await;
-    let head = format!("POST /v1/functions/resize/invoke?width=8 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n");
+    let head =
+        format!("POST /v1/functions/resize/invoke?width=8 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n");
     let answer = send_whole_then_read(&server, &head).await;
     assert!(answer.starts_with("HTTP/1.1 413 Payload Too Large\r\n"), "{answer}");
     assert_eq!(error_code(&answer), "body_too_large");

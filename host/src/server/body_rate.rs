@@ -37,7 +37,7 @@ impl Default for BodyRate {
 impl BodyRate {
     /// When a body that started at `start` and has delivered `received`
     /// bytes must have delivered its next one.
-    fn deadline(&self, start: Instant, received: u64) -> Instant {
+    pub(crate) fn deadline(&self, start: Instant, received: u64) -> Instant {
         let rate = self.min_bytes_per_second.max(1);
         let earned = Duration::from_secs(received / rate)
             .saturating_add(Duration::from_nanos((received % rate).saturating_mul(1_000_000_000) / rate));
@@ -50,7 +50,9 @@ impl BodyRate {
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
     /// The body fell below the minimum rate.
-    #[error("the request body arrived too slowly: {received} bytes in {elapsed:?} (at least {min_rate} bytes/s after {grace:?})")]
+    #[error(
+        "the request body arrived too slowly: {received} bytes in {elapsed:?} (at least {min_rate} bytes/s after {grace:?})"
+    )]
     TooSlow {
         /// Bytes received before the deadline.
         received: u64,

@@ -9,9 +9,10 @@
 //!   first byte of a later request on a kept-alive connection), so a silent
 //!   or slowloris socket is closed after it.
 //! - **idle**: kept alive between requests, closed after the idle timeout.
-//! - **busy**: a request is being handled and its response written. Its
-//!   body is held to a minimum rate ([`super::body_rate`]); the handler's
-//!   own limits bound the rest.
+//! - **busy**: a request is being handled. Its body is held to a minimum
+//!   rate ([`super::body_rate`]); the handler's own limits bound the rest.
+//! - **responding**: the response is being written, held to the same
+//!   minimum rate, so a client that never reads cannot keep a slot.
 //! - **lingering**: hyper is done (often after an early answer such as 413
 //!   or 401 to a client still sending its body), so the server shuts its
 //!   writing side and reads and discards what the client still sends, for a
@@ -144,8 +145,11 @@ enum Phase {
     Head(Instant),
     /// Kept alive with nothing to do, since then.
     Idle(Instant),
-    /// A request is in progress.
+    /// A request is being handled.
     Busy,
+    /// The response is being written: since then, with this many bytes
+    /// already written on the connection before it.
+    Responding(Instant, u64),
     /// Reading and discarding before closing.
     Lingering,
 }
@@ -155,6 +159,7 @@ enum Phase {
 enum Expiry {
     HeaderTimeout,
     IdleTimeout,
+    ResponseTooSlow,
     Shed,
 }
 
@@ -163,6 +168,8 @@ enum Expiry {
 struct ConnectionState {
     phase: Mutex<Phase>,
     shed: AtomicBool,
+    /// Bytes written on the connection so far.
+    written: AtomicU64,
     changed: Notify,
 }
 
@@ -171,6 +178,7 @@ impl ConnectionState {
         Self {
             phase: Mutex::new(Phase::Head(Instant::now())),
             shed: AtomicBool::new(false),
+            written: AtomicU64::new(0),
             changed: Notify::new(),
         }
     }
@@ -207,7 +215,20 @@ impl ConnectionState {
         match *self.phase() {
             Phase::Lingering => Some((0, Instant::now())),
             Phase::Head(since) | Phase::Idle(since) => Some((1, since)),
-            Phase::Busy => None,
+            Phase::Busy | Phase::Responding(..) => None,
+        }
+    }
+
+    /// The phase's deadline, if it has one.
+    fn deadline(&self, config: &ConnectionConfig) -> Option<(Instant, Expiry)> {
+        match *self.phase() {
+            Phase::Head(since) => Some((since + config.header_timeout, Expiry::HeaderTimeout)),
+            Phase::Idle(since) => Some((since + config.idle_timeout, Expiry::IdleTimeout)),
+            Phase::Responding(since, before) => {
+                let written = self.written.load(Ordering::Relaxed).saturating_sub(before);
+                Some((config.body_rate.deadline(since, written), Expiry::ResponseTooSlow))
+            }
+            Phase::Busy | Phase::Lingering => None,
         }
     }
 
@@ -219,14 +240,11 @@ impl ConnectionState {
             if self.shed.load(Ordering::Relaxed) {
                 return Expiry::Shed;
             }
-            let deadline = match *self.phase() {
-                Phase::Head(since) => Some((since + config.header_timeout, Expiry::HeaderTimeout)),
-                Phase::Idle(since) => Some((since + config.idle_timeout, Expiry::IdleTimeout)),
-                Phase::Busy | Phase::Lingering => None,
-            };
-            match deadline {
-                Some((at, expiry)) => tokio::select! {
-                    () = tokio::time::sleep_until(at) => return expiry,
+            // A response's deadline moves as it is written: look again when it passes.
+            match self.deadline(config) {
+                Some((at, expiry)) if at <= Instant::now() => return expiry,
+                Some((at, _)) => tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
                     () = changed => {}
                 },
                 None => changed.await,
@@ -245,6 +263,11 @@ impl RequestGuard {
     fn begin(state: &Arc<ConnectionState>) -> Self {
         state.set(Phase::Busy);
         Self(Arc::clone(state))
+    }
+
+    /// The handler has answered; the response is being written.
+    fn responding(&self) {
+        self.0.set(Phase::Responding(Instant::now(), self.0.written.load(Ordering::Relaxed)));
     }
 }
 
@@ -378,7 +401,12 @@ impl AsyncRead for Watched {
 
 impl AsyncWrite for Watched {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if let Poll::Ready(Ok(written)) = polled {
+            this.state.written.fetch_add(written as u64, Ordering::Relaxed);
+        }
+        polled
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -394,7 +422,12 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(written)) = polled {
+            this.state.written.fetch_add(written as u64, Ordering::Relaxed);
+        }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -484,6 +517,7 @@ async fn connection(
                     Ok(response) => response,
                     Err(never) => match never {},
                 };
+                guard.responding();
                 Ok::<_, Infallible>(response.map(|body| GuardedBody { body, _guard: guard }))
             })
         })
@@ -602,16 +636,57 @@ mod tests {
         assert!(matches!(registry.admit(&Arc::new(ConnectionState::new())), Admit::OverCap(_)));
     }
 
-    #[tokio::test(start_paused = true)]
+    fn short() -> ConnectionConfig {
+        ConnectionConfig {
+            header_timeout: Duration::from_millis(50),
+            idle_timeout: Duration::from_millis(80),
+            body_rate: BodyRate { grace: Duration::from_millis(60), min_bytes_per_second: 1000 },
+            ..ConnectionConfig::default()
+        }
+    }
+
+    #[tokio::test]
     async fn a_connection_expires_by_its_phase() {
-        let config = ConnectionConfig::default();
+        let config = short();
         let state = ConnectionState::new();
         let started = Instant::now();
         assert_eq!(state.expired(&config).await, Expiry::HeaderTimeout);
-        assert_eq!(started.elapsed(), config.header_timeout);
+        assert!(started.elapsed() >= config.header_timeout);
         state.set(Phase::Idle(Instant::now()));
         let idle = Instant::now();
         assert_eq!(state.expired(&config).await, Expiry::IdleTimeout);
-        assert_eq!(idle.elapsed(), config.idle_timeout);
+        assert!(idle.elapsed() >= config.idle_timeout);
+    }
+
+    #[tokio::test]
+    async fn a_response_being_read_keeps_its_connection_and_a_stalled_one_expires() {
+        let config = short();
+        let state = Arc::new(ConnectionState::new());
+        state.set(Phase::Responding(Instant::now(), 0));
+        let writer = {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                // 100 bytes every 50 ms is twice the minimum rate; then it stalls.
+                for _ in 0..6 {
+                    state.written.fetch_add(100, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        };
+        let started = Instant::now();
+        assert_eq!(state.expired(&config).await, Expiry::ResponseTooSlow);
+        assert!(started.elapsed() >= Duration::from_millis(300), "expired while the client kept reading");
+        writer.await.expect("the writer ends");
+    }
+
+    #[tokio::test]
+    async fn a_busy_connection_has_no_deadline_until_it_is_shed() {
+        let config = short();
+        let state = Arc::new(ConnectionState::new());
+        state.set(Phase::Busy);
+        let waiting = tokio::time::timeout(Duration::from_millis(200), state.expired(&config)).await;
+        assert!(waiting.is_err(), "a request in progress is not timed out here");
+        state.shed();
+        assert_eq!(state.expired(&config).await, Expiry::Shed);
     }
 }

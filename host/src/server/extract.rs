@@ -25,7 +25,6 @@ use crate::store::tenants::Tenant;
 /// Small JSON bodies (tenant creation, rollback) never need more.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
 
-
 /// The tenant whose API key the request carries.
 #[derive(Debug, Clone)]
 pub struct AuthTenant(pub Tenant);
