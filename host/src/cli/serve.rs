@@ -90,7 +90,8 @@ pub struct ConnectionArgs {
     #[arg(long, env = "SLUICE_BODY_GRACE", default_value_t = connection_defaults().body_rate.grace.into())]
     pub body_grace: humantime::Duration,
     /// After the grace, a request body must arrive at this average rate
-    /// (KiB/s) or the request is answered 408 `request_timeout`.
+    /// (KiB/s) or the request is answered 408 `request_timeout`; a response
+    /// must be read at it too or its connection is closed.
     #[arg(long, env = "SLUICE_BODY_MIN_RATE_KB", default_value_t = connection_defaults().body_rate.min_bytes_per_second / 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_min_rate_kb: u64,
     /// After an early answer (413, 401…) to a client still sending, how
