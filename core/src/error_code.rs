@@ -77,6 +77,8 @@ error_codes! {
     NotFound = "not_found", NOT_FOUND, retry_after: None, retried: false;
     /// The path exists but does not take this method.
     MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED, retry_after: None, retried: false;
+    /// The request body arrived too slowly (below the minimum body rate).
+    RequestTimeout = "request_timeout", REQUEST_TIMEOUT, retry_after: None, retried: false;
     /// The name is taken, or belongs to a built-in function.
     Conflict = "conflict", CONFLICT, retry_after: None, retried: false;
     /// The job has not finished yet; ask again later.

@@ -660,41 +660,6 @@ async fn the_metrics_listener_serves_metrics_without_a_token_and_nothing_else() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_over_the_cap_gets_503_and_is_closed() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server = start_server_with(|c| c.max_connections = 1).await;
-    let addr = server.url.trim_start_matches("http://").to_owned();
-    let holder = tokio::net::TcpStream::connect(&addr).await.expect("the first connection");
-    // The server admits a connection when it accepts it; give it the chance.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-
-    let mut over = tokio::net::TcpStream::connect(&addr).await.expect("the second connection");
-    over.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("written");
-    let mut answer = String::new();
-    tokio::time::timeout(Duration::from_secs(5), over.read_to_string(&mut answer))
-        .await
-        .expect("the server closes the connection")
-        .expect("read");
-    assert!(answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n"), "{answer}");
-    assert!(
-        answer.contains(r#"{"error":{"code":"overloaded","message":"too many open connections; try again shortly"}}"#)
-    );
-
-    drop(holder);
-    let mut healthy = false;
-    for _ in 0..50 {
-        if reqwest::get(format!("{}/healthz", server.url)).await.is_ok_and(|r| r.status() == StatusCode::OK) {
-            healthy = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(healthy, "a slot frees when the first connection closes");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_served_openapi_document_is_the_generated_one() {
     let server = start_server().await;
     let served: Value =

@@ -17,6 +17,8 @@ use crate::backend::DEFAULT_PREFIX;
 use crate::node::BackendConfig;
 use crate::platform::PlatformConfig;
 use crate::runtime::{MIB, RuntimeConfig};
+use crate::server::body_rate::BodyRate;
+use crate::server::connections::ConnectionConfig;
 use crate::server::{self, ServeConfig};
 
 /// Arguments of `sluice serve`.
@@ -68,6 +70,64 @@ pub struct ServeArgs {
     /// the API address needs the admin token.
     #[arg(long, env = "SLUICE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Connection limits and timeouts.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+/// Connection limits and timeouts of the front door.
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
+    /// Connections admitted at once [default: from the file-descriptor
+    /// limit, raised to its hard maximum, less a reserve]. At the cap the
+    /// longest-idle connection is closed to admit a new one; only when every
+    /// connection has a request in progress do newcomers get 503.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+    /// The whole request head must arrive within this; a silent or slow
+    /// client's connection is closed after it.
+    #[arg(long, env = "SLUICE_HEADER_TIMEOUT", default_value_t = connection_defaults().header_timeout.into())]
+    pub header_timeout: humantime::Duration,
+    /// A kept-alive connection with no request is closed after this.
+    #[arg(long, env = "SLUICE_IDLE_TIMEOUT", default_value_t = connection_defaults().idle_timeout.into())]
+    pub idle_timeout: humantime::Duration,
+    /// Time a request body has before --body-min-rate-kb is enforced.
+    #[arg(long, env = "SLUICE_BODY_GRACE", default_value_t = connection_defaults().body_rate.grace.into())]
+    pub body_grace: humantime::Duration,
+    /// After the grace, a request body must arrive at this average rate
+    /// (KiB/s) or the request is answered 408 `request_timeout`; a response
+    /// must be read at it too or its connection is closed.
+    #[arg(long, env = "SLUICE_BODY_MIN_RATE_KB", default_value_t = connection_defaults().body_rate.min_bytes_per_second / 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_min_rate_kb: u64,
+    /// After an early answer (413, 401…) to a client still sending, how
+    /// long the server keeps reading and discarding before it closes.
+    #[arg(long, env = "SLUICE_LINGER_TIMEOUT", default_value_t = connection_defaults().linger_timeout.into())]
+    pub linger_timeout: humantime::Duration,
+    /// Most bytes read and discarded while lingering (MiB).
+    #[arg(long, env = "SLUICE_LINGER_MAX_MB", default_value_t = connection_defaults().linger_bytes / MIB as u64)]
+    pub linger_max_mb: u64,
+}
+
+impl ConnectionArgs {
+    /// The connection settings these flags describe.
+    pub fn config(&self) -> ConnectionConfig {
+        ConnectionConfig {
+            max_connections: self.max_connections.map(|max| usize::try_from(max).unwrap_or(usize::MAX)),
+            header_timeout: *self.header_timeout,
+            idle_timeout: *self.idle_timeout,
+            body_rate: BodyRate {
+                grace: *self.body_grace,
+                min_bytes_per_second: self.body_min_rate_kb.saturating_mul(1024),
+            },
+            linger_timeout: *self.linger_timeout,
+            linger_bytes: self.linger_max_mb.saturating_mul(MIB as u64),
+        }
+    }
+}
+
+/// The connection defaults, which the flags show and start from.
+fn connection_defaults() -> ConnectionConfig {
+    ConnectionConfig::default()
 }
 
 /// Where jobs and state live; the same option for `serve` and `worker`.
@@ -128,6 +188,7 @@ impl ServeArgs {
         };
         config.admin_token = self.admin_token.clone();
         config.drain_timeout = *self.drain_timeout;
+        config.connections = self.connections.config();
         config.backend = self.backend.config();
         config.metrics_listen = self.metrics_listen;
         config

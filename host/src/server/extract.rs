@@ -6,7 +6,6 @@
 //! or [`Admin`]; public handlers take neither.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
@@ -19,17 +18,12 @@ use serde::de::DeserializeOwned;
 use sluice_core::{CallRequest, ErrorCode};
 
 use super::Api;
+use super::body_rate::BodyError;
 use super::error::ApiError;
 use crate::store::tenants::Tenant;
 
 /// Small JSON bodies (tenant creation, rollback) never need more.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
-
-/// After a streamed body overflows, keep reading (and discarding) this much
-/// more, for at most [`DRAIN_TIME`], so a client that writes its whole body
-/// before reading gets the 413 instead of a reset connection.
-const DRAIN_EXTRA: usize = 8 * 1024 * 1024;
-const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// The tenant whose API key the request carries.
 #[derive(Debug, Clone)]
@@ -121,8 +115,10 @@ pub async fn read_call(request: Request, max_body: usize) -> Result<CallRequest,
 
 /// Reads the whole body if it is at most `limit` bytes. A declared length
 /// over the limit is refused before a byte is read; a body that grows past
-/// it while streaming is refused there, and the rest is drained (bounded)
-/// and discarded.
+/// it while streaming is refused there. Either way the connection then
+/// lingers (see [`super::connections`]), reading and discarding the rest of
+/// the body, so the client reads the 413. A body that arrives too slowly is
+/// 408 `request_timeout`.
 pub async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
     let too_large =
         || ApiError::new(ErrorCode::BodyTooLarge, format!("the request body is larger than the {limit}-byte limit"));
@@ -132,24 +128,24 @@ pub async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError
     let mut body: Body = request.into_body();
     let mut collected = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|err| ApiError::bad_request(format!("could not read the request body: {err}")))?;
+        let frame = frame.map_err(body_error)?;
         let Ok(data) = frame.into_data() else { continue };
         if collected.len() + data.len() > limit {
-            let mut drained = 0usize;
-            let _ = tokio::time::timeout(DRAIN_TIME, async {
-                while drained < DRAIN_EXTRA {
-                    match body.frame().await {
-                        Some(Ok(frame)) => drained += frame.data_ref().map_or(0, Bytes::len),
-                        _ => break,
-                    }
-                }
-            })
-            .await;
             return Err(too_large());
         }
         collected.extend_from_slice(&data);
     }
     Ok(collected.freeze())
+}
+
+/// The refusal for a body that could not be read: 408 when it was too
+/// slow, 400 when the client broke it off or framed it wrongly.
+fn body_error(err: axum::Error) -> ApiError {
+    let err = err.into_inner();
+    match err.downcast_ref::<BodyError>() {
+        Some(slow @ BodyError::TooSlow { .. }) => ApiError::new(ErrorCode::RequestTimeout, slow.to_string()),
+        _ => ApiError::bad_request(format!("could not read the request body: {err}")),
+    }
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

@@ -10,9 +10,12 @@
 //! [`jobs`], [`usage`], [`ops`]; the work they start lives in
 //! [`crate::platform`]. Around them: [`extract`] (who is calling, bodies
 //! under a cap), [`error`] (the one error → response mapping), [`limits`]
-//! (per-tenant rates), [`connections`] (the connection cap) and
+//! (per-tenant rates), [`connections`] (the accept loop: timeouts, the
+//! connection cap, lingering close), [`body_rate`] (the request body's
+//! minimum rate), [`panics`] (a panicking handler answers 500) and
 //! [`openapi`] (the document, generated from the handlers).
 
+pub mod body_rate;
 pub mod connections;
 pub mod error;
 pub mod extract;
@@ -21,6 +24,7 @@ pub mod jobs;
 pub mod limits;
 pub mod openapi;
 pub mod ops;
+pub mod panics;
 pub mod tenants;
 pub mod usage;
 
@@ -48,7 +52,7 @@ use crate::backend::DEFAULT_PREFIX;
 use crate::node::{BackendConfig, Node};
 use crate::platform::{Platform, PlatformConfig};
 use crate::store::tenants::Tenant;
-use connections::{Admission, CappedListener};
+use connections::{Admission, ConnectionConfig};
 use error::ApiError;
 use limits::TenantRates;
 
@@ -61,8 +65,8 @@ pub struct ServeConfig {
     pub queue: QueueConfig,
     /// Worker slots in this process.
     pub workers: usize,
-    /// Open connections served at once; more get 503.
-    pub max_connections: usize,
+    /// Connection timeouts, the connection cap and lingering close.
+    pub connections: ConnectionConfig,
     /// How long shutdown waits for in-flight requests and queued jobs.
     pub drain_timeout: Duration,
     /// How often usage is aggregated in the background.
@@ -85,7 +89,7 @@ impl ServeConfig {
             platform,
             queue: QueueConfig::default(),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            max_connections: 1024,
+            connections: ConnectionConfig::default(),
             drain_timeout: Duration::from_secs(30),
             meter_interval: Duration::from_secs(60),
             admin_token: None,
@@ -167,6 +171,7 @@ fn api_and_router(platform: Arc<Platform>) -> anyhow::Result<(Arc<Api>, axum::Ro
     let router = router
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn(panics::catch_panic))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&api), observe))
         .with_state(Arc::clone(&api));
     Ok((api, router))
@@ -222,8 +227,12 @@ async fn observe(State(api): State<Arc<Api>>, request: Request, next: Next) -> R
     response
 }
 
-/// RFC 3339 with seconds, UTC (`2026-11-21T00:00:00Z`).
+/// RFC 3339 with seconds, UTC (`2026-11-21T00:00:00Z`). Instants past
+/// the end of year 9999 (which RFC 3339 cannot write, and the formatter
+/// would panic on) are written as its last second.
 pub(crate) fn format_time(ms: u64) -> String {
+    const LAST_WRITABLE_MS: u64 = 253_402_300_799_999;
+    let ms = ms.min(LAST_WRITABLE_MS);
     humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
@@ -257,24 +266,22 @@ pub async fn run(
         None => None,
     };
     let addr = listener.local_addr().context("listener address")?;
-    let listener = CappedListener::new(listener, config.max_connections);
+    let max_connections = connections::connection_limit(config.connections.max_connections);
     on_start(Started { generated_admin_token: generated, metrics_addr: metrics.as_ref().map(|(addr, _)| *addr) });
-    tracing::info!(%addr, workers = config.workers, "serving");
+    tracing::info!(%addr, workers = config.workers, max_connections, "serving");
 
     let (stop_serving, serving_stopped) = watch::channel(false);
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<Admission>()).with_graceful_shutdown(
-        async move {
-            let mut stopped = serving_stopped;
-            let _ = stopped.wait_for(|stop| *stop).await;
-        },
-    );
-    let mut server = tokio::spawn(server.into_future());
+    let server = connections::serve(listener, app, config.connections.clone(), max_connections, async move {
+        let mut stopped = serving_stopped;
+        let _ = stopped.wait_for(|stop| *stop).await;
+    });
+    let mut server = tokio::spawn(server);
     let served = tokio::select! {
         () = shutdown => None,
         served = &mut server => Some(served),
     };
     if let Some(served) = served {
-        served.context("the HTTP server task failed")?.context("the HTTP server failed")?;
+        served.context("the HTTP server task failed")?;
     }
 
     tracing::info!("shutting down: draining requests and queued jobs");
@@ -302,5 +309,16 @@ async fn meter_loop(platform: Arc<Platform>, every: Duration, mut stop: watch::R
         if let Err(err) = platform.aggregate_usage().await {
             tracing::error!(cause = %format!("{err:#}"), "usage aggregation failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_past_year_9999_are_written_as_its_last_second() {
+        assert_eq!(format_time(253_402_300_800_000), "9999-12-31T23:59:59Z");
+        assert_eq!(format_time(u64::MAX), "9999-12-31T23:59:59Z");
     }
 }
