@@ -181,9 +181,9 @@ pub trait Queue: Send + Sync + 'static {
     async fn enqueue(&self, job: Job) -> Result<(), QueueError>;
 
     /// Accepts `job` as an async job, whose output is kept for its TTL:
-    /// like [`Queue::enqueue`], and refused with
-    /// [`QueueError::TenantResultsFull`] or [`QueueError::ResultsFull`]
-    /// while the tenant's or the queue's result budget is spent. With
+    /// refused with [`QueueError::TenantResultsFull`] or
+    /// [`QueueError::ResultsFull`] while the tenant's or the queue's result
+    /// budget is spent, then like [`Queue::enqueue`]. With
     /// `key`, in the same step: when the key already names a kept job of
     /// the tenant, that job is returned (or [`Submitted::Conflict`] when it
     /// was for a different request) and nothing is enqueued; otherwise

@@ -58,9 +58,9 @@ fn script(body: &str) -> Script {
 }
 
 /// Admission, in one step: an `Idempotency-Key` that already names a kept
-/// job returns it (or a conflict); else refuse a duplicate id, or past the
-/// queue's or the tenant's bound, or (async jobs) past the tenant's or the
-/// queue's result budget; else store the job, enqueue it, the body inline
+/// job returns it (or a conflict); else refuse (async jobs) past the
+/// tenant's or the queue's result budget, or a duplicate id, or past the
+/// queue's or the tenant's bound; else store the job, enqueue it, the body inline
 /// in the stream entry (small) or in the job hash (large), and record the
 /// key. Answers `{code, job, status}`.
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
@@ -83,14 +83,14 @@ if has_key then
     end
   end
 end
-if redis.call('EXISTS', job_key) == 1 then return {1, '', ''} end
-if tonumber(redis.call('GET', waiting_key) or '0') >= capacity then return {2, '', ''} end
-if tonumber(redis.call('GET', active_key) or '0') >= tenant_limit then return {3, '', ''} end
 if budgeted then
   trim_results(results_key, totals_key)
   if tonumber(redis.call('HGET', totals_key, 't:' .. tenant) or '0') >= tenant_budget then return {4, '', ''} end
   if tonumber(redis.call('HGET', totals_key, 'total') or '0') >= total_budget then return {5, '', ''} end
 end
+if redis.call('EXISTS', job_key) == 1 then return {1, '', ''} end
+if tonumber(redis.call('GET', waiting_key) or '0') >= capacity then return {2, '', ''} end
+if tonumber(redis.call('GET', active_key) or '0') >= tenant_limit then return {3, '', ''} end
 if inline then
   redis.call('HSET', job_key, 'job', header, 'record', record, 'status', 'queued', 'deliveries', 0)
   redis.call('XADD', stream_key, '*', 'id', id, 'body', body)
