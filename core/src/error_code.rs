@@ -85,14 +85,18 @@ error_codes! {
     JobNotFinished = "job_not_finished", CONFLICT, retry_after: Some(1), retried: false;
     /// The job failed and has no result; its status says why.
     JobFailed = "job_failed", CONFLICT, retry_after: None, retried: false;
-    /// A request with this `Idempotency-Key` is still being accepted.
-    IdempotencyInProgress = "idempotency_in_progress", CONFLICT, retry_after: Some(1), retried: false;
     /// The request body is over the size limit.
     BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE, retry_after: None, retried: false;
     /// The function refused the input or its parameters.
     InvalidInput = "invalid_input", UNPROCESSABLE_ENTITY, retry_after: None, retried: false;
     /// This `Idempotency-Key` was used for a different request.
     IdempotencyConflict = "idempotency_conflict", UNPROCESSABLE_ENTITY, retry_after: None, retried: false;
+    /// The `Idempotency-Key` header is longer than 255 bytes.
+    IdempotencyKeyTooLong = "idempotency_key_too_long", BAD_REQUEST, retry_after: None, retried: false;
+    /// The tenant's stored async results use its byte budget; results are freed as their TTL runs out.
+    ResultStorageFull = "result_storage_full", TOO_MANY_REQUESTS, retry_after: Some(60), retried: false;
+    /// Stored async results of all tenants use the node's (or Redis') byte budget.
+    ResultStorageExhausted = "result_storage_exhausted", SERVICE_UNAVAILABLE, retry_after: Some(60), retried: false;
     /// Too many requests from this tenant.
     RateLimited = "rate_limited", TOO_MANY_REQUESTS, retry_after: Some(1), retried: false;
     /// The tenant already has as many calls queued or running as it may.

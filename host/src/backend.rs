@@ -21,7 +21,7 @@ const IN_PROCESS_QUEUE: &str = "memory:";
 pub struct Backend {
     /// The job queue.
     pub queue: Arc<dyn Queue>,
-    /// Tenants, functions, idempotency keys, usage.
+    /// Tenants, functions, usage.
     pub stores: Stores,
     /// Memory queues must be emptied before exit; Redis keeps what is left.
     pub drain: Drain,

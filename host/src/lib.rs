@@ -8,8 +8,8 @@
 //! - [`builtins`]: the functions compiled into the binary (`resize`,
 //!   `grayscale`, `meter`).
 //! - [`meter`]: host side of the usage aggregator.
-//! - [`store`]: what survives a restart (tenants, functions, idempotency
-//!   keys, usage), locally or in Redis.
+//! - [`store`]: what survives a restart (tenants, functions and
+//!   usage), locally or in Redis.
 //! - [`backend`]: picks the queue and stores (embedded or Redis).
 //! - [`platform`]: runtime, queue, stores and meter wired together, and the
 //!   calls, jobs and deployments the front door and tests drive.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use sluice_scheduler::QueueConfig;
+use sluice_scheduler::{Queue, QueueConfig};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -64,6 +64,7 @@ impl Node {
     ) -> anyhow::Result<Self> {
         let data_dir: &Path = &platform.data_dir;
         let connected = Backend::connect(backend.redis_url.as_deref(), &backend.redis_prefix, queue, data_dir).await?;
+        warn_if_evicting(&*connected.queue).await;
         let drain: Drain = connected.drain;
         let platform =
             Platform::open(platform, connected.queue, connected.stores).context("cannot open the platform")?;
@@ -99,5 +100,101 @@ impl Node {
             heartbeat.abort();
         }
         drained.is_ok()
+    }
+}
+
+/// Logs a warning when the queue's server may evict keys under memory
+/// pressure: a job's record or output, or an idempotency key, could vanish
+/// before its TTL. Returns the policy it warned about.
+pub async fn warn_if_evicting(queue: &dyn Queue) -> Option<String> {
+    match queue.eviction_risk().await {
+        Ok(Some(policy)) => {
+            tracing::warn!(
+                maxmemory_policy = %policy,
+                "Redis may evict job records, results and idempotency keys under memory pressure; \
+                 set `maxmemory-policy noeviction` (with a `maxmemory`) so a full Redis refuses new jobs instead"
+            );
+            Some(policy)
+        }
+        Ok(None) => None,
+        Err(err) => {
+            tracing::warn!(cause = %err, "cannot read the Redis eviction policy");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use sluice_scheduler::{QueueConfig, RedisQueue, RedisQueueConfig};
+    use tracing::instrument::WithSubscriber;
+
+    use super::*;
+
+    /// Everything logged through it, as text.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+        }
+    }
+
+    async fn warning_for(policy: &str) -> (Option<String>, String) {
+        let redis = sluice_testkit::spawn_redis();
+        let mut con = redis::Client::open(redis.url.as_str())
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg(policy)
+            .query_async(&mut con)
+            .await
+            .expect("config set");
+        let queue =
+            RedisQueue::connect(RedisQueueConfig::new(redis.url.clone(), QueueConfig::default())).await.expect("queue");
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let warned = warn_if_evicting(&*queue).with_subscriber(subscriber).await;
+        (warned, captured.text())
+    }
+
+    #[tokio::test]
+    async fn a_node_warns_when_redis_may_evict_job_keys() {
+        let (warned, log) = warning_for("allkeys-lru").await;
+        assert_eq!(warned.as_deref(), Some("allkeys-lru"));
+        assert!(log.contains("WARN") && log.contains("maxmemory_policy=allkeys-lru"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn a_node_is_quiet_when_redis_never_evicts() {
+        let (warned, log) = warning_for("noeviction").await;
+        assert_eq!(warned, None);
+        assert_eq!(log, "");
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_queue_has_nothing_to_evict() {
+        let queue = sluice_scheduler::MemoryQueue::new(QueueConfig::default());
+        assert_eq!(warn_if_evicting(&queue).await, None);
     }
 }

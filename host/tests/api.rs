@@ -157,6 +157,43 @@ async fn an_idempotency_key_returns_the_same_job_and_refuses_a_different_request
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_longer_than_255_bytes_is_refused() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let submit = |idempotency_key: String| {
+        server
+            .request(Method::POST, "/v1/functions/resize/jobs?width=20", &key)
+            .header("idempotency-key", idempotency_key)
+            .body(photo("kodim23.png"))
+            .send()
+    };
+    let (status, code, message) = error_of(submit("k".repeat(256)).await.expect("sent")).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "idempotency_key_too_long"));
+    assert_eq!(message, "the Idempotency-Key header is 256 bytes; at most 255 are accepted");
+    assert_eq!(submit("k".repeat(255)).await.expect("sent").status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_over_its_result_budget_gets_429_for_async_work_but_sync_calls_run() {
+    let server = start_server_with(|c| c.queue.tenant_result_bytes = 1).await;
+    let key = server.tenant("acme").await;
+    let path = "/v1/functions/resize/jobs?width=20";
+    let first: Value = invoke(&server, &key, path, photo("kodim23.png")).await.json().await.expect("json");
+    let id = first["id"].as_str().expect("id");
+    assert_eq!(wait_for_job(&server, &key, id).await["status"], "succeeded");
+    let refused = invoke(&server, &key, path, photo("kodim23.png")).await;
+    assert_eq!(refused.headers()["retry-after"], "60");
+    let (status, code, _) = error_of(refused).await;
+    assert_eq!((status, code.as_str()), (StatusCode::TOO_MANY_REQUESTS, "result_storage_full"));
+    let result = server.request(Method::GET, &format!("/v1/jobs/{id}/result"), &key).send().await.expect("sent");
+    assert_eq!(result.status(), StatusCode::OK, "the accepted job's result is kept");
+    let sync = invoke(&server, &key, "/v1/functions/resize/invoke?width=20", photo("kodim23.png")).await;
+    assert_eq!(sync.status(), StatusCode::OK, "a sync call's output is not stored, so it is not budgeted");
+    let other = server.tenant("other").await;
+    assert_eq!(invoke(&server, &other, path, photo("kodim23.png")).await.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_versions_rollback_and_delete_a_tenant_function() {
     let server = start_server().await;
     let key = server.tenant("acme").await;

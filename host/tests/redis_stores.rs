@@ -4,11 +4,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use redis::AsyncCommands;
 use sluice::store::functions::RegistryError;
-use sluice::store::idempotency::Claim;
 use sluice::store::tenants::TenantError;
 use sluice::store::usage::{BUCKET_MS, Bucket, CommitError};
 use sluice::store::{StoreError, Stores};
@@ -80,20 +77,6 @@ async fn deploys_racing_from_two_nodes_all_land_in_the_history() {
     let mut landed: Vec<Version> = record.versions.into_iter().map(|v| v.version).collect();
     landed.sort();
     assert_eq!(landed, versions, "no deploy lost to a concurrent one");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idempotency_key_names_one_job_across_nodes() {
-    let redis = spawn_redis();
-    let (a, b) = (node(&redis.url).await, node(&redis.url).await);
-    let tenant = TenantId::from("t");
-    let (first, second) = (JobId("j1".into()), JobId("j2".into()));
-    let ttl = Duration::from_secs(60);
-    assert_eq!(a.idempotency.claim(&tenant, "k", "fp", &first, ttl).await.expect("claim"), Claim::New);
-    let seen = b.idempotency.claim(&tenant, "k", "fp", &second, ttl).await.expect("claim");
-    assert_eq!(seen, Claim::Existing(first.clone()));
-    a.idempotency.release(&tenant, "k", &first).await.expect("released");
-    assert_eq!(b.idempotency.claim(&tenant, "k", "fp", &second, ttl).await.expect("claim"), Claim::New);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

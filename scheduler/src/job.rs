@@ -191,10 +191,105 @@ pub struct Delivery {
     pub attempt: u32,
 }
 
+/// Longest guest-supplied text (an error message, an output's media type)
+/// kept or returned, in bytes: a guest controls it, and it is stored with
+/// the job for the TTL.
+pub const MAX_GUEST_TEXT: usize = 4096;
+
+/// `text` cut to [`MAX_GUEST_TEXT`] bytes at a character boundary.
+pub fn cap_text(text: &mut String) {
+    if text.len() > MAX_GUEST_TEXT {
+        let mut end = MAX_GUEST_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
+
+impl JobError {
+    /// The error with its message capped to [`MAX_GUEST_TEXT`].
+    pub fn capped(mut self) -> Self {
+        cap_text(&mut self.message);
+        self
+    }
+}
+
+impl Completion {
+    /// The completion with its guest-supplied text capped to [`MAX_GUEST_TEXT`].
+    pub fn capped(self) -> Self {
+        match self {
+            Self::Succeeded { mut output, usage } => {
+                cap_text(&mut output.content_type);
+                Self::Succeeded { output, usage }
+            }
+            Self::Failed { error, usage } => Self::Failed { error: error.capped(), usage },
+        }
+    }
+}
+
+/// An `Idempotency-Key` as the queue keeps it: the key's SHA-256 (a client's
+/// key may hold anything; it is never stored as sent) and the fingerprint of
+/// the request it was first used with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// Hex SHA-256 of the key as the client sent it.
+    pub hash: String,
+    /// What makes two submissions the same request (no spaces).
+    pub fingerprint: String,
+}
+
+impl IdempotencyKey {
+    /// The key `raw` for a request with `fingerprint`.
+    pub fn new(raw: &str, fingerprint: impl Into<String>) -> Self {
+        use sha2::Digest;
+        Self { hash: hex::encode(sha2::Sha256::digest(raw.as_bytes())), fingerprint: fingerprint.into() }
+    }
+}
+
+/// What [`crate::Queue::submit`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// The job was accepted (and the key, if any, now names it).
+    Accepted,
+    /// The key already names this kept job, for the same request.
+    Existing {
+        /// The job the key names.
+        id: JobId,
+        /// Its status now.
+        status: JobStatus,
+    },
+    /// The key already names a kept job for a different request.
+    Conflict,
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_guest_text_is_cut_at_a_character_boundary() {
+        let mut text = format!("a{}", "é".repeat(MAX_GUEST_TEXT));
+        cap_text(&mut text);
+        assert_eq!(text.len(), MAX_GUEST_TEXT - 1, "the two-byte character at the cap is dropped whole");
+        let mut short = "fine".to_owned();
+        cap_text(&mut short);
+        assert_eq!(short, "fine");
+    }
+
+    #[test]
+    fn an_idempotency_key_is_kept_as_its_hash() {
+        let key = IdempotencyKey::new("secret key", "fp");
+        assert_eq!(key.hash.len(), 64);
+        assert!(!key.hash.contains("secret"));
+        assert_eq!(key, IdempotencyKey::new("secret key", "fp"));
+    }
 }

@@ -18,6 +18,14 @@
 //! - **No polling.** [`Queue::wait`] returns as soon as a job ends.
 //! - **Bounded admission.** At most `capacity` jobs wait for a worker, and
 //!   a tenant has at most `tenant_concurrency` jobs queued or running.
+//! - **Bounded results.** Outputs of async jobs are kept for `result_ttl`
+//!   within a byte budget per tenant and per queue: new async work is
+//!   refused while the budget is spent, and an accepted job's output is
+//!   never dropped before its TTL. A sync call's output is released the
+//!   moment it is taken ([`Queue::take_output`]).
+//! - **Idempotent submission.** [`Queue::submit`] records an
+//!   `Idempotency-Key` and enqueues its job in one step, so a key always
+//!   names a job that exists.
 //!
 //! [`job`] holds the types a job is made of; [`QueueConfig`] the bounds and
 //! timeouts every backend shares, with the defaults the CLI shows.
@@ -31,7 +39,10 @@ use std::time::Duration;
 
 use sluice_core::{CallOutput, ErrorCode};
 
-pub use job::{Completion, Delivery, Job, JobError, JobId, JobRecord, JobStatus, Usage, now_ms};
+pub use job::{
+    Completion, Delivery, IdempotencyKey, Job, JobError, JobId, JobRecord, JobStatus, MAX_GUEST_TEXT, Submitted, Usage,
+    now_ms,
+};
 pub use memory::MemoryQueue;
 pub use redis::{DEFAULT_INLINE_LIMIT, DEFAULT_PREFIX, KeepAlive, RedisQueue, RedisQueueConfig, connection_manager};
 
@@ -52,6 +63,18 @@ pub struct QueueConfig {
     /// with `TenantBusy`. Counted by the queue so every front door and
     /// worker sees one number.
     pub tenant_concurrency: usize,
+    /// Bytes of async outputs one tenant may have stored at once; while
+    /// they are spent its new async jobs are refused with
+    /// `TenantResultsFull`. Checked at admission, so a tenant may end up to
+    /// `tenant_concurrency` outputs past it: accepted work always keeps
+    /// its result.
+    pub tenant_result_bytes: u64,
+    /// Bytes of outputs the whole queue (one node's memory, or one Redis)
+    /// may hold; while they are spent new async jobs are refused with
+    /// `ResultsFull`.
+    pub result_bytes: u64,
+    /// Dead letters kept for operators; older ones are trimmed.
+    pub max_dead_letters: usize,
 }
 
 impl Default for QueueConfig {
@@ -62,9 +85,14 @@ impl Default for QueueConfig {
             max_deliveries: 3,
             result_ttl: Duration::from_secs(3600),
             tenant_concurrency: 16,
+            tenant_result_bytes: 256 * MIB,
+            result_bytes: 1024 * MIB,
+            max_dead_letters: 1000,
         }
     }
 }
+
+const MIB: u64 = 1024 * 1024;
 
 /// The URL schemes [`connect`] accepts, as its error lists them.
 pub const QUEUE_URL_SCHEMES: &[&str] = &["memory:", "redis://", "rediss://", "unix://"];
@@ -107,6 +135,19 @@ pub enum QueueError {
         /// The configured per-tenant bound.
         limit: usize,
     },
+    /// The tenant's stored async outputs have used up its byte budget;
+    /// outputs free up as their TTL runs out.
+    #[error("this tenant's stored job results use its budget of {limit} bytes; results are freed as they expire")]
+    TenantResultsFull {
+        /// The configured per-tenant budget.
+        limit: u64,
+    },
+    /// All stored outputs together have used up the queue's byte budget.
+    #[error("stored job results use this deployment's budget of {limit} bytes; results are freed as they expire")]
+    ResultsFull {
+        /// The configured queue-wide budget.
+        limit: u64,
+    },
     /// A job with this id already exists.
     #[error("job {0} already exists")]
     Duplicate(String),
@@ -121,6 +162,8 @@ impl QueueError {
         match self {
             Self::Full { .. } => ErrorCode::Overloaded,
             Self::TenantBusy { .. } => ErrorCode::ConcurrencyLimit,
+            Self::TenantResultsFull { .. } => ErrorCode::ResultStorageFull,
+            Self::ResultsFull { .. } => ErrorCode::ResultStorageExhausted,
             Self::Unavailable(_) => ErrorCode::QueueUnavailable,
             // A worker's own bookkeeping, or the operator's configuration;
             // never a caller's doing.
@@ -136,6 +179,16 @@ pub trait Queue: Send + Sync + 'static {
     /// [`QueueError::Full`] when the queue's bound is reached,
     /// [`QueueError::TenantBusy`] when the tenant's is (checked in that order).
     async fn enqueue(&self, job: Job) -> Result<(), QueueError>;
+
+    /// Accepts `job` as an async job, whose output is kept for its TTL:
+    /// refused with [`QueueError::TenantResultsFull`] or
+    /// [`QueueError::ResultsFull`] while the tenant's or the queue's result
+    /// budget is spent, then like [`Queue::enqueue`]. With
+    /// `key`, in the same step: when the key already names a kept job of
+    /// the tenant, that job is returned (or [`Submitted::Conflict`] when it
+    /// was for a different request) and nothing is enqueued; otherwise
+    /// the key is recorded for this job, for `result_ttl`.
+    async fn submit(&self, job: Job, key: Option<&IdempotencyKey>) -> Result<Submitted, QueueError>;
 
     /// The next job for `worker`, waiting up to `wait` for one to arrive.
     async fn reserve(&self, worker: &str, wait: Duration) -> Result<Option<Delivery>, QueueError>;
@@ -167,6 +220,17 @@ pub trait Queue: Send + Sync + 'static {
 
     /// The job's output, once it succeeded and while it is kept.
     async fn output(&self, id: &JobId) -> Result<Option<CallOutput>, QueueError>;
+
+    /// The job's output, released as it is taken: a sync call's output is
+    /// kept only until its caller has it. Later lookups find no output.
+    async fn take_output(&self, id: &JobId) -> Result<Option<CallOutput>, QueueError>;
+
+    /// The server's eviction policy when it could drop keys the queue
+    /// needs (e.g. `allkeys-lru`); `None` when keys are never evicted, or
+    /// the backend cannot tell.
+    async fn eviction_risk(&self) -> Result<Option<String>, QueueError> {
+        Ok(None)
+    }
 
     /// Waits until the job ends or `timeout` passes; returns its record then.
     async fn wait(&self, id: &JobId, timeout: Duration) -> Result<Option<JobRecord>, QueueError>;

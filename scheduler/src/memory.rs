@@ -4,7 +4,11 @@
 //!
 //! Leases expire like Redis pending entries: a delivery not settled within
 //! the visibility timeout is handed out again (lazily, when a worker next
-//! asks). Finished jobs and their outputs are kept for `result_ttl`.
+//! asks). Finished jobs and their outputs are kept for `result_ttl`; the
+//! bytes of kept outputs are counted per tenant and in total, so async
+//! admission can refuse work once a budget is spent. `Idempotency-Key`s
+//! (hashed) live in the same table as the jobs they name, so a key and its
+//! job are recorded under one lock.
 //!
 //! Every deadline is on tokio's clock, so tests run it on paused time and
 //! let hours pass in an instant.
@@ -19,7 +23,10 @@ use tokio::time::Instant;
 use sluice_core::{CallOutput, TenantId};
 
 use crate::job::now_ms;
-use crate::{Completion, Delivery, Job, JobError, JobId, JobRecord, JobStatus, Queue, QueueConfig, QueueError, Usage};
+use crate::{
+    Completion, Delivery, IdempotencyKey, Job, JobError, JobId, JobRecord, JobStatus, Queue, QueueConfig, QueueError,
+    Submitted, Usage,
+};
 
 struct Lease {
     receipt: String,
@@ -30,17 +37,32 @@ struct Entry {
     job: Job,
     record: JobRecord,
     output: Option<CallOutput>,
+    /// Bytes of `output` counted against the tenant's and the queue's budget.
+    stored: u64,
     lease: Option<Lease>,
     /// Set when the job ends; entries are dropped after it.
     expires: Option<Instant>,
     status: watch::Sender<JobStatus>,
 }
 
+/// A recorded `Idempotency-Key`: the request it was used with, its job and
+/// when it lapses.
+struct KeyRecord {
+    fingerprint: String,
+    job: JobId,
+    expires: Instant,
+}
+
 #[derive(Default)]
 struct State {
     ready: VecDeque<JobId>,
     entries: HashMap<JobId, Entry>,
-    dead_letters: Vec<(JobId, JobError)>,
+    dead_letters: VecDeque<(JobId, JobError)>,
+    /// (tenant, hashed key) → what the key names.
+    keys: HashMap<(TenantId, String), KeyRecord>,
+    /// Bytes of kept outputs per tenant, and in total.
+    stored: HashMap<TenantId, u64>,
+    stored_total: u64,
     /// Unfinished jobs per tenant.
     active: HashMap<TenantId, usize>,
     /// Worker nodes by their last heartbeat.
@@ -59,6 +81,28 @@ impl State {
             }
         }
     }
+
+    /// `bytes` of `tenant`'s outputs are now kept.
+    fn charge(&mut self, tenant: &TenantId, bytes: u64) {
+        *self.stored.entry(tenant.clone()).or_default() += bytes;
+        self.stored_total += bytes;
+    }
+
+    /// `bytes` of `tenant`'s outputs are no longer kept.
+    fn refund(&mut self, tenant: &TenantId, bytes: u64) {
+        if let Some(stored) = self.stored.get_mut(tenant) {
+            *stored = stored.saturating_sub(bytes);
+            if *stored == 0 {
+                self.stored.remove(tenant);
+            }
+        }
+        self.stored_total = self.stored_total.saturating_sub(bytes);
+    }
+}
+
+/// Bytes an output occupies in a budget.
+fn output_bytes(output: &CallOutput) -> u64 {
+    (output.body.len() + output.content_type.len()) as u64
 }
 
 /// Housekeeping scans every entry, so it runs at most this often: calls in
@@ -97,7 +141,17 @@ impl MemoryQueue {
             return;
         }
         state.last_sweep = Some(now);
+        let gone: Vec<(TenantId, u64)> = state
+            .entries
+            .values()
+            .filter(|entry| entry.expires.is_some_and(|at| at <= now))
+            .map(|entry| (entry.job.tenant.clone(), entry.stored))
+            .collect();
         state.entries.retain(|_, entry| entry.expires.is_none_or(|at| at > now));
+        for (tenant, bytes) in gone {
+            state.refund(&tenant, bytes);
+        }
+        state.keys.retain(|_, key| key.expires > now);
         let expired: Vec<JobId> = state
             .entries
             .iter()
@@ -123,7 +177,10 @@ impl MemoryQueue {
             };
             finish(entry, JobStatus::Failed, Some(error), None, None, ttl);
             let tenant = entry.job.tenant.clone();
-            state.dead_letters.push((id.clone(), last_error.clone()));
+            state.dead_letters.push_back((id.clone(), last_error.clone()));
+            while state.dead_letters.len() > self.config.max_dead_letters {
+                state.dead_letters.pop_front();
+            }
             state.settle_tenant(&tenant);
             tracing::warn!(job_id = %id, code = %last_error.code, "job dead-lettered");
         } else {
@@ -132,6 +189,29 @@ impl MemoryQueue {
             state.ready.push_back(id.clone());
             self.job_ready.notify_one();
         }
+    }
+
+    /// Queues `job` under the queue's and the tenant's bounds.
+    fn admit(&self, state: &mut State, job: Job) -> Result<(), QueueError> {
+        if state.entries.contains_key(&job.id) {
+            return Err(QueueError::Duplicate(job.id.0));
+        }
+        if state.ready.len() >= self.config.capacity {
+            return Err(QueueError::Full { capacity: self.config.capacity });
+        }
+        let limit = self.config.tenant_concurrency;
+        let active = state.active.entry(job.tenant.clone()).or_default();
+        if *active >= limit {
+            return Err(QueueError::TenantBusy { limit });
+        }
+        *active += 1;
+        let id = job.id.clone();
+        let record = JobRecord::queued(&job);
+        let (status, _) = watch::channel(JobStatus::Queued);
+        let entry = Entry { job, record, output: None, stored: 0, lease: None, expires: None, status };
+        state.entries.insert(id.clone(), entry);
+        state.ready.push_back(id);
+        Ok(())
     }
 
     fn try_reserve(&self) -> Option<Delivery> {
@@ -174,6 +254,7 @@ fn finish(
     entry.record.error = error;
     entry.record.usage = usage;
     entry.record.finished_at_ms = Some(now_ms());
+    entry.stored = output.as_ref().map_or(0, output_bytes);
     entry.output = output;
     entry.lease = None;
     entry.expires = Some(Instant::now() + ttl);
@@ -187,26 +268,41 @@ impl Queue for MemoryQueue {
     async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
         let mut state = self.lock();
         self.housekeep(&mut state);
-        if state.entries.contains_key(&job.id) {
-            return Err(QueueError::Duplicate(job.id.0));
-        }
-        if state.ready.len() >= self.config.capacity {
-            return Err(QueueError::Full { capacity: self.config.capacity });
-        }
-        let limit = self.config.tenant_concurrency;
-        let active = state.active.entry(job.tenant.clone()).or_default();
-        if *active >= limit {
-            return Err(QueueError::TenantBusy { limit });
-        }
-        *active += 1;
-        let id = job.id.clone();
-        let record = JobRecord::queued(&job);
-        let (status, _) = watch::channel(JobStatus::Queued);
-        state.entries.insert(id.clone(), Entry { job, record, output: None, lease: None, expires: None, status });
-        state.ready.push_back(id);
+        self.admit(&mut state, job)?;
         drop(state);
         self.job_ready.notify_one();
         Ok(())
+    }
+
+    async fn submit(&self, job: Job, key: Option<&IdempotencyKey>) -> Result<Submitted, QueueError> {
+        let mut state = self.lock();
+        self.housekeep(&mut state);
+        let slot = key.map(|key| (job.tenant.clone(), key.hash.clone()));
+        if let Some((slot, key)) = slot.as_ref().zip(key)
+            && let Some(held) = state.keys.get(slot)
+            && let Some(entry) = state.entries.get(&held.job)
+        {
+            if held.fingerprint != key.fingerprint {
+                return Ok(Submitted::Conflict);
+            }
+            return Ok(Submitted::Existing { id: held.job.clone(), status: entry.record.status });
+        }
+        let stored = state.stored.get(&job.tenant).copied().unwrap_or(0);
+        if stored >= self.config.tenant_result_bytes {
+            return Err(QueueError::TenantResultsFull { limit: self.config.tenant_result_bytes });
+        }
+        if state.stored_total >= self.config.result_bytes {
+            return Err(QueueError::ResultsFull { limit: self.config.result_bytes });
+        }
+        let id = job.id.clone();
+        self.admit(&mut state, job)?;
+        if let Some((slot, key)) = slot.zip(key) {
+            let expires = Instant::now() + self.config.result_ttl;
+            state.keys.insert(slot, KeyRecord { fingerprint: key.fingerprint.clone(), job: id, expires });
+        }
+        drop(state);
+        self.job_ready.notify_one();
+        Ok(Submitted::Accepted)
     }
 
     async fn reserve(&self, _worker: &str, wait: Duration) -> Result<Option<Delivery>, QueueError> {
@@ -260,21 +356,22 @@ impl Queue for MemoryQueue {
             // Already ended (a duplicate delivery finished first): keep the first outcome.
             return Ok(());
         }
-        match completion {
+        match completion.capped() {
             Completion::Succeeded { output, usage } => {
                 finish(entry, JobStatus::Succeeded, None, Some(usage), Some(output), ttl);
             }
             Completion::Failed { error, usage } => finish(entry, JobStatus::Failed, Some(error), usage, None, ttl),
         }
-        let tenant = entry.job.tenant.clone();
+        let (tenant, stored) = (entry.job.tenant.clone(), entry.stored);
         state.settle_tenant(&tenant);
+        state.charge(&tenant, stored);
         Ok(())
     }
 
     async fn retry(&self, delivery: &Delivery, error: &JobError) -> Result<(), QueueError> {
         let mut state = self.lock();
         Self::leased(&mut state, delivery)?;
-        self.release(&mut state, &delivery.job.id, error);
+        self.release(&mut state, &delivery.job.id, &error.clone().capped());
         Ok(())
     }
 
@@ -288,6 +385,16 @@ impl Queue for MemoryQueue {
         let mut state = self.lock();
         self.housekeep(&mut state);
         Ok(state.entries.get(id).and_then(|e| e.output.clone()))
+    }
+
+    async fn take_output(&self, id: &JobId) -> Result<Option<CallOutput>, QueueError> {
+        let mut state = self.lock();
+        self.housekeep(&mut state);
+        let Some(entry) = state.entries.get_mut(id) else { return Ok(None) };
+        let output = entry.output.take();
+        let (tenant, stored) = (entry.job.tenant.clone(), std::mem::take(&mut entry.stored));
+        state.refund(&tenant, stored);
+        Ok(output)
     }
 
     async fn wait(&self, id: &JobId, timeout: Duration) -> Result<Option<JobRecord>, QueueError> {
@@ -304,7 +411,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn dead_letters(&self) -> Result<Vec<(JobId, JobError)>, QueueError> {
-        Ok(self.lock().dead_letters.clone())
+        Ok(self.lock().dead_letters.iter().cloned().collect())
     }
 
     async fn ping(&self) -> Result<(), QueueError> {
@@ -339,6 +446,27 @@ mod tests {
         assert_eq!(queue.workers().await, Ok(2));
         tokio::time::advance(crate::NODE_TTL / 2).await;
         assert_eq!(queue.workers().await, Ok(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dead_letters_are_trimmed_to_the_newest_ones() {
+        let queue = MemoryQueue::new(QueueConfig { max_deliveries: 1, max_dead_letters: 2, ..QueueConfig::default() });
+        for id in ["a", "b", "c"] {
+            let job = Job {
+                id: JobId(id.to_owned()),
+                tenant: TenantId::from("t"),
+                function: "f".to_owned(),
+                version: sluice_core::Version::from("sha256:0"),
+                request: sluice_core::CallRequest::default(),
+                submitted_at_ms: 1,
+            };
+            queue.enqueue(job).await.expect("enqueue");
+            let delivery = queue.reserve("w", Duration::ZERO).await.expect("reserve").expect("a job");
+            queue.retry(&delivery, &JobError::worker_lost()).await.expect("dead-lettered");
+        }
+        let kept: Vec<String> =
+            queue.dead_letters().await.expect("dead letters").into_iter().map(|(id, _)| id.0).collect();
+        assert_eq!(kept, ["b", "c"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,9 +8,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, PAST_VISIBILITY, config, job, job_of, success, trapped};
+use common::{Backend, PAST_VISIBILITY, config, job, job_of, key, success, trapped};
 use sluice_core::{CallOutput, ErrorCode};
-use sluice_scheduler::{Completion, JobError, JobId, JobStatus, Queue, QueueConfig, QueueError};
+use sluice_scheduler::{
+    Completion, JobError, JobId, JobStatus, MAX_GUEST_TEXT, Queue, QueueConfig, QueueError, Submitted,
+};
 use tokio::time::Instant;
 
 /// Long enough that a scenario never waits it out unless it is broken.
@@ -340,6 +342,156 @@ async fn a_reachable_queue_answers_pings(backend: &impl Backend) {
     assert_eq!(queue.ping().await, Ok(()));
 }
 
+/// Bytes [`success`]`(b"out")` counts against a budget: body and media type.
+const OUT_BYTES: u64 = 3 + 10;
+
+async fn run_to_success(queue: &dyn Queue, body: &[u8]) -> JobId {
+    let delivery = reserve(queue, "w").await;
+    queue.complete(&delivery, success(body)).await.expect("completed");
+    delivery.job.id
+}
+
+async fn a_taken_output_is_released_and_the_record_kept(backend: &impl Backend) {
+    let queue = backend.open(config()).await;
+    queue.enqueue(job("a", b"x")).await.expect("enqueued");
+    let id = run_to_success(&*queue, b"out").await;
+    let taken = queue.take_output(&id).await.expect("taken");
+    assert_eq!(taken, Some(CallOutput { body: b"out".to_vec(), content_type: "image/webp".to_owned() }));
+    assert_eq!(queue.take_output(&id).await, Ok(None), "taken once");
+    assert_eq!(queue.output(&id).await, Ok(None));
+    assert_eq!(record(&*queue, "a").await.status, JobStatus::Succeeded, "the record stays for the TTL");
+}
+
+async fn a_tenant_over_its_result_budget_is_refused_new_async_jobs(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { tenant_result_bytes: OUT_BYTES, ..config() }).await;
+    assert_eq!(queue.submit(job_of("t", "a"), None).await, Ok(Submitted::Accepted));
+    let first = run_to_success(&*queue, b"out").await;
+    assert_eq!(queue.submit(job_of("t", "b"), None).await, Err(QueueError::TenantResultsFull { limit: OUT_BYTES }));
+    assert_eq!(queue.submit(job_of("other", "c"), None).await, Ok(Submitted::Accepted), "other tenants are not");
+    queue.enqueue(job_of("t", "d")).await.expect("a sync call's output is not kept, so it is not budgeted");
+    assert_eq!(queue.output(&first).await.expect("output").map(|o| o.body), Some(b"out".to_vec()));
+}
+
+async fn the_queue_wide_result_budget_refuses_every_tenant(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { result_bytes: 2 * OUT_BYTES, ..config() }).await;
+    for (tenant, id) in [("t1", "a"), ("t2", "b")] {
+        assert_eq!(queue.submit(job_of(tenant, id), None).await, Ok(Submitted::Accepted));
+        run_to_success(&*queue, b"out").await;
+    }
+    assert_eq!(queue.submit(job_of("t3", "c"), None).await, Err(QueueError::ResultsFull { limit: 2 * OUT_BYTES }));
+    assert_eq!(QueueError::ResultsFull { limit: 1 }.code(), ErrorCode::ResultStorageExhausted);
+    assert_eq!(QueueError::TenantResultsFull { limit: 1 }.code(), ErrorCode::ResultStorageFull);
+}
+
+async fn accepted_jobs_keep_their_results_past_the_budget(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { tenant_result_bytes: OUT_BYTES, ..config() }).await;
+    for id in ["a", "b"] {
+        assert_eq!(queue.submit(job_of("t", id), None).await, Ok(Submitted::Accepted));
+    }
+    let (first, second) = (run_to_success(&*queue, b"out").await, run_to_success(&*queue, b"out").await);
+    for id in [first, second] {
+        assert!(queue.output(&id).await.expect("output").is_some(), "{id} kept although over the budget");
+    }
+    assert_eq!(queue.submit(job_of("t", "c"), None).await, Err(QueueError::TenantResultsFull { limit: OUT_BYTES }));
+}
+
+async fn a_taken_output_frees_its_budget(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { tenant_result_bytes: OUT_BYTES, ..config() }).await;
+    queue.submit(job_of("t", "a"), None).await.expect("submitted");
+    let id = run_to_success(&*queue, b"out").await;
+    queue.take_output(&id).await.expect("taken");
+    assert_eq!(queue.submit(job_of("t", "b"), None).await, Ok(Submitted::Accepted));
+}
+
+async fn an_expired_result_frees_its_budget(backend: &impl Backend) {
+    let ttl = Duration::from_secs(1);
+    let queue = backend.open(QueueConfig { tenant_result_bytes: OUT_BYTES, result_ttl: ttl, ..config() }).await;
+    queue.submit(job_of("t", "a"), None).await.expect("submitted");
+    run_to_success(&*queue, b"out").await;
+    assert!(queue.submit(job_of("t", "b"), None).await.is_err(), "full until the result expires");
+    backend.elapse(ttl + Duration::from_millis(200)).await;
+    assert_eq!(queue.submit(job_of("t", "c"), None).await, Ok(Submitted::Accepted));
+}
+
+async fn guest_text_is_capped_before_it_is_kept(backend: &impl Backend) {
+    let queue = backend.open(config()).await;
+    let long = "x".repeat(3 * MAX_GUEST_TEXT);
+    for id in ["a", "b"] {
+        queue.enqueue(job(id, b"x")).await.expect("enqueued");
+    }
+    let failed = reserve(&*queue, "w").await;
+    let error = JobError { code: ErrorCode::FunctionError, message: long.clone() };
+    queue.complete(&failed, Completion::Failed { error, usage: None }).await.expect("completed");
+    let message = record(&*queue, "a").await.error.expect("an error").message;
+    assert_eq!(message.len(), MAX_GUEST_TEXT);
+    let succeeded = reserve(&*queue, "w").await;
+    let output = CallOutput { body: b"out".to_vec(), content_type: long };
+    let completion = Completion::Succeeded { output, usage: sluice_scheduler::Usage::default() };
+    queue.complete(&succeeded, completion).await.expect("completed");
+    let kept = queue.output(&succeeded.job.id).await.expect("output").expect("kept");
+    assert_eq!(kept.content_type.len(), MAX_GUEST_TEXT);
+}
+
+async fn a_key_names_its_job_for_the_same_request(backend: &impl Backend) {
+    let queue = backend.open(config()).await;
+    let k = key("k", "fp");
+    assert_eq!(queue.submit(job_of("t", "a"), Some(&k)).await, Ok(Submitted::Accepted));
+    let again = queue.submit(job_of("t", "b"), Some(&k)).await;
+    assert_eq!(again, Ok(Submitted::Existing { id: JobId("a".to_owned()), status: JobStatus::Queued }));
+    assert_eq!(queue.depth().await, Ok(1), "nothing more was enqueued");
+    assert_eq!(queue.job(&JobId("b".to_owned())).await, Ok(None));
+}
+
+async fn a_key_reports_its_jobs_current_status(backend: &impl Backend) {
+    let queue = backend.open(config()).await;
+    let k = key("k", "fp");
+    queue.submit(job_of("t", "a"), Some(&k)).await.expect("submitted");
+    run_to_success(&*queue, b"out").await;
+    let again = queue.submit(job_of("t", "b"), Some(&k)).await;
+    assert_eq!(again, Ok(Submitted::Existing { id: JobId("a".to_owned()), status: JobStatus::Succeeded }));
+}
+
+async fn a_key_used_for_another_request_conflicts(backend: &impl Backend) {
+    let queue = backend.open(config()).await;
+    queue.submit(job_of("t", "a"), Some(&key("k", "fp"))).await.expect("submitted");
+    assert_eq!(queue.submit(job_of("t", "b"), Some(&key("k", "other"))).await, Ok(Submitted::Conflict));
+}
+
+async fn the_same_key_of_another_tenant_is_free(backend: &impl Backend) {
+    let queue = backend.open(config()).await;
+    let k = key("k", "fp");
+    queue.submit(job_of("t", "a"), Some(&k)).await.expect("submitted");
+    assert_eq!(queue.submit(job_of("other", "b"), Some(&k)).await, Ok(Submitted::Accepted));
+}
+
+async fn a_refused_submission_records_no_key(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { capacity: 1, ..config() }).await;
+    queue.enqueue(job("a", b"x")).await.expect("enqueued");
+    let k = key("k", "fp");
+    assert_eq!(queue.submit(job_of("t", "b"), Some(&k)).await, Err(QueueError::Full { capacity: 1 }));
+    reserve(&*queue, "w").await;
+    assert_eq!(queue.submit(job_of("t", "c"), Some(&k)).await, Ok(Submitted::Accepted), "the key was free");
+}
+
+async fn a_retried_submission_finds_its_job_even_over_the_budget(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { tenant_result_bytes: OUT_BYTES, ..config() }).await;
+    let k = key("k", "fp");
+    queue.submit(job_of("t", "a"), Some(&k)).await.expect("submitted");
+    run_to_success(&*queue, b"out").await;
+    let again = queue.submit(job_of("t", "b"), Some(&k)).await;
+    assert_eq!(again, Ok(Submitted::Existing { id: JobId("a".to_owned()), status: JobStatus::Succeeded }));
+}
+
+async fn a_key_is_free_again_once_its_ttl_passes(backend: &impl Backend) {
+    let ttl = Duration::from_secs(1);
+    let queue = backend.open(QueueConfig { result_ttl: ttl, ..config() }).await;
+    let k = key("k", "fp");
+    queue.submit(job_of("t", "a"), Some(&k)).await.expect("submitted");
+    run_to_success(&*queue, b"out").await;
+    backend.elapse(ttl + Duration::from_millis(200)).await;
+    assert_eq!(queue.submit(job_of("t", "b"), Some(&key("k", "other"))).await, Ok(Submitted::Accepted));
+}
+
 /// One test per backend and scenario: `memory::<scenario>` on paused time,
 /// `redis::<scenario>` on a `redis-server` of its own.
 macro_rules! conformance {
@@ -391,4 +543,18 @@ conformance!(
     the_queue_reports_its_visibility_timeout,
     each_worker_node_counts_once,
     a_reachable_queue_answers_pings,
+    a_taken_output_is_released_and_the_record_kept,
+    a_tenant_over_its_result_budget_is_refused_new_async_jobs,
+    the_queue_wide_result_budget_refuses_every_tenant,
+    accepted_jobs_keep_their_results_past_the_budget,
+    a_taken_output_frees_its_budget,
+    an_expired_result_frees_its_budget,
+    guest_text_is_capped_before_it_is_kept,
+    a_key_names_its_job_for_the_same_request,
+    a_key_reports_its_jobs_current_status,
+    a_key_used_for_another_request_conflicts,
+    the_same_key_of_another_tenant_is_free,
+    a_refused_submission_records_no_key,
+    a_retried_submission_finds_its_job_even_over_the_budget,
+    a_key_is_free_again_once_its_ttl_passes,
 );

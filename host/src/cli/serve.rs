@@ -230,6 +230,19 @@ pub struct DeliveryArgs {
     /// dying) is dead-lettered and ends `failed`.
     #[arg(long, env = "SLUICE_MAX_DELIVERIES", default_value_t = QueueConfig::default().max_deliveries, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_deliveries: u32,
+    /// Stored async results one tenant may have, in MiB; past it the
+    /// tenant's new async jobs get 429 `result_storage_full` until results
+    /// expire. Sync results are not stored once delivered.
+    #[arg(long, env = "SLUICE_TENANT_RESULT_MB", default_value_t = QueueConfig::default().tenant_result_bytes / MIB as u64)]
+    pub tenant_result_mb: u64,
+    /// Stored results of all tenants, in MiB, in this node's memory (or in
+    /// Redis); past it new async jobs get 503 `result_storage_exhausted`.
+    #[arg(long, env = "SLUICE_RESULT_STORAGE_MB", default_value_t = QueueConfig::default().result_bytes / MIB as u64)]
+    pub result_storage_mb: u64,
+    /// Dead-lettered jobs kept for inspection; older ones are dropped (in
+    /// Redis the stream is trimmed approximately).
+    #[arg(long, env = "SLUICE_MAX_DEAD_LETTERS", default_value_t = QueueConfig::default().max_dead_letters)]
+    pub max_dead_letters: usize,
 }
 
 impl DeliveryArgs {
@@ -239,6 +252,9 @@ impl DeliveryArgs {
             result_ttl: *self.job_ttl,
             visibility_timeout: Duration::from_millis(self.visibility_timeout_ms),
             max_deliveries: self.max_deliveries,
+            tenant_result_bytes: self.tenant_result_mb.saturating_mul(MIB as u64),
+            result_bytes: self.result_storage_mb.saturating_mul(MIB as u64),
+            max_dead_letters: self.max_dead_letters,
             ..QueueConfig::default()
         }
     }

@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use sluice_core::{CallOutput, CallRequest, ErrorCode, TenantId};
-use sluice_scheduler::{Job, JobId, JobRecord, JobStatus, QueueError, now_ms};
+use sluice_scheduler::{IdempotencyKey, Job, JobId, JobRecord, JobStatus, QueueError, Submitted, now_ms};
 
 use super::{Platform, Resolved};
 use crate::store::StoreError;
-use crate::store::idempotency::Claim;
 
 /// How long a sync call may wait beyond the function's own deadline
 /// (queueing, loading the function, I/O).
@@ -27,9 +26,6 @@ pub enum CallError {
     /// The `Idempotency-Key` names a different request.
     #[error("this Idempotency-Key was already used for a different request")]
     IdempotencyConflict,
-    /// The first request with this `Idempotency-Key` is still being accepted.
-    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
-    IdempotencyInProgress,
     /// The job's record expired while a caller waited for it.
     #[error("job {0} vanished while a caller waited for it")]
     Vanished(JobId),
@@ -45,7 +41,6 @@ impl CallError {
             Self::Queue(err) => err.code(),
             Self::Store(err) => err.code(),
             Self::IdempotencyConflict => ErrorCode::IdempotencyConflict,
-            Self::IdempotencyInProgress => ErrorCode::IdempotencyInProgress,
             Self::Vanished(_) => ErrorCode::Internal,
             Self::ResultExpired(_) => ErrorCode::NotFound,
         }
@@ -84,33 +79,19 @@ pub struct Accepted {
 }
 
 impl Platform {
-    /// Queues `call` to `function` for `tenant` under a fresh id; the queue
-    /// enforces its own and the tenant's bounds.
+    /// Queues `call` to `function` for `tenant` under a fresh id, as a sync
+    /// call whose output is taken at once; the queue enforces its own and
+    /// the tenant's bounds.
     pub async fn enqueue(&self, tenant: &TenantId, function: Resolved, call: CallRequest) -> Result<JobId, QueueError> {
-        self.enqueue_as(JobId::random(), tenant, function, call).await
-    }
-
-    async fn enqueue_as(
-        &self,
-        id: JobId,
-        tenant: &TenantId,
-        function: Resolved,
-        call: CallRequest,
-    ) -> Result<JobId, QueueError> {
-        let job = Job {
-            id: id.clone(),
-            tenant: tenant.clone(),
-            function: function.name,
-            version: function.version,
-            request: call,
-            submitted_at_ms: now_ms(),
-        };
+        let job = new_job(tenant, function, call);
+        let id = job.id.clone();
         self.queue.enqueue(job).await?;
         Ok(id)
     }
 
     /// Runs `call` and waits for its outcome, for at most the function's
-    /// deadline plus [`SYNC_GRACE`].
+    /// deadline plus [`SYNC_GRACE`]. The output is taken from the queue as
+    /// it is returned: a sync call's result is not kept once delivered.
     pub async fn call_sync(
         &self,
         tenant: &TenantId,
@@ -122,7 +103,7 @@ impl Platform {
         let record = self.queue.wait(&id, waited).await?.ok_or_else(|| CallError::Vanished(id.clone()))?;
         match record.status {
             JobStatus::Succeeded => {
-                let output = self.queue.output(&id).await?.ok_or(CallError::ResultExpired(id))?;
+                let output = self.queue.take_output(&id).await?.ok_or(CallError::ResultExpired(id))?;
                 Ok(SyncCall::Succeeded { record, output })
             }
             JobStatus::Failed => Ok(SyncCall::Failed(record)),
@@ -130,10 +111,12 @@ impl Platform {
         }
     }
 
-    /// Accepts `call` as an async job. With an `Idempotency-Key`, the same
-    /// request again names the same job, and the key is claimed before the
-    /// job is queued and released if the queue refuses it, so a key never
-    /// points at a job that does not exist.
+    /// Accepts `call` as an async job, whose output is kept for the job TTL
+    /// within the tenant's and the queue's result budgets. With an
+    /// `Idempotency-Key`, the same request again names the same job: the
+    /// queue looks the key up, records it and enqueues the job in one step,
+    /// so a key never names a job that does not exist and a retried
+    /// submission never makes a second job.
     pub async fn submit(
         &self,
         tenant: &TenantId,
@@ -141,34 +124,31 @@ impl Platform {
         call: CallRequest,
         idempotency_key: Option<&str>,
     ) -> Result<Accepted, CallError> {
-        let Some(key) = idempotency_key else {
-            let id = self.enqueue(tenant, function, call).await?;
-            return Ok(Accepted { id, status: JobStatus::Queued });
-        };
-        let keys = &self.stores.idempotency;
-        let id = JobId::random();
-        let fingerprint = fingerprint(&function.name, &call);
-        match keys.claim(tenant, key, &fingerprint, &id, self.queue.result_ttl()).await? {
-            Claim::New => match self.enqueue_as(id.clone(), tenant, function, call).await {
-                Ok(id) => Ok(Accepted { id, status: JobStatus::Queued }),
-                Err(refused) => {
-                    if let Err(err) = keys.release(tenant, key, &id).await {
-                        tracing::warn!(cause = %err, "cannot release an idempotency key");
-                    }
-                    Err(refused.into())
-                }
-            },
-            Claim::Conflict => Err(CallError::IdempotencyConflict),
-            Claim::Existing(existing) => match self.queue.job(&existing).await? {
-                Some(record) => Ok(Accepted { id: existing, status: record.status }),
-                None => Err(CallError::IdempotencyInProgress),
-            },
+        let key = idempotency_key.map(|key| IdempotencyKey::new(key, fingerprint(&function.name, &call)));
+        let job = new_job(tenant, function, call);
+        let id = job.id.clone();
+        match self.queue.submit(job, key.as_ref()).await? {
+            Submitted::Accepted => Ok(Accepted { id, status: JobStatus::Queued }),
+            Submitted::Existing { id, status } => Ok(Accepted { id, status }),
+            Submitted::Conflict => Err(CallError::IdempotencyConflict),
         }
     }
 
     /// `tenant`'s job `id`; another tenant's job looks exactly like a missing one.
     pub async fn owned_job(&self, tenant: &TenantId, id: &JobId) -> Result<Option<JobRecord>, QueueError> {
         Ok(self.queue.job(id).await?.filter(|record| &record.tenant == tenant))
+    }
+}
+
+/// A job of `tenant` running `function` on `call`, under a fresh id.
+fn new_job(tenant: &TenantId, function: Resolved, call: CallRequest) -> Job {
+    Job {
+        id: JobId::random(),
+        tenant: tenant.clone(),
+        function: function.name,
+        version: function.version,
+        request: call,
+        submitted_at_ms: now_ms(),
     }
 }
 

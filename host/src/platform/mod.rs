@@ -115,7 +115,7 @@ pub struct Platform {
     pub runtime: Arc<Runtime>,
     /// The job queue.
     pub queue: Arc<dyn Queue>,
-    /// Tenants, functions, idempotency keys and usage.
+    /// Tenants, functions and usage.
     pub stores: Stores,
     /// Prometheus metrics.
     pub metrics: Metrics,

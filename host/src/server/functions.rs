@@ -161,8 +161,9 @@ api_errors!(
 );
 api_errors!(
     /// What submitting an async job can answer.
-    SubmitErrors: InvalidRequest, Unauthorized, NotFound, IdempotencyInProgress, BodyTooLarge,
-    IdempotencyConflict, RateLimited, ConcurrencyLimit, Internal, Overloaded, QueueUnavailable, StoreUnavailable
+    SubmitErrors: InvalidRequest, IdempotencyKeyTooLong, Unauthorized, NotFound, BodyTooLarge,
+    IdempotencyConflict, RateLimited, ConcurrencyLimit, ResultStorageFull, Internal, Overloaded,
+    QueueUnavailable, StoreUnavailable, ResultStorageExhausted
 );
 
 /// Lists the tenant's functions and the built-ins.
@@ -337,6 +338,11 @@ pub async fn invoke(
     }
 }
 
+/// Longest `Idempotency-Key` accepted, in bytes: enough for any UUID or
+/// request hash a client would use, and a bound on what a caller makes
+/// the server hash and compare.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
 /// Accepts a call as an async job.
 #[utoipa::path(
     post,
@@ -345,7 +351,7 @@ pub async fn invoke(
     params(
         FunctionPath,
         CallParams,
-        ("Idempotency-Key" = Option<String>, Header, description = "The same key with the same request names the same job"),
+        ("Idempotency-Key" = Option<String>, Header, description = "The same key with the same request names the same job; at most 255 bytes"),
     ),
     request_body(content = Binary, content_type = "application/octet-stream", description = "The function's input, e.g. an image, of any media type; it may be empty"),
     responses(
@@ -363,6 +369,15 @@ pub async fn submit(
     request: Request,
 ) -> Result<Response, ApiError> {
     let key = match headers.get("idempotency-key") {
+        Some(value) if value.len() > MAX_IDEMPOTENCY_KEY => {
+            return Err(ApiError::new(
+                ErrorCode::IdempotencyKeyTooLong,
+                format!(
+                    "the Idempotency-Key header is {} bytes; at most {MAX_IDEMPOTENCY_KEY} are accepted",
+                    value.len()
+                ),
+            ));
+        }
         Some(value) => Some(
             value.to_str().map_err(|_| ApiError::bad_request("the Idempotency-Key header must be visible ASCII"))?,
         ),

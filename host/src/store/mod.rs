@@ -1,8 +1,9 @@
 //! State that survives a restart: tenants (key hashes only), deployed
-//! functions (component bytes by hash), idempotency keys and usage.
+//! functions (component bytes by hash) and usage. (`Idempotency-Key`s live
+//! in the job queue, recorded in the same step as the job they name.)
 //!
 //! Layout: one module per concept ([`tenants`], [`functions`],
-//! [`idempotency`], [`usage`]) holds its trait, its records and errors, and
+//! [`usage`]) holds its trait, its records and errors, and
 //! the record logic every backend must apply the same way (deploy and
 //! rollback rules, summing totals). One folder per backend holds one file
 //! per concept: [`local`] (files in the data directory, one node:
@@ -18,7 +19,6 @@
 //! scenario of every trait against every backend.
 
 pub mod functions;
-pub mod idempotency;
 pub mod local;
 pub mod redis;
 pub mod tenants;
@@ -75,8 +75,6 @@ pub struct Stores {
     pub functions: Arc<dyn functions::FunctionStore>,
     /// Usage log and totals.
     pub usage: Arc<dyn usage::UsageLedger>,
-    /// `Idempotency-Key`s of async submissions.
-    pub idempotency: Arc<dyn idempotency::IdempotencyKeys>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -93,7 +91,6 @@ impl Stores {
             tenants: Arc::new(local::LocalTenants::open(dir)?),
             functions: Arc::new(local::LocalFunctions::open(dir)?),
             usage: Arc::new(local::LocalUsage::open(dir)?),
-            idempotency: Arc::new(local::LocalIdempotencyKeys::default()),
         })
     }
 
@@ -103,8 +100,7 @@ impl Stores {
         Ok(Self {
             tenants: Arc::new(redis::RedisTenants::new(shared.clone())),
             functions: Arc::new(redis::RedisFunctions::new(shared.clone())),
-            usage: Arc::new(redis::RedisUsage::new(shared.clone())),
-            idempotency: Arc::new(redis::RedisIdempotencyKeys::new(shared)),
+            usage: Arc::new(redis::RedisUsage::new(shared)),
         })
     }
 }

@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod connections;
+mod results;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -29,6 +29,5 @@ macro_rules! conformance {
 }
 
 mod functions;
-mod idempotency;
 mod tenants;
 mod usage;

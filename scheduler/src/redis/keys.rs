@@ -24,6 +24,10 @@ pub(super) struct Keys {
     pub done: String,
     /// Sorted set of worker nodes by last heartbeat.
     pub nodes: String,
+    /// Sorted set of kept outputs (`{bytes}|{job}|{tenant}`) by expiry, ms.
+    pub results: String,
+    /// Hash of kept output bytes: `t:{tenant}` per tenant and `total`.
+    pub result_bytes: String,
 }
 
 impl Keys {
@@ -37,12 +41,25 @@ impl Keys {
             dead: format!("{prefix}:dead"),
             done: format!("{prefix}:done"),
             nodes: format!("{prefix}:nodes"),
+            results: format!("{prefix}:results"),
+            result_bytes: format!("{prefix}:result_bytes"),
         }
     }
 
     /// The hash holding job `id`'s request, record and output.
     pub fn job(&self, id: &JobId) -> String {
-        format!("{}:job:{id}", self.prefix)
+        format!("{}{id}", self.job_prefix())
+    }
+
+    /// What every job hash's name starts with (scripts look up the job an
+    /// idempotency key names by it).
+    pub fn job_prefix(&self) -> String {
+        format!("{}:job:", self.prefix)
+    }
+
+    /// The idempotency key `hash` of `tenant`: `{fingerprint} {job}`.
+    pub fn idempotency(&self, tenant: &TenantId, hash: &str) -> String {
+        format!("{}:idem:{tenant}:{hash}", self.prefix)
     }
 
     /// The counter of `tenant`'s unfinished jobs.

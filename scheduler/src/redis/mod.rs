@@ -5,11 +5,14 @@
 //! | key | what |
 //! |---|---|
 //! | `{p}:jobs` | stream of `id` (+ `body` when small) entries, consumer group `workers` |
-//! | `{p}:job:{id}` | hash: `job` (JSON, no body), `body` (when large), `status`, `deliveries`, `record` (JSON), `output_body`, `output_type`; expires `result_ttl` after the job ends |
+//! | `{p}:job:{id}` | hash: `job` (JSON, no body), `body` (when large), `status`, `deliveries`, `record` (JSON), `output_body`, `output_type`, `output_member`; expires `result_ttl` after the job ends |
+//! | `{p}:idem:{tenant}:{sha256}` | an `Idempotency-Key` (hashed): `{fingerprint} {job}`; expires `result_ttl` after submission |
+//! | `{p}:results` | sorted set: kept outputs `{bytes}\|{job}\|{tenant}` by expiry (ms) |
+//! | `{p}:result_bytes` | hash: bytes of kept outputs, `t:{tenant}` and `total` |
 //! | `{p}:depth` | jobs accepted and not finished |
 //! | `{p}:waiting` | jobs waiting for a worker (bounded by the capacity) |
 //! | `{p}:active:{tenant}` | the tenant's jobs accepted and not finished |
-//! | `{p}:dead` | stream of dead-lettered job ids with their last error |
+//! | `{p}:dead` | stream of dead-lettered job ids with their last error, trimmed to about `max_dead_letters` |
 //! | `{p}:done` | channel: ids of jobs that just ended |
 //! | `{p}:nodes` | sorted set: worker node → last heartbeat (ms) |
 //!
@@ -45,7 +48,10 @@ use tokio::time::Instant;
 use sluice_core::{CallOutput, ErrorCode};
 
 use crate::job::now_ms;
-use crate::{Completion, Delivery, Job, JobError, JobId, JobRecord, JobStatus, Queue, QueueError, Usage};
+use crate::{
+    Completion, Delivery, IdempotencyKey, Job, JobError, JobId, JobRecord, JobStatus, Queue, QueueError, Submitted,
+    Usage,
+};
 pub use config::{DEFAULT_INLINE_LIMIT, DEFAULT_PREFIX, RedisQueueConfig};
 pub use connection::{KeepAlive, connection_manager};
 use entry::Entry;
@@ -255,6 +261,44 @@ impl RedisQueue {
         }
     }
 
+    /// Runs the admission script for `job`: an async one is budgeted and
+    /// may carry an idempotency key.
+    async fn admit(&self, job: &Job, budgeted: bool, key: Option<&IdempotencyKey>) -> Result<Submitted, QueueError> {
+        let record = serde_json::to_string(&JobRecord::queued(job)).map_err(unavailable)?;
+        let mut header = job.clone();
+        header.request.body = Vec::new();
+        let header = serde_json::to_string(&header).map_err(unavailable)?;
+        let queue = &self.config.queue;
+        let admit = scripts::Enqueue {
+            id: &job.id,
+            tenant: &job.tenant,
+            header: &header,
+            body: &job.request.body,
+            inline: job.request.body.len() <= self.config.inline_limit,
+            record: &record,
+            capacity: queue.capacity,
+            tenant_limit: queue.tenant_concurrency,
+            budgets: budgeted.then_some((queue.tenant_result_bytes, queue.result_bytes)),
+            key: key.map(|key| (key, self.ttl_ms())),
+        };
+        let mut con = self.commands.clone();
+        match scripts::enqueue(&mut con, &self.keys, &admit).await? {
+            scripts::Admission::Admitted => Ok(Submitted::Accepted),
+            scripts::Admission::Existing(id, status) => {
+                let status = JobStatus::parse(&status).ok_or_else(|| unavailable(format!("job status {status:?}")))?;
+                Ok(Submitted::Existing { id, status })
+            }
+            scripts::Admission::Conflict => Ok(Submitted::Conflict),
+            scripts::Admission::Duplicate => Err(QueueError::Duplicate(job.id.0.clone())),
+            scripts::Admission::Full => Err(QueueError::Full { capacity: queue.capacity }),
+            scripts::Admission::TenantBusy => Err(QueueError::TenantBusy { limit: queue.tenant_concurrency }),
+            scripts::Admission::TenantResultsFull => {
+                Err(QueueError::TenantResultsFull { limit: queue.tenant_result_bytes })
+            }
+            scripts::Admission::ResultsFull => Err(QueueError::ResultsFull { limit: queue.result_bytes }),
+        }
+    }
+
     fn ttl_ms(&self) -> u64 {
         millis(self.config.queue.result_ttl).max(1)
     }
@@ -271,28 +315,15 @@ impl Drop for RedisQueue {
 #[async_trait::async_trait]
 impl Queue for RedisQueue {
     async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
-        let record = serde_json::to_string(&JobRecord::queued(&job)).map_err(unavailable)?;
-        let mut header = job.clone();
-        header.request.body = Vec::new();
-        let header = serde_json::to_string(&header).map_err(unavailable)?;
-        let queue = &self.config.queue;
-        let admit = scripts::Enqueue {
-            id: &job.id,
-            tenant: &job.tenant,
-            header: &header,
-            body: &job.request.body,
-            inline: job.request.body.len() <= self.config.inline_limit,
-            record: &record,
-            capacity: queue.capacity,
-            tenant_limit: queue.tenant_concurrency,
-        };
-        let mut con = self.commands.clone();
-        match scripts::enqueue(&mut con, &self.keys, &admit).await? {
-            scripts::Admission::Admitted => Ok(()),
-            scripts::Admission::Duplicate => Err(QueueError::Duplicate(job.id.0)),
-            scripts::Admission::Full => Err(QueueError::Full { capacity: queue.capacity }),
-            scripts::Admission::TenantBusy => Err(QueueError::TenantBusy { limit: queue.tenant_concurrency }),
+        match self.admit(&job, false, None).await? {
+            Submitted::Accepted => Ok(()),
+            // Without a key the script finds no existing job.
+            Submitted::Existing { .. } | Submitted::Conflict => Err(QueueError::Duplicate(job.id.0)),
         }
+    }
+
+    async fn submit(&self, job: Job, key: Option<&IdempotencyKey>) -> Result<Submitted, QueueError> {
+        self.admit(&job, true, key).await
     }
 
     async fn reserve(&self, worker: &str, wait: Duration) -> Result<Option<Delivery>, QueueError> {
@@ -333,7 +364,7 @@ impl Queue for RedisQueue {
 
     async fn complete(&self, delivery: &Delivery, completion: Completion) -> Result<(), QueueError> {
         let (entry, _) = split_receipt(&delivery.receipt);
-        let (record, output) = match completion {
+        let (record, output) = match completion.capped() {
             Completion::Succeeded { output, usage } => {
                 (self.final_record(delivery, JobStatus::Succeeded, None, Some(usage)), Some(output))
             }
@@ -359,6 +390,7 @@ impl Queue for RedisQueue {
 
     async fn retry(&self, delivery: &Delivery, error: &JobError) -> Result<(), QueueError> {
         let (entry, consumer) = split_receipt(&delivery.receipt);
+        let error = &error.clone().capped();
         let dead = JobError {
             code: error.code,
             message: format!("{} (gave up after {} deliveries)", error.message, delivery.attempt),
@@ -375,6 +407,7 @@ impl Queue for RedisQueue {
             ttl_ms: self.ttl_ms(),
             code: error.code.as_str(),
             message: &error.message,
+            max_dead_letters: self.config.queue.max_dead_letters,
         };
         let mut con = self.commands.clone();
         match scripts::retry(&mut con, &self.keys, &give_back).await? {
@@ -408,6 +441,24 @@ impl Queue for RedisQueue {
         let (body, content_type): (Option<Vec<u8>>, Option<String>) =
             con.hmget(self.keys.job(id), &["output_body", "output_type"]).await.map_err(unavailable)?;
         Ok(body.zip(content_type).map(|(body, content_type)| CallOutput { body, content_type }))
+    }
+
+    async fn take_output(&self, id: &JobId) -> Result<Option<CallOutput>, QueueError> {
+        let mut con = self.commands.clone();
+        let taken = scripts::take_output(&mut con, &self.keys, id).await?;
+        Ok(taken.map(|(body, content_type)| CallOutput { body, content_type }))
+    }
+
+    async fn eviction_risk(&self) -> Result<Option<String>, QueueError> {
+        let mut con = self.commands.clone();
+        let reply: redis::RedisResult<Vec<String>> =
+            redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query_async(&mut con).await;
+        match reply {
+            Ok(pair) => Ok(pair.get(1).filter(|policy| policy.as_str() != "noeviction").cloned()),
+            // Managed servers often disable or rename CONFIG: nothing to tell.
+            Err(err) if !(err.is_io_error() || err.is_timeout() || err.is_connection_dropped()) => Ok(None),
+            Err(err) => Err(unavailable(err)),
+        }
     }
 
     async fn wait(&self, id: &JobId, timeout: Duration) -> Result<Option<JobRecord>, QueueError> {

@@ -28,6 +28,11 @@ pub fn job(id: &str, body: &[u8]) -> Job {
     }
 }
 
+/// `Idempotency-Key` `raw` for requests with fingerprint `fingerprint`.
+pub fn key(raw: &str, fingerprint: &str) -> sluice_scheduler::IdempotencyKey {
+    sluice_scheduler::IdempotencyKey::new(raw, fingerprint)
+}
+
 /// Like [`job`], for tenant `tenant`.
 pub fn job_of(tenant: &str, id: &str) -> Job {
     Job { tenant: TenantId::from(tenant), ..job(id, b"x") }
@@ -55,6 +60,9 @@ pub fn config() -> QueueConfig {
         max_deliveries: 2,
         result_ttl: Duration::from_secs(60),
         tenant_concurrency: 10,
+        tenant_result_bytes: 1 << 20,
+        result_bytes: 1 << 30,
+        max_dead_letters: 100,
     }
 }
 

@@ -17,7 +17,6 @@
 //! within the process are serialized; one data directory serves one process.
 
 mod functions;
-mod idempotency;
 mod tenants;
 mod usage;
 
@@ -28,7 +27,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use functions::LocalFunctions;
-pub use idempotency::LocalIdempotencyKeys;
 pub use tenants::LocalTenants;
 pub use usage::LocalUsage;
 

@@ -21,7 +21,6 @@
 //! the front door) instead of a hang.
 
 mod functions;
-mod idempotency;
 mod tenants;
 mod usage;
 
@@ -32,7 +31,6 @@ use redis::aio::ConnectionManager;
 use sluice_scheduler::{KeepAlive, connection_manager};
 
 pub use functions::RedisFunctions;
-pub use idempotency::RedisIdempotencyKeys;
 pub use tenants::RedisTenants;
 pub use usage::RedisUsage;
 
