@@ -7,6 +7,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod memory;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
