@@ -113,7 +113,8 @@ impl ArtifactCache {
 fn mac(key: &[u8; KEY_LEN], fingerprint: &str, digest_hex: &str, artifact: &[u8]) -> HmacSha256 {
     // `new_from_slice` fails only for key lengths HMAC cannot take; any
     // length works for HMAC, so this is unreachable with 32 bytes.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac =
+        <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     // Fixed-length fields (hex digests) first, so the inputs cannot be
     // shifted into one another.
     mac.update(fingerprint.as_bytes());
@@ -129,7 +130,12 @@ fn tag(key: &[u8; KEY_LEN], fingerprint: &str, digest_hex: &str, artifact: &[u8]
 }
 
 /// The artifact inside `bytes` if its tag verifies (in constant time).
-fn verified_artifact<'a>(key: &[u8; KEY_LEN], fingerprint: &str, digest_hex: &str, bytes: &'a [u8]) -> Option<&'a [u8]> {
+fn verified_artifact<'a>(
+    key: &[u8; KEY_LEN],
+    fingerprint: &str,
+    digest_hex: &str,
+    bytes: &'a [u8],
+) -> Option<&'a [u8]> {
     let rest = bytes.strip_prefix(MAGIC)?;
     if rest.len() < TAG_LEN {
         return None;

@@ -101,7 +101,9 @@ pub enum InvokeError {
     },
     /// The guest tried to grow its memories and tables past the limit (their
     /// sum) and then failed.
-    #[error("the function tried to use {requested} bytes of memory (all its memories and tables); the limit is {limit} bytes")]
+    #[error(
+        "the function tried to use {requested} bytes of memory (all its memories and tables); the limit is {limit} bytes"
+    )]
     MemoryLimit {
         /// The limit in bytes.
         limit: usize,

@@ -45,8 +45,8 @@ use bindings::transform::{TransformPre, sluice::function::types};
 use cache::ArtifactCache;
 use cpu::CpuTimed;
 use limiter::{CallLimiter, Counts};
-use shape::Shape;
 use log::CappedPipe;
+use shape::Shape;
 
 pub use config::{CallLimits, MIB, RuntimeConfig};
 pub use error::{InvokeError, LoadError, RuntimeError};
@@ -308,13 +308,7 @@ impl Runtime {
             memories: usize::try_from(self.config.max_memories_per_component).unwrap_or(usize::MAX),
             tables: usize::try_from(self.config.max_tables_per_component).unwrap_or(usize::MAX),
         };
-        let state = CallState {
-            wasi: wasi.build(),
-            table,
-            limiter: CallLimiter::new(memory, counts),
-            stdout,
-            stderr,
-        };
+        let state = CallState { wasi: wasi.build(), table, limiter: CallLimiter::new(memory, counts), stdout, stderr };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         // Handles the guest makes itself (`resource.new`) live in wasmtime's
