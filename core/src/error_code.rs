@@ -69,6 +69,8 @@ error_codes! {
     UnsupportedImports = "unsupported_imports", BAD_REQUEST, retry_after: None, retried: false;
     /// The component does not implement the `transform` world.
     WrongWorld = "wrong_world", BAD_REQUEST, retry_after: None, retried: false;
+    /// The component creates more core instances, memories or tables than a component may.
+    ComponentTooLarge = "component_too_large", BAD_REQUEST, retry_after: None, retried: false;
     /// Compiling the component took longer than the compile timeout.
     CompileTimeout = "compile_timeout", BAD_REQUEST, retry_after: None, retried: false;
     /// The API key or admin token is missing or wrong.

@@ -15,9 +15,14 @@ pub const MIB: usize = 1024 * 1024;
 /// | `max_output` | 32 MiB | larger than any sane thumbnail, small enough to buffer |
 /// | `max_log` | 64 KiB per stream | enough to debug, too little to flood the host |
 /// | `max_instances` | 128 | pool slots: the most calls that can run at once |
+/// | `max_core_instances_per_component` | 128 | componentize-py needs ~64, componentize-js ~26, Rust ~27: twice the largest |
+/// | `max_memories_per_component` | 4 | every toolchain emits 1; each more is a pool slot and address space |
+/// | `max_tables_per_component` | 8 | every toolchain emits 2 (the program's and the shims'), so four times that |
+/// | `max_resources` | 4096 | host-side WASI handles (streams, pollables) a call may hold at once; a transform needs a handful |
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// Linear memory a call may grow to; also the size of each pool slot.
+    /// Memory a call may hold: the sum over all of its linear memories and
+    /// tables. Also the size of each pool slot.
     pub memory_limit: usize,
     /// Wall-clock deadline for a call, including time blocked in host calls.
     pub timeout: Duration,
@@ -32,6 +37,18 @@ pub struct RuntimeConfig {
     pub pooling: bool,
     /// Pool slots, i.e. calls that may run at once.
     pub max_instances: u32,
+    /// Core module instances one component may create. Checked at deploy
+    /// and again by the store at instantiation.
+    pub max_core_instances_per_component: u32,
+    /// Linear memories one component may define: each is a pool slot and
+    /// its address-space reservation, whatever its size.
+    pub max_memories_per_component: u32,
+    /// Tables one component may define.
+    pub max_tables_per_component: u32,
+    /// Entries a call's WASI resource table may hold. The entries live on
+    /// the host, outside the guest's memory and its limit, so they have a
+    /// cap of their own.
+    pub max_resources: usize,
     /// Linear memory kept mapped in a freed slot, so the next call on the
     /// slot starts warm instead of page-faulting in fresh zero pages.
     pub keep_resident: usize,
@@ -59,6 +76,10 @@ impl Default for RuntimeConfig {
             fuel: false,
             pooling: true,
             max_instances: 128,
+            max_core_instances_per_component: 128,
+            max_memories_per_component: 4,
+            max_tables_per_component: 8,
+            max_resources: 4096,
             keep_resident: 4 * MIB,
             epoch_tick: Duration::from_millis(5),
             cache_dir: None,
@@ -70,7 +91,7 @@ impl Default for RuntimeConfig {
 /// tighten them (never loosen memory past the pool slot size).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallLimits {
-    /// Linear memory the call may grow to.
+    /// Memory the call may hold, summed over its linear memories and tables.
     pub memory: usize,
     /// Wall-clock deadline.
     pub timeout: Duration,

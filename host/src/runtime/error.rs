@@ -43,6 +43,20 @@ pub enum LoadError {
     /// Imports something the sandbox does not provide (only WASI 0.2 is linked).
     #[error("the component imports something Sluice does not provide (only WASI 0.2 is available): {0}")]
     Imports(String),
+    /// The component would create more core instances, memories or tables
+    /// per instantiation than the runtime allows.
+    #[error(
+        "the component creates {count} {what} when instantiated; at most {cap} are allowed \
+         (a component built by a standard toolchain needs far fewer)"
+    )]
+    TooLarge {
+        /// What was counted: `core instances`, `memories` or `tables`.
+        what: &'static str,
+        /// How many the component creates.
+        count: u64,
+        /// The runtime's cap.
+        cap: u32,
+    },
     /// Valid component, wrong world.
     #[error("the component does not implement the `{world}` world: {reason}")]
     WrongWorld {
@@ -62,6 +76,7 @@ impl LoadError {
             Self::Compile(_) => ErrorCode::CompileFailed,
             Self::Imports(_) => ErrorCode::UnsupportedImports,
             Self::WrongWorld { .. } => ErrorCode::WrongWorld,
+            Self::TooLarge { .. } => ErrorCode::ComponentTooLarge,
         }
     }
 }
@@ -84,8 +99,11 @@ pub enum InvokeError {
         /// The deadline that was exceeded.
         limit: Duration,
     },
-    /// The guest tried to grow linear memory past the limit and then failed.
-    #[error("the function tried to use {requested} bytes of memory; the limit is {limit} bytes")]
+    /// The guest tried to grow its memories and tables past the limit (their
+    /// sum) and then failed.
+    #[error(
+        "the function tried to use {requested} bytes of memory (all its memories and tables); the limit is {limit} bytes"
+    )]
     MemoryLimit {
         /// The limit in bytes.
         limit: usize,

@@ -2,7 +2,12 @@
 //! compiled once, and a fresh, tightly limited [`Store`] for every call.
 //!
 //! Every call gets:
-//! - a memory limit ([`CallLimiter`]), reported as `memory_limit`;
+//! - a memory limit over the sum of all its linear memories and tables
+//!   ([`CallLimiter`]), reported as `memory_limit`, and caps on the core
+//!   instances, memories and tables its component creates (checked at
+//!   deploy from the component's structure, and again when it is
+//!   instantiated);
+//! - a bounded WASI resource table, since its entries live on the host;
 //! - a wall-clock deadline enforced twice: an epoch callback interrupts
 //!   CPU-bound guests, and a timer drops the call future, which also ends a
 //!   guest blocked in a host call such as `sleep`;
@@ -12,7 +17,8 @@
 //! - a [`Usage`] record of what it consumed, whatever its outcome.
 //!
 //! Submodules: [`bindings`] (generated from `wit/`), [`config`], [`error`],
-//! `cache` (compiled artifacts on disk), `limiter`, `log`, `cpu`, `usage`.
+//! `cache` (compiled artifacts on disk), `limiter`, `log`, `cpu`, `shape`
+//! (counting a component's instances), `usage`.
 
 pub mod bindings;
 mod cache;
@@ -21,6 +27,7 @@ mod cpu;
 pub mod error;
 mod limiter;
 pub mod log;
+mod shape;
 pub mod usage;
 
 use std::sync::Arc;
@@ -30,15 +37,16 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use sluice_core::{CallOutput, CallRequest, Outcome};
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable, ResourceTableError};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
 use bindings::transform::{TransformPre, sluice::function::types};
 use cache::ArtifactCache;
 use cpu::CpuTimed;
-use limiter::CallLimiter;
+use limiter::{CallLimiter, Counts};
 use log::CappedPipe;
+use shape::Shape;
 
 pub use config::{CallLimits, MIB, RuntimeConfig};
 pub use error::{InvokeError, LoadError, RuntimeError};
@@ -131,6 +139,9 @@ impl Runtime {
                 .total_memories(config.max_instances.saturating_mul(2))
                 .total_tables(config.max_instances.saturating_mul(4))
                 .total_stacks(config.max_instances)
+                .max_core_instances_per_component(config.max_core_instances_per_component)
+                .max_memories_per_component(config.max_memories_per_component)
+                .max_tables_per_component(config.max_tables_per_component)
                 .max_memory_size(config.memory_limit)
                 .linear_memory_keep_resident(config.keep_resident)
                 .table_keep_resident(64 * 1024)
@@ -168,16 +179,49 @@ impl Runtime {
     /// cached artifact. Returns the component and its `sha256:` version.
     pub(crate) fn compile(&self, bytes: &[u8]) -> Result<(Component, String), LoadError> {
         check_component_header(bytes)?;
+        // Counted before compiling, so an oversized component costs no
+        // compile, and before the cache, so a lowered cap applies to
+        // components compiled under the old one.
+        let shape = shape::count(bytes).map_err(|err| LoadError::Compile(err.to_string()))?;
+        self.check_shape(shape)?;
         let digest_hex = hex::encode(Sha256::digest(bytes));
         let version = format!("sha256:{digest_hex}");
-        if let Some(component) = self.cache.as_ref().and_then(|cache| cache.load(&self.engine, &digest_hex)) {
-            return Ok((component, version));
-        }
-        let component = Component::new(&self.engine, bytes).map_err(|err| LoadError::Compile(format!("{err:#}")))?;
-        if let Some(cache) = &self.cache {
-            cache.store(&digest_hex, &component);
+        let component = match self.cache.as_ref().and_then(|cache| cache.load(&self.engine, &digest_hex)) {
+            Some(component) => component,
+            None => {
+                let component =
+                    Component::new(&self.engine, bytes).map_err(|err| LoadError::Compile(format!("{err:#}")))?;
+                if let Some(cache) = &self.cache {
+                    cache.store(&digest_hex, &component);
+                }
+                component
+            }
+        };
+        // Wasmtime's own count of memories and tables after flattening the
+        // component, for anything the structural count could not see.
+        if let Some(required) = component.resources_required() {
+            self.check_shape(Shape {
+                core_instances: 0,
+                memories: u64::from(required.num_memories),
+                tables: u64::from(required.num_tables),
+            })?;
         }
         Ok((component, version))
+    }
+
+    /// Refuses a component that creates more than the per-component caps.
+    fn check_shape(&self, shape: Shape) -> Result<(), LoadError> {
+        let config = &self.config;
+        for (what, count, cap) in [
+            ("core instances", shape.core_instances, config.max_core_instances_per_component),
+            ("memories", shape.memories, config.max_memories_per_component),
+            ("tables", shape.tables, config.max_tables_per_component),
+        ] {
+            if count > u64::from(cap) {
+                return Err(LoadError::TooLarge { what, count, cap });
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn linker(&self) -> &Linker<CallState> {
@@ -257,15 +301,19 @@ impl Runtime {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        let state = CallState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            limiter: CallLimiter::new(memory),
-            stdout,
-            stderr,
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(self.config.max_resources);
+        let counts = Counts {
+            instances: usize::try_from(self.config.max_core_instances_per_component).unwrap_or(usize::MAX),
+            memories: usize::try_from(self.config.max_memories_per_component).unwrap_or(usize::MAX),
+            tables: usize::try_from(self.config.max_tables_per_component).unwrap_or(usize::MAX),
         };
+        let state = CallState { wasi: wasi.build(), table, limiter: CallLimiter::new(memory, counts), stdout, stderr };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
+        // Handles the guest makes itself (`resource.new`) live in wasmtime's
+        // tables, also on the host: the same cap as the WASI table.
+        store.set_max_component_handles(self.config.max_resources);
         if self.config.fuel {
             // Fuel is for metering only; the deadline bounds the work.
             let _ = store.set_fuel(FUEL_BUDGET);
@@ -344,6 +392,12 @@ fn classify(failure: Failure, state: &CallState, limits: &CallLimits, slots: u32
     }
     if let Some(requested) = state.limiter.refused() {
         return InvokeError::MemoryLimit { limit: state.limiter.limit(), requested };
+    }
+    if let Some(ResourceTableError::Full) = err.downcast_ref::<ResourceTableError>() {
+        return InvokeError::Trapped(format!(
+            "the function held more than {} WASI resources (streams, pollables…) at once",
+            state.table.max_capacity()
+        ));
     }
     if let Some(exit) = err.downcast_ref::<I32Exit>() {
         return InvokeError::Trapped(format!("the function exited (status {}) instead of returning a result", exit.0));
@@ -432,6 +486,8 @@ impl Drop for EpochTicker {
 
 #[cfg(test)]
 mod tests {
+    use sluice_core::ErrorCode;
+
     use super::*;
 
     #[test]
@@ -440,5 +496,78 @@ mod tests {
         assert!(matches!(check_component_header(b"GIF89a\0\0\0\0"), Err(LoadError::NotWasm(_))));
         assert!(matches!(check_component_header(b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule)));
         assert!(check_component_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    /// A component-text fixture the build script converted.
+    fn wat_fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("SLUICE_GUEST_DIR")).join(name).with_extension("wasm");
+        std::fs::read(&path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
+    }
+
+    fn request() -> CallRequest {
+        CallRequest { body: b"x".to_vec(), content_type: String::new(), params: Vec::new() }
+    }
+
+    #[tokio::test]
+    async fn many_memories_share_one_limit() {
+        for pooling in [true, false] {
+            let runtime = Runtime::new(RuntimeConfig { pooling, ..RuntimeConfig::default() }).expect("runtime");
+            let function = runtime.load(&wat_fixture("many-memories.wat")).expect("within the caps");
+            let invocation = runtime.invoke(&function, request()).await;
+            let limit = runtime.config().memory_limit;
+            match invocation.result {
+                Err(InvokeError::MemoryLimit { limit: reported, requested }) => {
+                    assert_eq!(reported, limit);
+                    assert!(requested > limit, "{requested}");
+                }
+                other => panic!("expected memory_limit (pooling {pooling}), got {other:?}"),
+            }
+            // The peak is the sum over the memories: one full hog and the rest.
+            let peak = usize::try_from(invocation.usage.peak_memory_bytes).expect("fits");
+            assert!(peak > 250 * MIB && peak <= limit, "peak {peak}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_peak_is_the_sum_of_every_memory() {
+        // Under a limit the three hogs fit in, the call runs and bills all four memories.
+        let config = RuntimeConfig { memory_limit: 1024 * MIB, pooling: false, ..RuntimeConfig::default() };
+        let runtime = Runtime::new(config).expect("runtime");
+        let function = runtime.load(&wat_fixture("many-memories.wat")).expect("within the caps");
+        let invocation = runtime.invoke(&function, request()).await;
+        assert_eq!(invocation.result.map_err(|err| err.code()), Err(ErrorCode::FunctionError));
+        assert_eq!(invocation.usage.peak_memory_bytes, (3 * 250 * MIB + 64 * 1024) as u64);
+    }
+
+    #[tokio::test]
+    async fn the_wasi_resource_table_is_bounded() {
+        let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+        let function = runtime.load(&wat_fixture("many-handles.wat")).expect("loads");
+        let invocation = runtime.invoke(&function, request()).await;
+        match invocation.result {
+            Err(InvokeError::Trapped(message)) => {
+                assert_eq!(message, "the function held more than 4096 WASI resources (streams, pollables…) at once");
+            }
+            other => panic!("expected a trap at the resource cap, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_component_over_the_caps_is_refused_with_or_without_pooling() {
+        for pooling in [true, false] {
+            let runtime = Runtime::new(RuntimeConfig { pooling, ..RuntimeConfig::default() }).expect("runtime");
+            match runtime.load(&wat_fixture("too-many-memories.wat")) {
+                Err(err @ LoadError::TooLarge { what: "memories", count: 9, cap: 4 }) => {
+                    assert_eq!(err.code(), ErrorCode::ComponentTooLarge);
+                }
+                other => panic!("expected TooLarge (pooling {pooling}), got {other:?}"),
+            }
+        }
+        let strict = Runtime::new(RuntimeConfig { max_core_instances_per_component: 3, ..RuntimeConfig::default() })
+            .expect("runtime");
+        assert!(matches!(
+            strict.load(&wat_fixture("many-memories.wat")),
+            Err(LoadError::TooLarge { what: "core instances", count: 4, cap: 3 })
+        ));
     }
 }

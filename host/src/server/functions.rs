@@ -139,7 +139,7 @@ api_errors!(
 api_errors!(
     /// What a deployment can answer.
     DeployErrors: InvalidRequest, NotWasm, CoreModule, CompileFailed, UnsupportedImports, WrongWorld,
-    CompileTimeout, Unauthorized, Conflict, BodyTooLarge, RateLimited, StoreUnavailable, Internal
+    ComponentTooLarge, CompileTimeout, Unauthorized, Conflict, BodyTooLarge, RateLimited, StoreUnavailable, Internal
 );
 api_errors!(
     /// What inspecting a function can answer.

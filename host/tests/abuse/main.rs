@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod connections;
+mod memory;
 mod results;
 
 use std::future::Future;
