@@ -71,6 +71,12 @@ error_codes! {
     WrongWorld = "wrong_world", BAD_REQUEST, retry_after: None, retried: false;
     /// Compiling the component took longer than the compile timeout.
     CompileTimeout = "compile_timeout", BAD_REQUEST, retry_after: None, retried: false;
+    /// The deployed component is over the node's component size limit (`--max-component-mb`).
+    ComponentTooLarge = "component_too_large", PAYLOAD_TOO_LARGE, retry_after: None, retried: false;
+    /// The tenant already has as many deploys compiling as it may (`--tenant-compiles`); retry when one ends.
+    CompileBusy = "compile_busy", TOO_MANY_REQUESTS, retry_after: Some(5), retried: false;
+    /// The tenant has as many functions as its quota allows (`--max-functions`); delete one first.
+    FunctionQuota = "function_quota", FORBIDDEN, retry_after: None, retried: false;
     /// The API key or admin token is missing or wrong.
     Unauthorized = "unauthorized", UNAUTHORIZED, retry_after: None, retried: false;
     /// No such route, function, job or result (another tenant's look the same).

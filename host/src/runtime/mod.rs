@@ -180,6 +180,15 @@ impl Runtime {
         Ok((component, version))
     }
 
+    /// Drops the cached artifact of `version` (`sha256:<hex>`) once no
+    /// function references its component any more.
+    pub fn forget(&self, version: &str) {
+        let digest_hex = version.strip_prefix("sha256:").filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        if let (Some(cache), Some(digest_hex)) = (&self.cache, digest_hex) {
+            cache.remove(digest_hex);
+        }
+    }
+
     pub(crate) fn linker(&self) -> &Linker<CallState> {
         &self.linker
     }
