@@ -290,4 +290,62 @@ mod tests {
         assert_eq!(jobs, ["j2"]);
         assert!(!reopened.record(&JobId("j2".into()), &tenant, "f", &usage).await.expect("record"), "still seen");
     }
+
+    async fn record_and_commit(ledger: &LocalUsage, jobs: &[&str]) {
+        let tenant = TenantId::from("t");
+        let usage = Usage { outcome: sluice_core::Outcome::Ok, cpu_us: 5, ..Usage::default() };
+        for job in jobs {
+            assert!(ledger.record(&JobId((*job).into()), &tenant, "f", &usage).await.expect("record"));
+        }
+        let batch = ledger.pending(usize::MAX).await.expect("pending");
+        ledger.commit(&batch, &[]).await.expect("commit");
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_only_pending_lines_and_the_ids_already_recorded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ledger = LocalUsage::open(dir.path()).expect("open");
+        record_and_commit(&ledger, &["j1", "j2"]).await;
+        let tenant = TenantId::from("t");
+        let usage = Usage::default();
+        assert!(ledger.record(&JobId("j3".into()), &tenant, "f", &usage).await.expect("record"));
+        ledger.compact_now().expect("compact");
+        let log = std::fs::read_to_string(dir.path().join("usage.log")).expect("log");
+        assert_eq!(log.lines().count(), 1, "only j3 is pending: {log}");
+        assert!(log.contains("\"j3\""));
+        drop(ledger);
+
+        let reopened = LocalUsage::open(dir.path()).expect("reopen");
+        for job in ["j1", "j2", "j3"] {
+            assert!(!reopened.record(&JobId(job.into()), &tenant, "f", &usage).await.expect("asked"), "{job}");
+        }
+        let pending = reopened.pending(100).await.expect("pending");
+        assert_eq!(pending.entries.len(), 1);
+        assert_eq!((pending.from.as_str(), pending.through.as_str()), ("2", "3"));
+    }
+
+    #[tokio::test]
+    async fn the_log_is_compacted_by_itself_once_enough_is_aggregated() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ledger = LocalUsage::open(dir.path()).expect("open");
+        let jobs: Vec<String> = (0..COMPACT_AFTER).map(|n| format!("j{n}")).collect();
+        let jobs: Vec<&str> = jobs.iter().map(String::as_str).collect();
+        record_and_commit(&ledger, &jobs).await;
+        let log = std::fs::read_to_string(dir.path().join("usage.log")).expect("log");
+        assert_eq!(log.lines().count(), 0, "everything was aggregated");
+        let billed: Billed = read_json(&dir.path().join("usage-billed.json")).expect("billed ids");
+        assert_eq!(billed.ids.len(), COMPACT_AFTER);
+    }
+
+    #[tokio::test]
+    async fn ids_past_the_job_ttl_are_dropped_at_compaction() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let retention = UsageRetention { billed_ids: std::time::Duration::from_millis(50), ..UsageRetention::default() };
+        let ledger = LocalUsage::open_with(dir.path(), retention).expect("open");
+        record_and_commit(&ledger, &["j1"]).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        ledger.compact_now().expect("compact");
+        let billed: Billed = read_json(&dir.path().join("usage-billed.json")).expect("billed ids");
+        assert!(billed.ids.is_empty(), "{billed:?}");
+    }
 }
