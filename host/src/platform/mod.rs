@@ -22,8 +22,8 @@ use sluice_scheduler::Queue;
 use crate::builtins;
 use crate::meter::{DEFAULT_PRICES, Meter, PriceTable, UsageRecord};
 use crate::metrics::Metrics;
-use crate::runtime::{Function, LoadError, Runtime, RuntimeConfig};
 use crate::runtime::MIB;
+use crate::runtime::{Function, LoadError, Runtime, RuntimeConfig};
 use crate::store::functions::{FunctionRecord, RegistryError};
 use crate::store::usage::{BUCKET_MS, Bucket, CommitError};
 use crate::store::{StoreError, Stores};
@@ -278,9 +278,9 @@ impl Platform {
             let _permit = permit;
             runtime.load(&bytes)
         })
-            .await
-            .context("the compile task failed")?
-            .context("the stored component no longer loads")?;
+        .await
+        .context("the compile task failed")?
+        .context("the stored component no longer loads")?;
         self.loaded.write().unwrap_or_else(PoisonError::into_inner).insert(version.to_owned(), function.clone());
         Ok(function)
     }

@@ -57,6 +57,24 @@ async fn deploy(node: &Node, key: &str, name: &str, bytes: Vec<u8>) -> (StatusCo
     (status, code, retry_after)
 }
 
+/// `text` without ANSI colour sequences (the node's log is coloured).
+fn without_colours(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
 fn files_in(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |entries| entries.filter_map(Result::ok).count())
 }
@@ -233,7 +251,8 @@ async fn a_node_with_many_functions_serves_before_warming_ends() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let warmed = restarted.elapsed();
-    assert!(node.process.logs().contains(&format!("versions={FUNCTIONS}")), "{}", node.process.logs());
+    let logs = without_colours(&node.process.logs());
+    assert!(logs.contains(&format!("warmed versions={FUNCTIONS}")), "{logs}");
     victim.probe(&node).await;
     eprintln!(
         "restart with {FUNCTIONS} functions: ready after {ready:?}, victim served after {served:?}, warming ended after {warmed:?}"

@@ -24,9 +24,7 @@ use sluice_scheduler::{JobId, Usage};
 
 use super::{io_error, read_json, write_atomic, write_json};
 use crate::store::StoreError;
-use crate::store::usage::{
-    Bucket, CommitError, UsageBatch, UsageEntry, UsageLedger, UsageRetention, sum_by_function,
-};
+use crate::store::usage::{Bucket, CommitError, UsageBatch, UsageEntry, UsageLedger, UsageRetention, sum_by_function};
 
 /// The log is compacted once it holds at least this many aggregated lines
 /// (and at least as many as known ids).
@@ -340,7 +338,8 @@ mod tests {
     #[tokio::test]
     async fn ids_past_the_job_ttl_are_dropped_at_compaction() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let retention = UsageRetention { billed_ids: std::time::Duration::from_millis(50), ..UsageRetention::default() };
+        let retention =
+            UsageRetention { billed_ids: std::time::Duration::from_millis(50), ..UsageRetention::default() };
         let ledger = LocalUsage::open_with(dir.path(), retention).expect("open");
         record_and_commit(&ledger, &["j1"]).await;
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

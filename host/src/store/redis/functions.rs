@@ -67,12 +67,7 @@ pub struct RedisFunctions {
 impl RedisFunctions {
     /// Functions under `shared`'s prefix.
     pub fn new(shared: Shared) -> Self {
-        Self {
-            shared,
-            script: Script::new(COMPARE_AND_SET),
-            pin: Script::new(PIN),
-            collect: Script::new(COLLECT),
-        }
+        Self { shared, script: Script::new(COMPARE_AND_SET), pin: Script::new(PIN), collect: Script::new(COLLECT) }
     }
 
     fn records_key(&self, tenant: &TenantId) -> String {
@@ -104,12 +99,7 @@ impl RedisFunctions {
 
     /// Collects the `dropped` versions of the tenant's `name` that no
     /// function uses any more; returns those whose bytes were deleted.
-    async fn collect(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        dropped: Vec<Version>,
-    ) -> Result<Vec<Version>, StoreError> {
+    async fn collect(&self, tenant: &TenantId, name: &str, dropped: Vec<Version>) -> Result<Vec<Version>, StoreError> {
         let mut collected = Vec::new();
         for version in dropped {
             let deleted: i64 = self
