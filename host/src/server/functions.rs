@@ -449,7 +449,7 @@ pub const MAX_COMPONENT_HEADER: &str = "sluice-max-component-bytes";
 /// `size` bytes (or so) as MiB, with a decimal when it is not whole.
 pub fn mib(size: u64) -> String {
     let mib = 1024 * 1024;
-    if size % mib == 0 { (size / mib).to_string() } else { format!("{:.1}", size as f64 / mib as f64) }
+    if size.is_multiple_of(mib) { (size / mib).to_string() } else { format!("{:.1}", size as f64 / mib as f64) }
 }
 
 /// A refused component a little over the limit is read and discarded
