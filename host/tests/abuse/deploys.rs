@@ -143,8 +143,9 @@ async fn a_deploy_flood_is_bounded_in_compiles_functions_versions_and_bytes() {
     victim.probe(&node).await;
     let slowest = latencies.iter().max().copied().unwrap_or_default();
     eprintln!(
-        "deploy flood: 30 deploys in {attack_time:?}; {} compile_busy, 6 function_quota; {} victim probes, slowest {slowest:?}; RSS after {} MiB (peak {} MiB)",
+        "deploy flood: 30 deploys in {attack_time:?}; {} compile_busy, {} function_quota; {} victim probes, slowest {slowest:?}; RSS after {} MiB (peak {} MiB)",
         busy.len(),
+        sequential.iter().filter(|(_, (status, ..))| *status == StatusCode::FORBIDDEN).count(),
         latencies.len(),
         node.rss() >> 20,
         node.peak_rss() >> 20
