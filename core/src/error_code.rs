@@ -70,11 +70,13 @@ error_codes! {
     /// The component does not implement the `transform` world.
     WrongWorld = "wrong_world", BAD_REQUEST, retry_after: None, retried: false;
     /// The component creates more core instances, memories or tables than a component may.
-    ComponentTooLarge = "component_too_large", BAD_REQUEST, retry_after: None, retried: false;
+    ComponentTooComplex = "component_too_complex", BAD_REQUEST, retry_after: None, retried: false;
     /// Compiling the component took longer than the compile timeout.
     CompileTimeout = "compile_timeout", BAD_REQUEST, retry_after: None, retried: false;
     /// The API key or admin token is missing or wrong.
     Unauthorized = "unauthorized", UNAUTHORIZED, retry_after: None, retried: false;
+    /// The tenant has as many functions as its quota allows (`--max-functions`); delete one first.
+    FunctionQuota = "function_quota", FORBIDDEN, retry_after: None, retried: false;
     /// No such route, function, job or result (another tenant's look the same).
     NotFound = "not_found", NOT_FOUND, retry_after: None, retried: false;
     /// The path exists but does not take this method.
@@ -89,6 +91,8 @@ error_codes! {
     JobFailed = "job_failed", CONFLICT, retry_after: None, retried: false;
     /// The request body is over the size limit.
     BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE, retry_after: None, retried: false;
+    /// The deployed component is over the node's component size limit (`--max-component-mb`).
+    ComponentTooLarge = "component_too_large", PAYLOAD_TOO_LARGE, retry_after: None, retried: false;
     /// The function refused the input or its parameters.
     InvalidInput = "invalid_input", UNPROCESSABLE_ENTITY, retry_after: None, retried: false;
     /// This `Idempotency-Key` was used for a different request.
@@ -103,6 +107,8 @@ error_codes! {
     RateLimited = "rate_limited", TOO_MANY_REQUESTS, retry_after: Some(1), retried: false;
     /// The tenant already has as many calls queued or running as it may.
     ConcurrencyLimit = "concurrency_limit", TOO_MANY_REQUESTS, retry_after: Some(1), retried: false;
+    /// The tenant already has as many deploys compiling as it may (`--tenant-compiles`); retry when one ends.
+    CompileBusy = "compile_busy", TOO_MANY_REQUESTS, retry_after: Some(5), retried: false;
     /// The guest trapped: a panic, a stack overflow, `exit`, an out-of-bounds access.
     FunctionTrapped = "function_trapped", INTERNAL_SERVER_ERROR, retry_after: None, retried: true;
     /// The function reported an internal failure.

@@ -3,12 +3,14 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use sluice_core::redact_url;
 use sluice_scheduler::{Queue, QueueConfig};
 
 use crate::store::Stores;
+use crate::store::usage::UsageRetention;
 use crate::worker::Drain;
 
 /// Key prefix in Redis, so several deployments can share one server.
@@ -35,26 +37,30 @@ impl std::fmt::Debug for Backend {
 
 impl Backend {
     /// Redis at `redis_url` when given (keys under `prefix`), else local
-    /// state in `data_dir` and an in-memory queue.
+    /// state in `data_dir` and an in-memory queue; usage totals are kept
+    /// for `usage_retention`.
     pub async fn connect(
         redis_url: Option<&str>,
         prefix: &str,
         queue: QueueConfig,
         data_dir: &Path,
+        usage_retention: Duration,
     ) -> anyhow::Result<Self> {
+        // A job id stays known as billed as long as the job itself exists.
+        let retention = UsageRetention { billed_ids: queue.result_ttl, totals: usage_retention };
         let queue_url = redis_url.unwrap_or(IN_PROCESS_QUEUE);
         let queue = sluice_scheduler::connect(queue_url, queue, prefix)
             .await
             .with_context(|| format!("cannot use {} as the queue", redact_url(queue_url)))?;
         match redis_url {
             Some(url) => {
-                let stores = Stores::redis(url, prefix)
+                let stores = Stores::redis_with(url, prefix, retention)
                     .await
                     .with_context(|| format!("cannot use Redis at {} for shared state", redact_url(url)))?;
                 Ok(Self { queue, stores, drain: Drain::InFlight })
             }
             None => {
-                let stores = Stores::local(data_dir)
+                let stores = Stores::local_with(data_dir, retention)
                     .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
                 Ok(Self { queue, stores, drain: Drain::Queue })
             }

@@ -52,8 +52,8 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    /// Connects `backend`, opens the platform, compiles every deployed
-    /// version, and starts `slots` worker slots named `{name}/{n}` and,
+    /// Connects `backend`, opens the platform, starts compiling the active
+    /// version of every deployed function in the background, and starts `slots` worker slots named `{name}/{n}` and,
     /// when there are any, the heartbeat that counts this node as a worker.
     pub async fn start(
         platform: PlatformConfig,
@@ -63,12 +63,19 @@ impl Node {
         name: String,
     ) -> anyhow::Result<Self> {
         let data_dir: &Path = &platform.data_dir;
-        let connected = Backend::connect(backend.redis_url.as_deref(), &backend.redis_prefix, queue, data_dir).await?;
+        let retention = platform.usage_retention;
+        let connected =
+            Backend::connect(backend.redis_url.as_deref(), &backend.redis_prefix, queue, data_dir, retention).await?;
         warn_if_evicting(&*connected.queue).await;
         let drain: Drain = connected.drain;
         let platform =
             Platform::open(platform, connected.queue, connected.stores).context("cannot open the platform")?;
-        platform.warm().await;
+        // Warming compiles in the background, so the node serves at once;
+        // a call that comes first compiles its function on demand.
+        tokio::spawn({
+            let platform = Arc::clone(&platform);
+            async move { platform.warm().await }
+        });
         let (stop_slots, stop) = watch::channel(false);
         let slot_set = worker::spawn_slots(Arc::clone(&platform), slots, &name, drain, stop);
         let heartbeat = match slots {

@@ -8,6 +8,7 @@
 use sluice_core::ErrorCode;
 
 use crate::server::error::ErrorBody;
+use crate::server::functions::{MAX_COMPONENT_HEADER, mib};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -175,7 +176,11 @@ impl Client<'_> {
 
 /// Sends the request; a non-2xx answer becomes an [`ApiRefusal`].
 async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-    let response = request.send().await.context("cannot reach the Sluice server")?;
+    refusal_or(request.send().await.context("cannot reach the Sluice server")?).await
+}
+
+/// The response when it is a success, else its [`ApiRefusal`].
+async fn refusal_or(response: reqwest::Response) -> anyhow::Result<reqwest::Response> {
     if response.status().is_success() {
         return Ok(response);
     }
@@ -275,10 +280,36 @@ async fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<
     }
 }
 
-/// Uploads with a progress bar, then shows a spinner while the server compiles.
+/// The refusal of a component over the server's limit, worded the same
+/// whether the size was checked before uploading or the server refused it.
+fn too_large(size: u64, limit: u64) -> ApiRefusal {
+    ApiRefusal {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: ErrorCode::ComponentTooLarge,
+        message: format!(
+            "the component is {} MiB; this server accepts at most {} MiB (--max-component-mb)",
+            mib(size),
+            mib(limit)
+        ),
+    }
+}
+
+/// The server's component size limit, from its function list; `None` when
+/// it does not say (an older server), and the upload decides.
+async fn component_limit(client: &Client<'_>) -> Option<u64> {
+    let response = send(client.request(Method::GET, "/v1/functions", None).ok()?).await.ok()?;
+    let list: Value = response.json().await.ok()?;
+    list.get("limits")?.get("max_component_bytes")?.as_u64()
+}
+
+/// Checks the size against the server's limit, uploads with a progress
+/// bar, then shows a spinner while the server compiles.
 async fn deploy(client: &Client<'_>, args: &DeployArgs) -> anyhow::Result<()> {
     let bytes = read(&args.file)?;
     let total = bytes.len() as u64;
+    if let Some(limit) = component_limit(client).await.filter(|limit| total > *limit) {
+        return Err(too_large(total, limit).into());
+    }
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -303,7 +334,14 @@ async fn deploy(client: &Client<'_>, args: &DeployArgs) -> anyhow::Result<()> {
         .header(reqwest::header::CONTENT_LENGTH, total)
         .header(reqwest::header::CONTENT_TYPE, "application/wasm")
         .body(reqwest::Body::wrap_stream(stream));
-    let result = send(request).await;
+    let response = request.send().await.context("cannot reach the Sluice server");
     bar.finish_and_clear();
-    print_json(result?).await
+    let response = response?;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        let limit = response.headers().get(MAX_COMPONENT_HEADER).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let Some(limit) = limit {
+            return Err(too_large(total, limit).into());
+        }
+    }
+    print_json(refusal_or(response).await?).await
 }

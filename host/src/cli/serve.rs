@@ -44,9 +44,15 @@ pub struct ServeArgs {
     /// Job delivery settings.
     #[command(flatten)]
     pub delivery: DeliveryArgs,
-    /// Largest request body (and component) accepted.
+    /// Largest call body accepted.
     #[arg(long, env = "SLUICE_MAX_BODY_MB", default_value_t = platform_defaults().max_body / MIB)]
     pub max_body_mb: usize,
+    /// Deploy limits.
+    #[command(flatten)]
+    pub deploys: DeployLimitArgs,
+    /// How long hourly usage totals are kept (e.g. `400days`); older hours are dropped.
+    #[arg(long, env = "SLUICE_USAGE_RETENTION", default_value_t = platform_defaults().usage_retention.into())]
+    pub usage_retention: humantime::Duration,
     /// Most jobs waiting in the queue; beyond it callers get 503.
     #[arg(long, env = "SLUICE_QUEUE_DEPTH", default_value_t = QueueConfig::default().capacity)]
     pub queue_depth: usize,
@@ -175,6 +181,8 @@ impl ServeArgs {
         let mut platform = PlatformConfig::new(self.data_dir.clone());
         self.sandbox.apply(&mut platform);
         platform.max_body = self.max_body_mb.saturating_mul(MIB);
+        self.deploys.apply(&mut platform);
+        platform.usage_retention = *self.usage_retention;
         platform.rate_per_second = self.rate;
         platform.rate_burst = self.burst;
         let mut config = ServeConfig::new(platform);
@@ -192,6 +200,40 @@ impl ServeArgs {
         config.backend = self.backend.config();
         config.metrics_listen = self.metrics_listen;
         config
+    }
+}
+
+/// What deploys may cost a node: component size, compiles at once, and
+/// how many functions and versions a tenant keeps.
+#[derive(Debug, Args)]
+pub struct DeployLimitArgs {
+    /// Largest component a deploy may upload (apart from --max-body-mb).
+    #[arg(long, env = "SLUICE_MAX_COMPONENT_MB", default_value_t = platform_defaults().max_component / MIB)]
+    pub max_component_mb: usize,
+    /// Compiles at once on this node [default: one per core].
+    #[arg(long, env = "SLUICE_COMPILE_CONCURRENCY")]
+    pub compile_concurrency: Option<usize>,
+    /// Deploys of one tenant compiling at once; more get 429 `compile_busy`.
+    #[arg(long, env = "SLUICE_TENANT_COMPILES", default_value_t = platform_defaults().tenant_compiles)]
+    pub tenant_compiles: usize,
+    /// Functions a tenant may have; one more gets 403 `function_quota`.
+    #[arg(long, env = "SLUICE_MAX_FUNCTIONS", default_value_t = platform_defaults().max_functions)]
+    pub max_functions: usize,
+    /// Versions kept per function (at least 2); older inactive ones are pruned.
+    #[arg(long, env = "SLUICE_MAX_VERSIONS", default_value_t = platform_defaults().max_versions)]
+    pub max_versions: usize,
+}
+
+impl DeployLimitArgs {
+    /// Writes these limits into `platform`.
+    pub fn apply(&self, platform: &mut PlatformConfig) {
+        platform.max_component = self.max_component_mb.saturating_mul(MIB);
+        if let Some(compiles) = self.compile_concurrency {
+            platform.compile_concurrency = compiles;
+        }
+        platform.tenant_compiles = self.tenant_compiles;
+        platform.max_functions = self.max_functions;
+        platform.max_versions = self.max_versions;
     }
 }
 

@@ -2,9 +2,11 @@
 //! together. The HTTP front door and the worker slots both work through it,
 //! and tests can drive it without HTTP.
 //!
-//! Submodules: [`calls`] (sync calls, async jobs and their idempotency keys).
+//! Submodules: [`calls`] (sync calls, async jobs and their idempotency
+//! keys), [`compile`] (bounded compile slots).
 
 pub mod calls;
+pub mod compile;
 
 pub use calls::{Accepted, CallError, SYNC_GRACE, SyncCall, fingerprint};
 
@@ -20,10 +22,12 @@ use sluice_scheduler::Queue;
 use crate::builtins;
 use crate::meter::{DEFAULT_PRICES, Meter, PriceTable, UsageRecord};
 use crate::metrics::Metrics;
+use crate::runtime::MIB;
 use crate::runtime::{Function, LoadError, Runtime, RuntimeConfig};
 use crate::store::functions::{FunctionRecord, RegistryError};
 use crate::store::usage::{BUCKET_MS, Bucket, CommitError};
 use crate::store::{StoreError, Stores};
+use compile::Compilers;
 
 /// Settings of one node.
 #[derive(Debug, Clone)]
@@ -32,8 +36,24 @@ pub struct PlatformConfig {
     pub data_dir: PathBuf,
     /// Sandbox limits.
     pub runtime: RuntimeConfig,
-    /// Largest request body (and deployable component) in bytes.
+    /// Largest call body in bytes.
     pub max_body: usize,
+    /// Largest deployable component in bytes, apart from the call body
+    /// limit: a Python component from componentize-py is 17 MiB before any
+    /// dependency, while call bodies are usually far smaller.
+    pub max_component: usize,
+    /// Compiles at once on this node (deploys, first calls, warming).
+    pub compile_concurrency: usize,
+    /// Deploys of one tenant compiling at once on this node; more are
+    /// refused with `compile_busy`.
+    pub tenant_compiles: usize,
+    /// Functions a tenant may have; a deploy of one more is refused with `function_quota`.
+    pub max_functions: usize,
+    /// Versions kept per function (at least 2); a deploy past it prunes the
+    /// oldest inactive ones, never the active version nor its rollback target.
+    pub max_versions: usize,
+    /// How long hourly usage totals are kept.
+    pub usage_retention: Duration,
     /// Per-tenant sustained request rate (requests per second).
     pub rate_per_second: u32,
     /// Per-tenant burst above the rate.
@@ -50,7 +70,13 @@ impl PlatformConfig {
         Self {
             runtime: RuntimeConfig { cache_dir: Some(data_dir.join("artifacts")), ..RuntimeConfig::default() },
             data_dir,
-            max_body: 16 * 1024 * 1024,
+            max_body: 16 * MIB,
+            max_component: 64 * MIB,
+            compile_concurrency: std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            tenant_compiles: 1,
+            max_functions: 100,
+            max_versions: 10,
+            usage_retention: crate::store::usage::DEFAULT_RETENTION,
             rate_per_second: 100,
             rate_burst: 200,
             compile_timeout: Duration::from_secs(60),
@@ -74,6 +100,23 @@ pub enum DeployError {
     /// The store could not record it.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The component is over the size limit.
+    #[error("the component is {size} bytes; this node accepts at most {limit} bytes (--max-component-mb)")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The tenant already has its share of compiles running.
+    #[error("{0} deploy(s) of this tenant are already compiling; retry when they end")]
+    CompileBusy(usize),
+    /// Every compile slot of the node stayed busy.
+    #[error("every compiler of this node stayed busy for {}s; retry shortly", .0.as_secs())]
+    CompilersBusy(Duration),
+    /// One more function would pass the tenant's quota.
+    #[error("the tenant already has {0} functions, its quota (--max-functions); delete one first")]
+    FunctionQuota(usize),
     /// Compiling took longer than allowed.
     #[error("compiling the component took longer than {}s", .0.as_secs())]
     CompileTimeout(Duration),
@@ -94,6 +137,10 @@ impl DeployError {
             Self::Invalid(err) => err.code(),
             Self::Store(err) => err.code(),
             Self::CompileTimeout(_) => ErrorCode::CompileTimeout,
+            Self::TooLarge { .. } => ErrorCode::ComponentTooLarge,
+            Self::CompileBusy(_) => ErrorCode::CompileBusy,
+            Self::CompilersBusy(_) => ErrorCode::Overloaded,
+            Self::FunctionQuota(_) => ErrorCode::FunctionQuota,
             Self::Registry(err) => err.code(),
             Self::Internal(_) => ErrorCode::Internal,
         }
@@ -127,6 +174,8 @@ pub struct Platform {
     loaded: RwLock<HashMap<String, Function>>,
     /// Serializes aggregations so a record is never counted twice.
     aggregation: tokio::sync::Mutex<()>,
+    /// Bounds compiles on the node and per tenant.
+    pub compilers: Compilers,
 }
 
 impl std::fmt::Debug for Platform {
@@ -152,6 +201,7 @@ impl Platform {
             builtin_versions.insert(builtin.name, Version::from(function.version()));
             loaded.insert(function.version().to_owned(), function);
         }
+        let compilers = Compilers::new(config.compile_concurrency, config.tenant_compiles);
         Ok(Arc::new(Self {
             runtime,
             queue,
@@ -162,24 +212,31 @@ impl Platform {
             builtin_versions,
             loaded: RwLock::new(loaded),
             aggregation: tokio::sync::Mutex::new(()),
+            compilers,
         }))
     }
 
-    /// Compiles every deployed version ahead of the first call (from the
-    /// artifact cache after a restart, so this is quick).
+    /// Compiles the active version of every deployed function ahead of its
+    /// first call, one at a time under the compile bound (from the artifact
+    /// cache after a restart, so usually quick). A node runs this in the
+    /// background and serves at once: a call that arrives first compiles
+    /// its function on demand. Older versions compile when rolled back to.
     pub async fn warm(&self) {
-        let versions = match self.stores.functions.all_versions().await {
+        let started = std::time::Instant::now();
+        let versions = match self.stores.functions.active_versions().await {
             Ok(versions) => versions,
             Err(err) => {
                 tracing::warn!(cause = %err, "cannot list deployed versions; they load on first use");
                 return;
             }
         };
+        let count = versions.len();
         for version in versions {
             if let Err(err) = self.function(version.as_str()).await {
                 tracing::warn!(%version, cause = %err, "a deployed version does not load");
             }
         }
+        tracing::info!(versions = count, elapsed_ms = started.elapsed().as_millis() as u64, "warmed");
     }
 
     /// The function `name` as `tenant` sees it: a built-in (their names
@@ -214,16 +271,23 @@ impl Platform {
             .await
             .context("cannot fetch the component bytes")?;
         let runtime = Arc::clone(&self.runtime);
-        // Compiling (or reading the artifact cache) is blocking work.
-        let function = tokio::task::spawn_blocking(move || runtime.load(&bytes))
-            .await
-            .context("the compile task failed")?
-            .context("the stored component no longer loads")?;
+        let permit = self.compilers.permit(None).await;
+        // Compiling (or reading the artifact cache) is blocking work; the
+        // thread holds the compile slot until it ends.
+        let function = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            runtime.load(&bytes)
+        })
+        .await
+        .context("the compile task failed")?
+        .context("the stored component no longer loads")?;
         self.loaded.write().unwrap_or_else(PoisonError::into_inner).insert(version.to_owned(), function.clone());
         Ok(function)
     }
 
-    /// Validates, compiles (bounded in time) and records a deployment.
+    /// Validates, compiles (bounded in time and in compiles at once) and
+    /// records a deployment, pruning the function's oldest versions past
+    /// the version quota.
     pub async fn deploy(
         &self,
         tenant: &TenantId,
@@ -236,22 +300,68 @@ impl Platform {
         if !valid_name(name) {
             return Err(DeployError::InvalidName(name.to_owned()));
         }
+        if bytes.len() > self.config.max_component {
+            return Err(DeployError::TooLarge { size: bytes.len(), limit: self.config.max_component });
+        }
+        // Checked before compiling, so a tenant at its quota costs no CPU.
+        // Deploys of one tenant compile at most `tenant_compiles` at once, so
+        // with the default of one, two new names cannot both slip past it.
+        let slot = self.compilers.tenant_slot(tenant).ok_or(DeployError::CompileBusy(self.compilers.per_tenant()))?;
+        let functions = self.stores.functions.list(tenant).await?;
+        if functions.len() >= self.config.max_functions && !functions.iter().any(|f| f.name == name) {
+            return Err(DeployError::FunctionQuota(self.config.max_functions));
+        }
+        // Waiting for a node-wide slot is bounded like the compile itself.
+        let permit = tokio::time::timeout(self.config.compile_timeout, self.compilers.permit(Some(slot)))
+            .await
+            .map_err(|_| DeployError::CompilersBusy(self.config.compile_timeout))?;
         let runtime = Arc::clone(&self.runtime);
         let bytes = Arc::new(bytes);
         let compile_input = Arc::clone(&bytes);
-        // Compilation is CPU-bound: keep it off the async threads. A compile
-        // that overruns keeps its thread until it finishes, but the caller
-        // gets an answer and nothing is recorded.
-        let compile = tokio::task::spawn_blocking(move || runtime.load(&compile_input));
+        // Compilation is CPU-bound: keep it off the async threads. wasmtime
+        // cannot cancel a compile, so one that overruns keeps its thread and
+        // its compile slots until it finishes; the caller gets an answer and
+        // nothing is recorded.
+        let compile = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            runtime.load(&compile_input)
+        });
         let function = match tokio::time::timeout(self.config.compile_timeout, compile).await {
             Err(_) => return Err(DeployError::CompileTimeout(self.config.compile_timeout)),
             Ok(Err(join)) => return Err(DeployError::Internal(anyhow::anyhow!("the compile task failed: {join}"))),
             Ok(Ok(result)) => result?,
         };
         let version = Version(function.version().to_owned());
-        let recorded = self.stores.functions.deploy(tenant, name, &version, &bytes).await?;
+        let deployment =
+            self.stores.functions.deploy_keeping(tenant, name, &version, &bytes, self.config.max_versions).await?;
         self.loaded.write().unwrap_or_else(PoisonError::into_inner).insert(version.0, function);
-        Ok(recorded)
+        self.forget(&deployment.collected);
+        Ok((deployment.record, deployment.is_new))
+    }
+
+    /// Deletes the tenant's function; the bytes and compiled code of its
+    /// versions no other function uses are collected.
+    pub async fn delete(&self, tenant: &TenantId, name: &str) -> Result<FunctionRecord, RegistryError> {
+        let removal = self.stores.functions.remove(tenant, name).await?;
+        self.forget(&removal.collected);
+        Ok(removal.record)
+    }
+
+    /// Drops the compiled code of collected versions (this node's; other
+    /// nodes keep theirs until they restart).
+    fn forget(&self, collected: &[Version]) {
+        if collected.is_empty() {
+            return;
+        }
+        let mut loaded = self.loaded.write().unwrap_or_else(PoisonError::into_inner);
+        for version in collected {
+            // A tenant may have deployed a built-in's exact bytes; the built-in stays.
+            if self.builtin_versions.values().any(|builtin| builtin == version) {
+                continue;
+            }
+            loaded.remove(version.as_str());
+            self.runtime.forget(version.as_str());
+        }
     }
 
     /// Makes `version` (default: the one before the active one) active

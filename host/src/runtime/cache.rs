@@ -90,6 +90,17 @@ impl ArtifactCache {
         }
     }
 
+    /// Deletes the artifact of `digest_hex` (its component was collected),
+    /// so compiled code of deleted functions does not pile up.
+    pub(crate) fn remove(&self, digest_hex: &str) {
+        let path = self.path_for(digest_hex);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => tracing::warn!(path = %path.display(), cause = %err, "could not remove a compiled artifact"),
+        }
+    }
+
     /// Stores `component`'s artifact. Failures only cost a recompile later,
     /// so they are logged, not returned.
     pub(crate) fn store(&self, digest_hex: &str, component: &Component) {

@@ -49,7 +49,7 @@ pub enum LoadError {
         "the component creates {count} {what} when instantiated; at most {cap} are allowed \
          (a component built by a standard toolchain needs far fewer)"
     )]
-    TooLarge {
+    TooComplex {
         /// What was counted: `core instances`, `memories` or `tables`.
         what: &'static str,
         /// How many the component creates.
@@ -76,7 +76,7 @@ impl LoadError {
             Self::Compile(_) => ErrorCode::CompileFailed,
             Self::Imports(_) => ErrorCode::UnsupportedImports,
             Self::WrongWorld { .. } => ErrorCode::WrongWorld,
-            Self::TooLarge { .. } => ErrorCode::ComponentTooLarge,
+            Self::TooComplex { .. } => ErrorCode::ComponentTooComplex,
         }
     }
 }

@@ -218,10 +218,19 @@ impl Runtime {
             ("tables", shape.tables, config.max_tables_per_component),
         ] {
             if count > u64::from(cap) {
-                return Err(LoadError::TooLarge { what, count, cap });
+                return Err(LoadError::TooComplex { what, count, cap });
             }
         }
         Ok(())
+    }
+
+    /// Drops the cached artifact of `version` (`sha256:<hex>`) once no
+    /// function references its component any more.
+    pub fn forget(&self, version: &str) {
+        let digest_hex = version.strip_prefix("sha256:").filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        if let (Some(cache), Some(digest_hex)) = (&self.cache, digest_hex) {
+            cache.remove(digest_hex);
+        }
     }
 
     pub(crate) fn linker(&self) -> &Linker<CallState> {
@@ -557,17 +566,17 @@ mod tests {
         for pooling in [true, false] {
             let runtime = Runtime::new(RuntimeConfig { pooling, ..RuntimeConfig::default() }).expect("runtime");
             match runtime.load(&wat_fixture("too-many-memories.wat")) {
-                Err(err @ LoadError::TooLarge { what: "memories", count: 9, cap: 4 }) => {
-                    assert_eq!(err.code(), ErrorCode::ComponentTooLarge);
+                Err(err @ LoadError::TooComplex { what: "memories", count: 9, cap: 4 }) => {
+                    assert_eq!(err.code(), ErrorCode::ComponentTooComplex);
                 }
-                other => panic!("expected TooLarge (pooling {pooling}), got {other:?}"),
+                other => panic!("expected TooComplex (pooling {pooling}), got {other:?}"),
             }
         }
         let strict = Runtime::new(RuntimeConfig { max_core_instances_per_component: 3, ..RuntimeConfig::default() })
             .expect("runtime");
         assert!(matches!(
             strict.load(&wat_fixture("many-memories.wat")),
-            Err(LoadError::TooLarge { what: "core instances", count: 4, cap: 3 })
+            Err(LoadError::TooComplex { what: "core instances", count: 4, cap: 3 })
         ));
     }
 }

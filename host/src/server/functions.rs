@@ -10,8 +10,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::http::header::{HeaderMap, HeaderValue, LOCATION};
+use axum::http::header::{CONTENT_LENGTH, HeaderMap, HeaderValue, LOCATION};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use sluice_core::{ErrorCode, Version};
 use sluice_scheduler::JobStatus;
@@ -24,7 +25,7 @@ use super::openapi::api_errors;
 use super::{Api, format_time};
 use crate::builtins;
 use crate::platform::{Resolved, SyncCall};
-use crate::store::functions::FunctionRecord;
+use crate::store::functions::{FunctionRecord, MIN_KEPT_VERSIONS};
 use crate::store::tenants::Tenant;
 
 /// A function's name in the path.
@@ -94,6 +95,19 @@ pub struct FunctionList {
     pub functions: Vec<FunctionView>,
     /// Functions every tenant can call.
     pub builtins: Vec<BuiltinView>,
+    /// What this node lets a tenant deploy, so a client can check before uploading.
+    pub limits: DeployLimits,
+}
+
+/// What this node lets a tenant deploy.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub struct DeployLimits {
+    /// Largest component a deploy may upload, in bytes (`--max-component-mb`).
+    pub max_component_bytes: u64,
+    /// Functions a tenant may have (`--max-functions`).
+    pub max_functions: u64,
+    /// Versions kept per function; older inactive ones are pruned (`--max-versions`).
+    pub max_versions: u64,
 }
 
 /// A deleted function.
@@ -139,7 +153,8 @@ api_errors!(
 api_errors!(
     /// What a deployment can answer.
     DeployErrors: InvalidRequest, NotWasm, CoreModule, CompileFailed, UnsupportedImports, WrongWorld,
-    ComponentTooLarge, CompileTimeout, Unauthorized, Conflict, BodyTooLarge, RateLimited, StoreUnavailable, Internal
+    ComponentTooComplex, CompileTimeout, Unauthorized, FunctionQuota, Conflict, ComponentTooLarge, RateLimited,
+    CompileBusy, StoreUnavailable, Internal, Overloaded
 );
 api_errors!(
     /// What inspecting a function can answer.
@@ -190,7 +205,13 @@ pub async fn list_functions(
             })
         })
         .collect();
-    Ok(Json(FunctionList { functions: records.iter().map(function_view).collect(), builtins }))
+    let config = &api.platform.config;
+    let limits = DeployLimits {
+        max_component_bytes: config.max_component as u64,
+        max_functions: config.max_functions as u64,
+        max_versions: config.max_versions.max(MIN_KEPT_VERSIONS) as u64,
+    };
+    Ok(Json(FunctionList { functions: records.iter().map(function_view).collect(), builtins, limits }))
 }
 
 /// Operations whose body may be left out entirely.
@@ -215,13 +236,27 @@ pub async fn deploy(
     AuthTenant(tenant): AuthTenant,
     PathParam(FunctionPath { name }): PathParam<FunctionPath>,
     request: Request,
-) -> Result<(StatusCode, Json<Deployed>), ApiError> {
-    api.rate_limit(&tenant)?;
+) -> Result<(StatusCode, Json<Deployed>), Response> {
+    api.rate_limit(&tenant).map_err(IntoResponse::into_response)?;
     if api.platform.is_builtin(&name) {
-        return Err(builtin_conflict(&name));
+        return Err(builtin_conflict(&name).into_response());
     }
-    let bytes = read_body(request, api.platform.config.max_body).await?;
-    let (record, is_new) = api.platform.deploy(&tenant.id, &name, bytes.into()).await?;
+    let limit = api.platform.config.max_component;
+    let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(size) = declared.filter(|size| *size > limit as u64) {
+        drain_if_small(request, size).await;
+        return Err(component_too_large(Some(size), limit));
+    }
+    let bytes = match read_body(request, limit).await {
+        Ok(bytes) => bytes,
+        Err(err) if err.code == ErrorCode::BodyTooLarge => return Err(component_too_large(None, limit)),
+        Err(err) => return Err(err.into_response()),
+    };
+    let (record, is_new) = api
+        .platform
+        .deploy(&tenant.id, &name, bytes.into())
+        .await
+        .map_err(|err| ApiError::from(err).into_response())?;
     let size = record.versions.iter().find(|v| v.version == record.active).map_or(0, |v| v.size);
     tracing::info!(tenant = %tenant.id, function = %name, version = %record.active, "deployed");
     let status = if is_new { StatusCode::CREATED } else { StatusCode::OK };
@@ -273,7 +308,7 @@ pub async fn delete_function(
     if api.platform.is_builtin(&name) {
         return Err(builtin_conflict(&name));
     }
-    api.platform.stores.functions.delete(&tenant.id, &name).await?;
+    api.platform.delete(&tenant.id, &name).await?;
     Ok(Json(Deleted { name, deleted: true }))
 }
 
@@ -420,6 +455,57 @@ fn function_view(record: &FunctionRecord) -> FunctionView {
             })
             .collect(),
     }
+}
+
+/// The response header of a `component_too_large` refusal naming the
+/// limit in bytes, so a client can say it without parsing the message.
+pub const MAX_COMPONENT_HEADER: &str = "sluice-max-component-bytes";
+
+/// `size` bytes (or so) as MiB, with a decimal when it is not whole.
+pub fn mib(size: u64) -> String {
+    let mib = 1024 * 1024;
+    if size.is_multiple_of(mib) { (size / mib).to_string() } else { format!("{:.1}", size as f64 / mib as f64) }
+}
+
+/// A refused component a little over the limit is read and discarded
+/// (bounded in bytes and time) before the answer, so a client that writes
+/// its whole body before reading (most do) gets the 413 rather than a
+/// reset connection; a far larger one is answered at once.
+async fn drain_if_small(request: Request, declared: u64) {
+    const DRAIN_BYTES: u64 = 16 * 1024 * 1024;
+    const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+    if declared > DRAIN_BYTES {
+        return;
+    }
+    let mut body = request.into_body();
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut drained = 0u64;
+        while drained <= DRAIN_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => drained += frame.data_ref().map_or(0, |data| data.len() as u64),
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
+
+/// 413 `component_too_large` with the limit in the message and in [`MAX_COMPONENT_HEADER`].
+fn component_too_large(size: Option<u64>, limit: usize) -> Response {
+    let message = match size {
+        Some(size) => format!(
+            "the component is {} MiB; this server accepts at most {} MiB (--max-component-mb)",
+            mib(size),
+            mib(limit as u64)
+        ),
+        None => format!(
+            "the component is over {} MiB, the most this server accepts (--max-component-mb)",
+            mib(limit as u64)
+        ),
+    };
+    let mut response = ApiError::new(ErrorCode::ComponentTooLarge, message).into_response();
+    response.headers_mut().insert(MAX_COMPONENT_HEADER, HeaderValue::from(limit as u64));
+    response
 }
 
 fn no_function(name: &str) -> ApiError {

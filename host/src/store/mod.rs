@@ -84,23 +84,33 @@ impl std::fmt::Debug for Stores {
 }
 
 impl Stores {
-    /// State in the data directory `dir`, for one node.
+    /// State in the data directory `dir`, for one node, usage kept as by default.
     pub fn local(dir: &Path) -> Result<Self, StoreError> {
+        Self::local_with(dir, usage::UsageRetention::default())
+    }
+
+    /// State in the data directory `dir`, usage kept as `retention` says.
+    pub fn local_with(dir: &Path, retention: usage::UsageRetention) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(local::io_error(dir))?;
         Ok(Self {
             tenants: Arc::new(local::LocalTenants::open(dir)?),
             functions: Arc::new(local::LocalFunctions::open(dir)?),
-            usage: Arc::new(local::LocalUsage::open(dir)?),
+            usage: Arc::new(local::LocalUsage::open_with(dir, retention)?),
         })
     }
 
-    /// State shared through Redis at `url`, keys under `prefix`.
+    /// State shared through Redis at `url`, keys under `prefix`, usage kept as by default.
     pub async fn redis(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        Self::redis_with(url, prefix, usage::UsageRetention::default()).await
+    }
+
+    /// State shared through Redis at `url`, keys under `prefix`, usage kept as `retention` says.
+    pub async fn redis_with(url: &str, prefix: &str, retention: usage::UsageRetention) -> Result<Self, StoreError> {
         let shared = redis::Shared::connect(url, prefix).await?;
         Ok(Self {
             tenants: Arc::new(redis::RedisTenants::new(shared.clone())),
             functions: Arc::new(redis::RedisFunctions::new(shared.clone())),
-            usage: Arc::new(redis::RedisUsage::new(shared)),
+            usage: Arc::new(redis::RedisUsage::new(shared, retention)),
         })
     }
 }

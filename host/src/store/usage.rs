@@ -4,8 +4,15 @@
 //! a commit names the cursor it started from, so a batch is added to the
 //! totals exactly once even when several front doors aggregate at once or
 //! one restarts mid-way.
+//!
+//! Everything the ledger keeps is bounded ([`UsageRetention`]): a job id
+//! stays known as recorded for the job TTL (after it the job no longer
+//! exists and cannot finish again), the log keeps only what was not yet
+//! aggregated (plus a bounded tail), and hourly totals are kept per day
+//! for the retention period, then dropped.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sluice_core::TenantId;
@@ -15,6 +22,42 @@ use super::StoreError;
 
 /// Totals are kept per hour; usage queries are answered at that granularity.
 pub const BUCKET_MS: u64 = 3_600_000;
+
+/// Hourly totals are stored grouped per day (one Redis hash per tenant and
+/// day), so a query reads only the days it covers and old days expire whole.
+pub const PERIOD_MS: u64 = 24 * BUCKET_MS;
+
+/// How long hourly totals are kept by default: over a year, so a bill can
+/// be compared with the same month a year before.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
+
+/// How long the ledger remembers what it records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageRetention {
+    /// How long a job id stays known as recorded: the job TTL.
+    pub billed_ids: Duration,
+    /// How long hourly totals are kept.
+    pub totals: Duration,
+}
+
+impl Default for UsageRetention {
+    fn default() -> Self {
+        Self { billed_ids: sluice_scheduler::QueueConfig::default().result_ttl, totals: DEFAULT_RETENTION }
+    }
+}
+
+impl UsageRetention {
+    /// The start of the oldest hour still kept at `now_ms`.
+    pub fn oldest_hour_ms(&self, now_ms: u64) -> u64 {
+        let retention = u64::try_from(self.totals.as_millis()).unwrap_or(u64::MAX);
+        now_ms.saturating_sub(retention) / BUCKET_MS * BUCKET_MS
+    }
+
+    /// The job TTL in ms.
+    pub fn billed_ids_ms(&self) -> u64 {
+        u64::try_from(self.billed_ids.as_millis()).unwrap_or(u64::MAX)
+    }
+}
 
 /// One call's usage as logged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,8 +99,9 @@ pub enum CommitError {
 /// Where the usage log and totals are kept.
 ///
 /// Every backend keeps the log, the cursor, the totals and which jobs were
-/// recorded across a restart; a job recorded once is never recorded again,
-/// even after its batch was aggregated.
+/// recorded across a restart; a job recorded once is not recorded again
+/// within the job TTL, even after its batch was aggregated. Totals of hours
+/// older than the retention are dropped.
 #[async_trait::async_trait]
 pub trait UsageLedger: Send + Sync {
     /// Logs one call's usage; returns false (and logs nothing) when the job

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use common::processes::{ADMIN, SluiceProcess};
 
+mod deploys;
+
 /// A node under attack: an embedded `sluice serve` with its own data dir.
 pub struct Node {
     /// The child process.
@@ -59,6 +61,13 @@ impl Node {
         assert_eq!(response.status(), 201, "creating tenant {name}");
         let body: serde_json::Value = response.json().await.expect("json");
         body["api_key"].as_str().expect("api_key").to_owned()
+    }
+
+    /// Stops the node (SIGTERM) and starts it again on the same data
+    /// directory with default flags plus `extra`.
+    pub fn restart(&mut self, extra: &[&str]) {
+        self.process.terminate();
+        self.process = SluiceProcess::embedded(self.data.path(), extra);
     }
 
     /// Resident memory of the node process now, in bytes.

@@ -88,7 +88,7 @@ async fn a_component_over_the_per_component_caps_is_refused_at_deploy() {
     let attack = deploy(&node, &attacker, "hogs", wat_fixture("too-many-memories.wat"));
     let ((status, body), _latencies) = victim.served_during(&node, attack).await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(body["error"]["code"], "component_too_large", "{body}");
+    assert_eq!(body["error"]["code"], "component_too_complex", "{body}");
     assert_eq!(
         body["error"]["message"],
         "the component creates 9 memories when instantiated; at most 4 are allowed \

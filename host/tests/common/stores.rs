@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use sluice::store::Stores;
+use sluice::store::usage::UsageRetention;
 use sluice_testkit::{RedisGuard, spawn_redis};
 
 /// Key prefix of the Redis stores under test.
@@ -33,9 +34,16 @@ impl Backend {
     /// Opening again stands for a restart: drop the previous stores first,
     /// as the local stores assume one process per data directory.
     pub async fn open(&self) -> Stores {
+        self.open_with(UsageRetention::default()).await
+    }
+
+    /// [`open`](Self::open), keeping usage as `retention` says.
+    pub async fn open_with(&self, retention: UsageRetention) -> Stores {
         match self {
-            Self::Local(dir) => Stores::local(dir.path()).expect("the local stores open"),
-            Self::Redis(redis) => Stores::redis(&redis.url, PREFIX).await.expect("the Redis stores connect"),
+            Self::Local(dir) => Stores::local_with(dir.path(), retention).expect("the local stores open"),
+            Self::Redis(redis) => {
+                Stores::redis_with(&redis.url, PREFIX, retention).await.expect("the Redis stores connect")
+            }
         }
     }
 

@@ -19,7 +19,13 @@ conformance!(
     functions_are_private_to_their_tenant,
     list_is_sorted_by_name,
     all_versions_lists_each_deployed_version_once,
-    delete_removes_the_record_and_keeps_the_bytes,
+    delete_removes_the_record_and_collects_its_bytes,
+    delete_keeps_bytes_another_function_uses,
+    a_deploy_past_the_version_quota_prunes_the_oldest_and_collects_its_bytes,
+    pruning_keeps_bytes_another_function_uses,
+    pruning_never_drops_the_active_version_or_its_rollback_target,
+    a_collected_version_deployed_again_is_stored_again,
+    active_versions_lists_each_active_version_once,
     delete_of_an_unknown_function_is_not_found,
     records_and_bytes_survive_a_restart,
     concurrent_deploys_all_land_in_the_history,
@@ -170,13 +176,84 @@ async fn all_versions_lists_each_deployed_version_once(backend: Backend) {
     assert_eq!(versions, [version("aa"), version("bb"), version("cc")]);
 }
 
-async fn delete_removes_the_record_and_keeps_the_bytes(backend: Backend) {
+async fn delete_removes_the_record_and_collects_its_bytes(backend: Backend) {
     let stores = backend.open().await;
-    let (deployed, _) = stores.functions.deploy(&acme(), "blur", &version("aa"), b"one").await.expect("deployed");
-    assert_eq!(stores.functions.delete(&acme(), "blur").await.expect("deleted"), deployed);
+    stores.functions.deploy(&acme(), "blur", &version("aa"), b"one").await.expect("deployed");
+    let (deployed, _) = stores.functions.deploy(&acme(), "blur", &version("bb"), b"two").await.expect("deployed");
+    let removal = stores.functions.remove(&acme(), "blur").await.expect("deleted");
+    assert_eq!(removal.record, deployed);
+    assert_eq!(removal.collected, [version("aa"), version("bb")]);
     assert_eq!(stores.functions.get(&acme(), "blur").await.expect("read"), None);
     assert_eq!(stores.functions.list(&acme()).await.expect("listed"), Vec::<FunctionRecord>::new());
-    assert_eq!(stores.functions.component(&version("aa")).await.expect("bytes"), b"one", "running jobs may need them");
+    stores.functions.component(&version("aa")).await.expect_err("collected");
+    assert_eq!(stores.functions.all_versions().await.expect("listed"), Vec::<Version>::new());
+}
+
+async fn delete_keeps_bytes_another_function_uses(backend: Backend) {
+    let stores = backend.open().await;
+    stores.functions.deploy(&acme(), "blur", &version("aa"), b"one").await.expect("deployed");
+    stores.functions.deploy(&TenantId::from("t_other"), "copy", &version("aa"), b"one").await.expect("deployed");
+    let removal = stores.functions.remove(&acme(), "blur").await.expect("deleted");
+    assert_eq!(removal.collected, Vec::<Version>::new());
+    assert_eq!(stores.functions.component(&version("aa")).await.expect("bytes"), b"one");
+}
+
+async fn a_deploy_past_the_version_quota_prunes_the_oldest_and_collects_its_bytes(backend: Backend) {
+    let stores = backend.open().await;
+    for (label, bytes) in [("aa", b"one"), ("bb", b"two"), ("cc", b"six")] {
+        stores.functions.deploy_keeping(&acme(), "blur", &version(label), bytes, 3).await.expect("deployed");
+    }
+    let deployment =
+        stores.functions.deploy_keeping(&acme(), "blur", &version("dd"), b"ten", 3).await.expect("deployed");
+    assert!(deployment.is_new);
+    assert_eq!(versions_of(&deployment.record), ["sha256:bb", "sha256:cc", "sha256:dd"]);
+    assert_eq!(deployment.collected, [version("aa")]);
+    stores.functions.component(&version("aa")).await.expect_err("collected");
+    assert_eq!(stores.functions.component(&version("bb")).await.expect("kept"), b"two");
+}
+
+async fn pruning_keeps_bytes_another_function_uses(backend: Backend) {
+    let stores = backend.open().await;
+    stores.functions.deploy(&acme(), "crop", &version("aa"), b"one").await.expect("deployed");
+    for (label, bytes) in [("aa", b"one"), ("bb", b"two"), ("cc", b"six")] {
+        stores.functions.deploy_keeping(&acme(), "blur", &version(label), bytes, 2).await.expect("deployed");
+    }
+    let record = stores.functions.get(&acme(), "blur").await.expect("read").expect("there");
+    assert_eq!(versions_of(&record), ["sha256:bb", "sha256:cc"]);
+    assert_eq!(stores.functions.component(&version("aa")).await.expect("crop still uses it"), b"one");
+}
+
+async fn pruning_never_drops_the_active_version_or_its_rollback_target(backend: Backend) {
+    let stores = backend.open().await;
+    for (label, bytes) in [("aa", b"one"), ("bb", b"two"), ("cc", b"six")] {
+        stores.functions.deploy(&acme(), "blur", &version(label), bytes).await.expect("deployed");
+    }
+    // Redeploying bb makes it active; aa, just before it, is its rollback target.
+    let deployment =
+        stores.functions.deploy_keeping(&acme(), "blur", &version("bb"), b"two", 2).await.expect("deployed");
+    assert_eq!(versions_of(&deployment.record), ["sha256:aa", "sha256:bb"]);
+    assert_eq!(deployment.collected, [version("cc")]);
+    let record = stores.functions.rollback(&acme(), "blur", None).await.expect("rolled back");
+    assert_eq!(record.active, version("aa"));
+}
+
+async fn a_collected_version_deployed_again_is_stored_again(backend: Backend) {
+    let stores = backend.open().await;
+    stores.functions.deploy(&acme(), "blur", &version("aa"), b"one").await.expect("deployed");
+    stores.functions.delete(&acme(), "blur").await.expect("deleted");
+    stores.functions.deploy(&acme(), "blur", &version("aa"), b"one").await.expect("deployed again");
+    assert_eq!(stores.functions.component(&version("aa")).await.expect("bytes"), b"one");
+}
+
+async fn active_versions_lists_each_active_version_once(backend: Backend) {
+    let stores = backend.open().await;
+    stores.functions.deploy(&acme(), "blur", &version("aa"), b"one").await.expect("deployed");
+    stores.functions.deploy(&acme(), "blur", &version("bb"), b"two").await.expect("deployed");
+    stores.functions.deploy(&acme(), "crop", &version("bb"), b"two").await.expect("deployed");
+    stores.functions.deploy(&TenantId::from("t_other"), "blur", &version("cc"), b"six").await.expect("deployed");
+    let mut versions = stores.functions.active_versions().await.expect("listed");
+    versions.sort();
+    assert_eq!(versions, [version("bb"), version("cc")]);
 }
 
 async fn delete_of_an_unknown_function_is_not_found(backend: Backend) {

@@ -2,7 +2,9 @@
 //! is added to the totals exactly once.
 
 use sluice::store::Stores;
-use sluice::store::usage::{BUCKET_MS, Bucket, CommitError, UsageBatch};
+use std::time::Duration;
+
+use sluice::store::usage::{BUCKET_MS, Bucket, CommitError, PERIOD_MS, UsageBatch, UsageRetention};
 use sluice_core::{Outcome, TenantId};
 use sluice_scheduler::{JobId, Usage};
 
@@ -21,9 +23,16 @@ conformance!(
     totals_are_private_to_their_tenant,
     a_job_is_not_recorded_again_after_its_batch_was_committed,
     the_log_cursor_and_totals_survive_a_restart,
+    a_job_id_is_forgotten_after_the_job_ttl,
+    totals_older_than_the_retention_are_dropped,
+    totals_are_read_across_days,
 );
 
-const HOUR: u64 = 1_700_000_000_000 / BUCKET_MS * BUCKET_MS;
+/// An hour two days ago: recent enough to be within any retention, and a
+/// whole day of hours after it is still in the past.
+fn hour() -> u64 {
+    (sluice_scheduler::now_ms() / PERIOD_MS - 2) * PERIOD_MS
+}
 
 fn acme() -> TenantId {
     TenantId::from("t_acme")
@@ -102,7 +111,7 @@ async fn a_commit_moves_the_next_batch_past_the_committed_one(backend: Backend) 
     let stores = backend.open().await;
     record_all(&stores, &["j1", "j2", "j3"]).await;
     let first = stores.usage.pending(2).await.expect("pending");
-    stores.usage.commit(&first, &[bucket("f", HOUR, 2, 10)]).await.expect("committed");
+    stores.usage.commit(&first, &[bucket("f", hour(), 2, 10)]).await.expect("committed");
     let next = stores.usage.pending(100).await.expect("pending");
     assert_eq!(jobs_in(&next), ["j3"]);
     assert_eq!(next.from, first.through);
@@ -112,7 +121,7 @@ async fn a_batch_is_committed_once(backend: Backend) {
     let stores = backend.open().await;
     record_all(&stores, &["j1"]).await;
     let batch = stores.usage.pending(100).await.expect("pending");
-    let deltas = [bucket("f", HOUR, 1, 5)];
+    let deltas = [bucket("f", hour(), 1, 5)];
     stores.usage.commit(&batch, &deltas).await.expect("committed");
     let err = stores.usage.commit(&batch, &deltas).await.expect_err("already committed");
     assert!(matches!(err, CommitError::AlreadyAggregated), "{err:?}");
@@ -123,11 +132,11 @@ async fn commits_add_to_the_totals(backend: Backend) {
     let stores = backend.open().await;
     record_all(&stores, &["j1"]).await;
     let first = stores.usage.pending(100).await.expect("pending");
-    stores.usage.commit(&first, &[bucket("f", HOUR, 1, 5)]).await.expect("committed");
+    stores.usage.commit(&first, &[bucket("f", hour(), 1, 5)]).await.expect("committed");
     record_all(&stores, &["j2", "j3"]).await;
     let second = stores.usage.pending(100).await.expect("pending");
     let delta =
-        Bucket { failures: 1, wall_us: 30, bytes_in: 40, bytes_out: 50, cost_micros: 60, ..bucket("f", HOUR, 2, 10) };
+        Bucket { failures: 1, wall_us: 30, bytes_in: 40, bytes_out: 50, cost_micros: 60, ..bucket("f", hour(), 2, 10) };
     stores.usage.commit(&second, &[delta]).await.expect("committed");
     let expected =
         Bucket { failures: 1, wall_us: 30, bytes_in: 40, bytes_out: 50, cost_micros: 60, ..total("f", 3, 15) };
@@ -139,17 +148,17 @@ async fn totals_sum_each_function_over_the_hours_in_range(backend: Backend) {
     record_all(&stores, &["j1"]).await;
     let batch = stores.usage.pending(100).await.expect("pending");
     let deltas = [
-        bucket("resize", HOUR, 1, 1),
-        bucket("resize", HOUR + BUCKET_MS, 2, 20),
-        bucket("resize", HOUR + 2 * BUCKET_MS, 4, 300),
-        bucket("blur", HOUR + BUCKET_MS, 8, 4000),
+        bucket("resize", hour(), 1, 1),
+        bucket("resize", hour() + BUCKET_MS, 2, 20),
+        bucket("resize", hour() + 2 * BUCKET_MS, 4, 300),
+        bucket("blur", hour() + BUCKET_MS, 8, 4000),
     ];
     stores.usage.commit(&batch, &deltas).await.expect("committed");
     let all = stores.usage.totals(&acme(), 0, u64::MAX).await.expect("totals");
     assert_eq!(all, [total("blur", 8, 4000), total("resize", 7, 321)], "per function, sorted by name");
-    let middle = stores.usage.totals(&acme(), HOUR + BUCKET_MS, HOUR + 2 * BUCKET_MS).await.expect("totals");
+    let middle = stores.usage.totals(&acme(), hour() + BUCKET_MS, hour() + 2 * BUCKET_MS).await.expect("totals");
     assert_eq!(middle, [total("blur", 8, 4000), total("resize", 2, 20)], "hours starting in [from, to)");
-    let later = stores.usage.totals(&acme(), HOUR + 3 * BUCKET_MS, u64::MAX).await.expect("totals");
+    let later = stores.usage.totals(&acme(), hour() + 3 * BUCKET_MS, u64::MAX).await.expect("totals");
     assert_eq!(later, Vec::<Bucket>::new());
 }
 
@@ -158,8 +167,8 @@ async fn totals_are_private_to_their_tenant(backend: Backend) {
     let other = TenantId::from("t_other");
     record_all(&stores, &["j1"]).await;
     let batch = stores.usage.pending(100).await.expect("pending");
-    let theirs = Bucket { tenant: other.clone(), ..bucket("f", HOUR, 5, 50) };
-    stores.usage.commit(&batch, &[bucket("f", HOUR, 1, 5), theirs]).await.expect("committed");
+    let theirs = Bucket { tenant: other.clone(), ..bucket("f", hour(), 5, 50) };
+    stores.usage.commit(&batch, &[bucket("f", hour(), 1, 5), theirs]).await.expect("committed");
     assert_eq!(stores.usage.totals(&acme(), 0, u64::MAX).await.expect("totals"), [total("f", 1, 5)]);
     let expected = Bucket { tenant: other.clone(), ..total("f", 5, 50) };
     assert_eq!(stores.usage.totals(&other, 0, u64::MAX).await.expect("totals"), [expected]);
@@ -171,7 +180,7 @@ async fn a_job_is_not_recorded_again_after_its_batch_was_committed(backend: Back
     let stores = backend.open().await;
     record_all(&stores, &["j1"]).await;
     let batch = stores.usage.pending(100).await.expect("pending");
-    stores.usage.commit(&batch, &[bucket("f", HOUR, 1, 5)]).await.expect("committed");
+    stores.usage.commit(&batch, &[bucket("f", hour(), 1, 5)]).await.expect("committed");
     assert!(!stores.usage.record(&job("j1"), &acme(), "f", &usage(5)).await.expect("asked"));
     assert_eq!(jobs_in(&stores.usage.pending(100).await.expect("pending")), Vec::<&str>::new());
 }
@@ -180,7 +189,7 @@ async fn the_log_cursor_and_totals_survive_a_restart(backend: Backend) {
     let stores = backend.open().await;
     record_all(&stores, &["j1", "j2"]).await;
     let first = stores.usage.pending(1).await.expect("pending");
-    stores.usage.commit(&first, &[bucket("f", HOUR, 1, 5)]).await.expect("committed");
+    stores.usage.commit(&first, &[bucket("f", hour(), 1, 5)]).await.expect("committed");
     drop(stores);
 
     let restarted = backend.open().await;
@@ -190,6 +199,46 @@ async fn the_log_cursor_and_totals_survive_a_restart(backend: Backend) {
     assert!(!restarted.usage.record(&job("j1"), &acme(), "f", &usage(5)).await.expect("asked"), "aggregated");
     assert!(!restarted.usage.record(&job("j2"), &acme(), "f", &usage(5)).await.expect("asked"), "pending");
     assert_eq!(restarted.usage.totals(&acme(), 0, u64::MAX).await.expect("totals"), [total("f", 1, 5)]);
-    let err = restarted.usage.commit(&first, &[bucket("f", HOUR, 1, 5)]).await.expect_err("already committed");
+    let err = restarted.usage.commit(&first, &[bucket("f", hour(), 1, 5)]).await.expect_err("already committed");
     assert!(matches!(err, CommitError::AlreadyAggregated), "{err:?}");
+}
+
+async fn a_job_id_is_forgotten_after_the_job_ttl(backend: Backend) {
+    let retention = UsageRetention { billed_ids: Duration::from_millis(300), ..UsageRetention::default() };
+    let stores = backend.open_with(retention).await;
+    record_all(&stores, &["j1"]).await;
+    let batch = stores.usage.pending(100).await.expect("pending");
+    stores.usage.commit(&batch, &[bucket("f", hour(), 1, 5)]).await.expect("committed");
+    assert!(!stores.usage.record(&job("j1"), &acme(), "f", &usage(5)).await.expect("asked"), "within the TTL");
+    drop(stores);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    // The job no longer exists, so nothing can finish it again: its id is not kept.
+    let restarted = backend.open_with(retention).await;
+    assert!(restarted.usage.record(&job("j1"), &acme(), "f", &usage(5)).await.expect("asked"), "past the TTL");
+}
+
+async fn totals_older_than_the_retention_are_dropped(backend: Backend) {
+    let retention = UsageRetention { totals: Duration::from_secs(5 * 24 * 3600), ..UsageRetention::default() };
+    let stores = backend.open_with(retention).await;
+    record_all(&stores, &["j1"]).await;
+    let batch = stores.usage.pending(100).await.expect("pending");
+    let old = hour() - 10 * PERIOD_MS;
+    let deltas = [bucket("f", old, 7, 70), bucket("f", hour(), 1, 5)];
+    stores.usage.commit(&batch, &deltas).await.expect("committed");
+    assert_eq!(stores.usage.totals(&acme(), 0, u64::MAX).await.expect("totals"), [total("f", 1, 5)]);
+    assert_eq!(stores.usage.totals(&acme(), old, old + BUCKET_MS).await.expect("totals"), []);
+}
+
+async fn totals_are_read_across_days(backend: Backend) {
+    let stores = backend.open().await;
+    record_all(&stores, &["j1"]).await;
+    let batch = stores.usage.pending(100).await.expect("pending");
+    let days_ago = |days: u64| hour() - days * PERIOD_MS + 3 * BUCKET_MS;
+    let deltas = [bucket("f", days_ago(30), 1, 1), bucket("f", days_ago(1), 2, 2), bucket("g", hour(), 4, 4)];
+    stores.usage.commit(&batch, &deltas).await.expect("committed");
+    let all = stores.usage.totals(&acme(), 0, u64::MAX).await.expect("totals");
+    assert_eq!(all, [total("f", 3, 3), total("g", 4, 4)]);
+    let recent = stores.usage.totals(&acme(), days_ago(2), u64::MAX).await.expect("totals");
+    assert_eq!(recent, [total("f", 2, 2), total("g", 4, 4)]);
 }

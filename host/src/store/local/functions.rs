@@ -1,5 +1,7 @@
 //! Every tenant's functions in `functions.json`, component bytes in
-//! `components/<hex>.wasm`.
+//! `components/<hex>.wasm`. Bytes are written and collected under the same
+//! lock as the records, so a deploy never records a version whose file a
+//! concurrent prune or delete is removing.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -9,7 +11,9 @@ use sluice_core::{TenantId, Version};
 
 use super::{io_error, read_json, write_atomic, write_json};
 use crate::store::StoreError;
-use crate::store::functions::{FunctionRecord, FunctionStore, RegistryError, with_deployment, with_rollback};
+use crate::store::functions::{
+    Deployment, FunctionRecord, FunctionStore, RegistryError, Removal, dropped_versions, with_deployment, with_rollback,
+};
 
 /// The functions of one data directory.
 #[derive(Debug)]
@@ -38,16 +42,20 @@ impl LocalFunctions {
     }
 
     /// Applies `change` to the tenant's record under the lock and saves;
-    /// `None` from `change` removes the record.
+    /// `None` from `change` removes the record. Then deletes the files of
+    /// versions the record dropped that no record references any more, and
+    /// returns them with `change`'s answer.
     fn update<T>(
         &self,
         tenant: &TenantId,
         name: &str,
         change: impl FnOnce(Option<FunctionRecord>) -> Result<(Option<FunctionRecord>, T), RegistryError>,
-    ) -> Result<T, RegistryError> {
+    ) -> Result<(T, Vec<Version>), RegistryError> {
         let mut records = self.records.write().unwrap_or_else(PoisonError::into_inner);
         let index = records.iter().position(|r| r.tenant == *tenant && r.name == name);
-        let (updated, answer) = change(index.map(|i| records[i].clone()))?;
+        let before = index.map(|i| records[i].clone());
+        let (updated, answer) = change(before.clone())?;
+        let dropped = dropped_versions(before.as_ref(), updated.as_ref());
         let mut next = records.clone();
         match (index, updated) {
             (Some(i), Some(record)) => next[i] = record,
@@ -59,7 +67,27 @@ impl LocalFunctions {
         }
         write_json(&self.path, &next)?;
         *records = next;
-        Ok(answer)
+        let mut collected = Vec::new();
+        for version in dropped {
+            let referenced = records.iter().any(|r| r.versions.iter().any(|v| v.version == version));
+            if referenced {
+                continue;
+            }
+            let path = self.component_path(&version);
+            match std::fs::remove_file(&path) {
+                Ok(()) => collected.push(version),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => collected.push(version),
+                // The record no longer names it; a leftover file only costs space.
+                Err(err) => tracing::warn!(path = %path.display(), cause = %err, "could not delete a component"),
+            }
+        }
+        if !collected.is_empty() {
+            // Removals are durable like writes; a lost one only costs space.
+            if let Err(err) = super::sync_dir(&self.components) {
+                tracing::warn!(cause = %err, "could not sync the components directory");
+            }
+        }
+        Ok((answer, collected))
     }
 }
 
@@ -70,25 +98,28 @@ impl FunctionStore for LocalFunctions {
         std::fs::read(&path).map_err(io_error(&path))
     }
 
-    async fn deploy(
+    async fn deploy_keeping(
         &self,
         tenant: &TenantId,
         name: &str,
         version: &Version,
         bytes: &[u8],
-    ) -> Result<(FunctionRecord, bool), StoreError> {
+        keep: usize,
+    ) -> Result<Deployment, StoreError> {
         let path = self.component_path(version);
-        if !path.exists() {
-            write_atomic(&path, bytes)?;
-        }
         let deployed = self.update(tenant, name, |record| {
-            let (record, is_new) = with_deployment(record, tenant, name, version, bytes.len() as u64);
+            // Under the records' lock: a concurrent collection cannot remove it in between.
+            if !path.exists() {
+                write_atomic(&path, bytes)?;
+            }
+            let (record, is_new, _) = with_deployment(record, tenant, name, version, bytes.len() as u64, keep);
             Ok((Some(record.clone()), (record, is_new)))
         });
-        deployed.map_err(|err| match err {
-            RegistryError::Store(err) => err,
-            other => StoreError::CorruptRecord(other.to_string()),
-        })
+        match deployed {
+            Ok(((record, is_new), collected)) => Ok(Deployment { record, is_new, collected }),
+            Err(RegistryError::Store(err)) => Err(err),
+            Err(other) => Err(StoreError::CorruptRecord(other.to_string())),
+        }
     }
 
     async fn rollback(
@@ -102,6 +133,7 @@ impl FunctionStore for LocalFunctions {
             let record = with_rollback(record, version)?;
             Ok((Some(record.clone()), record))
         })
+        .map(|(record, _)| record)
     }
 
     async fn get(&self, tenant: &TenantId, name: &str) -> Result<Option<FunctionRecord>, StoreError> {
@@ -121,10 +153,16 @@ impl FunctionStore for LocalFunctions {
         Ok(versions.into_iter().collect())
     }
 
-    async fn delete(&self, tenant: &TenantId, name: &str) -> Result<FunctionRecord, RegistryError> {
-        self.update(tenant, name, |record| {
+    async fn active_versions(&self) -> Result<Vec<Version>, StoreError> {
+        let versions: BTreeSet<Version> = self.records().iter().map(|r| r.active.clone()).collect();
+        Ok(versions.into_iter().collect())
+    }
+
+    async fn remove(&self, tenant: &TenantId, name: &str) -> Result<Removal, RegistryError> {
+        let (record, collected) = self.update(tenant, name, |record| {
             let record = record.ok_or_else(|| RegistryError::NotFound(name.to_owned()))?;
             Ok((None, record))
-        })
+        })?;
+        Ok(Removal { record, collected })
     }
 }

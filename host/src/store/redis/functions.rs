@@ -1,6 +1,14 @@
 //! Functions in Redis: one hash of records per tenant, changed by
 //! compare-and-set so nodes deploying at once never lose each other's
 //! versions; component bytes under their hash, written once.
+//!
+//! Which functions use a component is a set beside its bytes (`tenant/name`
+//! members). A deploy adds its function to the set before and after its
+//! record changes (rewriting the bytes if a collection removed them in
+//! between); a collection removes a function from the set only when that
+//! function's record no longer names the version, and deletes the bytes
+//! when the set is empty, in one script. So bytes a record names are never
+//! left deleted.
 
 use std::collections::HashMap;
 
@@ -9,7 +17,9 @@ use sluice_core::{TenantId, Version};
 
 use super::{Shared, corrupt, unavailable};
 use crate::store::StoreError;
-use crate::store::functions::{FunctionRecord, FunctionStore, RegistryError, with_deployment, with_rollback};
+use crate::store::functions::{
+    Deployment, FunctionRecord, FunctionStore, RegistryError, Removal, dropped_versions, with_deployment, with_rollback,
+};
 
 /// Replaces a hash field only if it still holds what the caller read ('' = absent);
 /// an empty new value deletes it.
@@ -17,6 +27,28 @@ const COMPARE_AND_SET: &str = r"
 local current = redis.call('HGET', KEYS[1], ARGV[1]) or ''
 if current ~= ARGV[2] then return 0 end
 if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+return 1
+";
+
+/// Marks a component as used by a function (KEYS: refs, versions; ARGV:
+/// member, version); answers whether its bytes are stored (KEYS[3]).
+const PIN: &str = r"
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+return redis.call('EXISTS', KEYS[3])
+";
+
+/// Unmarks a component for a function whose record (KEYS[1], field
+/// ARGV[1]) no longer names it, and deletes its bytes (KEYS[3]) once no
+/// function uses it (KEYS[2] refs, KEYS[4] versions; ARGV[2] member,
+/// ARGV[3] the version quoted as in the record's JSON, ARGV[4] the version).
+const COLLECT: &str = r"
+local record = redis.call('HGET', KEYS[1], ARGV[1])
+if record and string.find(record, ARGV[3], 1, true) then return 0 end
+redis.call('SREM', KEYS[2], ARGV[2])
+if redis.call('SCARD', KEYS[2]) > 0 then return 0 end
+redis.call('DEL', KEYS[3])
+redis.call('SREM', KEYS[4], ARGV[4])
 return 1
 ";
 
@@ -28,12 +60,14 @@ const MAX_ATTEMPTS: usize = 16;
 pub struct RedisFunctions {
     shared: Shared,
     script: Script,
+    pin: Script,
+    collect: Script,
 }
 
 impl RedisFunctions {
     /// Functions under `shared`'s prefix.
     pub fn new(shared: Shared) -> Self {
-        Self { shared, script: Script::new(COMPARE_AND_SET) }
+        Self { shared, script: Script::new(COMPARE_AND_SET), pin: Script::new(PIN), collect: Script::new(COLLECT) }
     }
 
     fn records_key(&self, tenant: &TenantId) -> String {
@@ -42,6 +76,50 @@ impl RedisFunctions {
 
     fn component_key(&self, version: &Version) -> String {
         self.shared.key(&format!("component:{}", version.as_str().trim_start_matches("sha256:")))
+    }
+
+    fn refs_key(&self, version: &Version) -> String {
+        self.shared.key(&format!("component-refs:{}", version.as_str().trim_start_matches("sha256:")))
+    }
+
+    /// Marks `version` as used by the tenant's `name`; true when its bytes are stored.
+    async fn pin(&self, tenant: &TenantId, name: &str, version: &Version) -> Result<bool, StoreError> {
+        let stored: i64 = self
+            .pin
+            .key(self.refs_key(version))
+            .key(self.shared.key("versions"))
+            .key(self.component_key(version))
+            .arg(format!("{tenant}/{name}"))
+            .arg(version.as_str())
+            .invoke_async(&mut self.shared.con())
+            .await
+            .map_err(unavailable)?;
+        Ok(stored == 1)
+    }
+
+    /// Collects the `dropped` versions of the tenant's `name` that no
+    /// function uses any more; returns those whose bytes were deleted.
+    async fn collect(&self, tenant: &TenantId, name: &str, dropped: Vec<Version>) -> Result<Vec<Version>, StoreError> {
+        let mut collected = Vec::new();
+        for version in dropped {
+            let deleted: i64 = self
+                .collect
+                .key(self.records_key(tenant))
+                .key(self.refs_key(&version))
+                .key(self.component_key(&version))
+                .key(self.shared.key("versions"))
+                .arg(name)
+                .arg(format!("{tenant}/{name}"))
+                .arg(format!("\"{version}\""))
+                .arg(version.as_str())
+                .invoke_async(&mut self.shared.con())
+                .await
+                .map_err(unavailable)?;
+            if deleted == 1 {
+                collected.push(version);
+            }
+        }
+        Ok(collected)
     }
 
     async fn read(&self, tenant: &TenantId, name: &str) -> Result<(String, Option<FunctionRecord>), StoreError> {
@@ -86,27 +164,37 @@ impl FunctionStore for RedisFunctions {
         bytes.ok_or_else(|| StoreError::CorruptRecord(format!("the bytes of {version} are missing")))
     }
 
-    async fn deploy(
+    async fn deploy_keeping(
         &self,
         tenant: &TenantId,
         name: &str,
         version: &Version,
         bytes: &[u8],
-    ) -> Result<(FunctionRecord, bool), StoreError> {
-        let mut con = self.shared.con();
-        let _: bool = con.set_nx(self.component_key(version), bytes).await.map_err(unavailable)?;
-        let _: i64 = con.sadd(self.shared.key("versions"), version.as_str()).await.map_err(unavailable)?;
+        keep: usize,
+    ) -> Result<Deployment, StoreError> {
+        if !self.pin(tenant, name, version).await? {
+            let _: bool = self.shared.con().set_nx(self.component_key(version), bytes).await.map_err(unavailable)?;
+        }
         let size = bytes.len() as u64;
         let deployed = self
             .update(tenant, name, |record| {
-                let (record, is_new) = with_deployment(record, tenant, name, version, size);
-                Ok((Some(record.clone()), (record, is_new)))
+                let before = record.clone();
+                let (record, is_new, _) = with_deployment(record, tenant, name, version, size, keep);
+                let dropped = dropped_versions(before.as_ref(), Some(&record));
+                Ok((Some(record.clone()), (record, is_new, dropped)))
             })
             .await;
-        deployed.map_err(|err| match err {
+        let (record, is_new, dropped) = deployed.map_err(|err| match err {
             RegistryError::Store(err) => err,
             other => corrupt(other),
-        })
+        })?;
+        // A collection racing this deploy may have deleted the bytes before
+        // the record named them; the record names them now, so put them back.
+        if !self.pin(tenant, name, version).await? {
+            let _: bool = self.shared.con().set_nx(self.component_key(version), bytes).await.map_err(unavailable)?;
+        }
+        let collected = self.collect(tenant, name, dropped).await?;
+        Ok(Deployment { record, is_new, collected })
     }
 
     async fn rollback(
@@ -142,11 +230,47 @@ impl FunctionStore for RedisFunctions {
         Ok(versions.into_iter().map(Version).collect())
     }
 
-    async fn delete(&self, tenant: &TenantId, name: &str) -> Result<FunctionRecord, RegistryError> {
-        self.update(tenant, name, |record| {
-            let record = record.ok_or_else(|| RegistryError::NotFound(name.to_owned()))?;
-            Ok((None, record))
-        })
-        .await
+    async fn active_versions(&self) -> Result<Vec<Version>, StoreError> {
+        let mut con = self.shared.con();
+        let pattern = self.shared.key("functions:*");
+        let mut keys = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        let mut versions = std::collections::BTreeSet::new();
+        for key in keys {
+            let records: Vec<String> = con.hvals(&key).await.map_err(unavailable)?;
+            for json in records {
+                let record: FunctionRecord = serde_json::from_str(&json).map_err(corrupt)?;
+                versions.insert(record.active);
+            }
+        }
+        Ok(versions.into_iter().collect())
+    }
+
+    async fn remove(&self, tenant: &TenantId, name: &str) -> Result<Removal, RegistryError> {
+        let record = self
+            .update(tenant, name, |record| {
+                let record = record.ok_or_else(|| RegistryError::NotFound(name.to_owned()))?;
+                Ok((None, record))
+            })
+            .await?;
+        let dropped = dropped_versions(Some(&record), None);
+        let collected = self.collect(tenant, name, dropped).await?;
+        Ok(Removal { record, collected })
     }
 }

@@ -6,13 +6,14 @@
 //! | `{p}:tenant-keys` | hash: SHA-256 of an API key → tenant (JSON) |
 //! | `{p}:admin` | SHA-256 of the admin token |
 //! | `{p}:functions:{tenant}` | hash: function name → record (JSON) |
-//! | `{p}:component:{sha256}` | component bytes, written once |
-//! | `{p}:versions` | set of every deployed version (to warm workers) |
+//! | `{p}:component:{sha256}` | component bytes, written once, deleted when no function uses them |
+//! | `{p}:component-refs:{sha256}` | set of `tenant/name` whose records name the component |
+//! | `{p}:versions` | set of every version whose bytes are stored |
 //! | `{p}:idem:{tenant}:{sha256(key)}` | `fingerprint job-id`, expires with the job TTL |
 //! | `{p}:usage:log` | stream of usage records (JSON) not yet aggregated |
-//! | `{p}:usage:seen:{job}` | marks a job's usage as logged (kept 7 days) |
+//! | `{p}:usage:seen:{job}` | marks a job's usage as logged (expires with the job TTL) |
 //! | `{p}:usage:cursor` | id of the last aggregated log entry |
-//! | `{p}:usage:totals:{tenant}` | hash: `hour|function|metric` → count |
+//! | `{p}:usage:totals:{tenant}:{day}` | hash: `hour|function|metric` → count, for the day starting at `day` (ms); expires after the usage retention |
 //!
 //! Changes that must not interleave (a record's compare-and-set, logging a
 //! job's usage once, committing totals with the cursor) are Lua scripts,

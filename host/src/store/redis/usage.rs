@@ -1,9 +1,10 @@
 //! The usage ledger in Redis: a stream as the log (its entry ids are the
-//! cursor), a marker per job so a job is logged once, and a hash of totals
-//! per tenant.
+//! cursor, and what was aggregated is trimmed), a marker per job so a job
+//! is logged once (expiring with the job TTL), and a hash of hourly totals
+//! per tenant and day (expiring after the retention), so a query reads only
+//! the days it covers.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use redis::{AsyncCommands, Script};
 use sluice_core::TenantId;
@@ -11,10 +12,9 @@ use sluice_scheduler::{JobId, Usage};
 
 use super::{Shared, corrupt, unavailable};
 use crate::store::StoreError;
-use crate::store::usage::{Bucket, CommitError, UsageBatch, UsageEntry, UsageLedger, sum_by_function};
-
-/// How long a job's usage stays marked as logged: far beyond any retry.
-const USAGE_SEEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+use crate::store::usage::{
+    Bucket, CommitError, PERIOD_MS, UsageBatch, UsageEntry, UsageLedger, UsageRetention, sum_by_function,
+};
 
 /// Logs a job's usage once.
 const RECORD_USAGE: &str = r"
@@ -26,7 +26,8 @@ return 1
 /// Adds a batch to the totals and moves the cursor, if the cursor is still
 /// where the batch started; trims what was aggregated from the log.
 /// ARGV: from, through, trim-below, bucket count, then per bucket its field
-/// prefix and seven counts; KEYS[3..] are the buckets' totals hashes.
+/// prefix, when its day's hash expires (ms) and seven counts; KEYS[3..] are
+/// the buckets' totals hashes (one per tenant and day).
 const COMMIT_USAGE: &str = r"
 local cursor = redis.call('GET', KEYS[1]) or '0-0'
 if cursor ~= ARGV[1] then return 0 end
@@ -34,11 +35,13 @@ local metrics = {'invocations', 'failures', 'cpu_us', 'wall_us', 'bytes_in', 'by
 local at = 5
 for b = 1, tonumber(ARGV[4]) do
   local prefix = ARGV[at]
-  at = at + 1
+  local expire_at = ARGV[at + 1]
+  at = at + 2
   for _, metric in ipairs(metrics) do
     redis.call('HINCRBY', KEYS[2 + b], prefix .. '|' .. metric, ARGV[at])
     at = at + 1
   end
+  redis.call('PEXPIREAT', KEYS[2 + b], expire_at)
 end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('XTRIM', KEYS[2], 'MINID', ARGV[3])
@@ -49,18 +52,27 @@ return 1
 #[derive(Debug)]
 pub struct RedisUsage {
     shared: Shared,
+    retention: UsageRetention,
     record: Script,
     commit: Script,
 }
 
 impl RedisUsage {
-    /// Usage under `shared`'s prefix.
-    pub fn new(shared: Shared) -> Self {
-        Self { shared, record: Script::new(RECORD_USAGE), commit: Script::new(COMMIT_USAGE) }
+    /// Usage under `shared`'s prefix, kept as `retention` says.
+    pub fn new(shared: Shared, retention: UsageRetention) -> Self {
+        Self { shared, retention, record: Script::new(RECORD_USAGE), commit: Script::new(COMMIT_USAGE) }
     }
 
-    fn totals_key(&self, tenant: &TenantId) -> String {
-        self.shared.key(&format!("usage:totals:{tenant}"))
+    /// The hash of the tenant's hourly totals in the day starting at `day_ms`.
+    fn totals_key(&self, tenant: &TenantId, day_ms: u64) -> String {
+        self.shared.key(&format!("usage:totals:{tenant}:{day_ms}"))
+    }
+
+    /// When the hash of the day starting at `day_ms` expires: once its last
+    /// hour is older than the retention.
+    fn expires_at_ms(&self, day_ms: u64) -> u64 {
+        let retention = u64::try_from(self.retention.totals.as_millis()).unwrap_or(u64::MAX);
+        day_ms.saturating_add(PERIOD_MS).saturating_add(retention)
     }
 }
 
@@ -91,7 +103,7 @@ impl UsageLedger for RedisUsage {
             .record
             .key(self.shared.key(&format!("usage:seen:{job_id}")))
             .key(self.shared.key("usage:log"))
-            .arg(u64::try_from(USAGE_SEEN_TTL.as_millis()).unwrap_or(u64::MAX))
+            .arg(self.retention.billed_ids_ms().max(1))
             .arg(serde_json::to_string(&entry).map_err(corrupt)?)
             .invoke_async(&mut self.shared.con())
             .await
@@ -133,9 +145,11 @@ impl UsageLedger for RedisUsage {
             .arg(deltas.len());
         for delta in deltas {
             let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            let day_ms = delta.hour_ms / PERIOD_MS * PERIOD_MS;
             invocation
-                .key(self.totals_key(&delta.tenant))
+                .key(self.totals_key(&delta.tenant, day_ms))
                 .arg(format!("{}|{}", delta.hour_ms, delta.function))
+                .arg(self.expires_at_ms(day_ms))
                 .arg(count(delta.invocations))
                 .arg(count(delta.failures))
                 .arg(count(delta.cpu_us))
@@ -149,10 +163,24 @@ impl UsageLedger for RedisUsage {
     }
 
     async fn totals(&self, tenant: &TenantId, from_ms: u64, to_ms: u64) -> Result<Vec<Bucket>, StoreError> {
-        let fields: HashMap<String, i64> =
-            self.shared.con().hgetall(self.totals_key(tenant)).await.map_err(unavailable)?;
+        // Only days that can hold totals: within the retention, and not
+        // after today (usage is recorded when it happens).
+        let now_ms = sluice_scheduler::now_ms();
+        let first_day = from_ms.max(self.retention.oldest_hour_ms(now_ms)) / PERIOD_MS * PERIOD_MS;
+        let end = to_ms.min(now_ms.saturating_add(PERIOD_MS));
+        let mut pipe = redis::pipe();
+        let mut day_ms = first_day;
+        while day_ms < end {
+            pipe.hgetall(self.totals_key(tenant, day_ms));
+            day_ms = day_ms.saturating_add(PERIOD_MS);
+        }
+        let days: Vec<HashMap<String, i64>> = if day_ms == first_day {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut self.shared.con()).await.map_err(unavailable)?
+        };
         let mut buckets: HashMap<(u64, String), Bucket> = HashMap::new();
-        for (field, value) in fields {
+        for (field, value) in days.into_iter().flatten() {
             let mut parts = field.splitn(3, '|');
             let (Some(hour), Some(function), Some(metric)) = (parts.next(), parts.next(), parts.next()) else {
                 continue;
@@ -176,7 +204,7 @@ impl UsageLedger for RedisUsage {
                 _ => {}
             }
         }
-        Ok(sum_by_function(buckets.values(), tenant, from_ms, to_ms))
+        Ok(sum_by_function(buckets.values(), tenant, from_ms.max(self.retention.oldest_hour_ms(now_ms)), to_ms))
     }
 }
 
