@@ -78,11 +78,14 @@ fn compiled_artifacts_are_cached_and_corrupt_ones_discarded() {
     let bytes = guest("sluice_fixture_hostile");
 
     Runtime::new(config()).expect("runtime").load(&bytes).expect("compiles");
-    let artifacts: Vec<_> =
+    let mut files: Vec<_> =
         std::fs::read_dir(dir.path()).expect("cache dir").map(|e| e.expect("entry").path()).collect();
-    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
-    let artifact = &artifacts[0];
-    assert!(artifact.extension().is_some_and(|e| e == "cwasm"));
+    files.sort();
+    // One artifact, and the key that authenticates every artifact in the directory.
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files[1].file_name().and_then(|n| n.to_str()), Some("hmac.key"), "{files:?}");
+    let artifact = &files[0];
+    assert!(artifact.extension().is_some_and(|e| e == "cwasm"), "{files:?}");
 
     // A second runtime loads from the cache.
     let cached = std::fs::read(artifact).expect("artifact");
