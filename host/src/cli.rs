@@ -29,7 +29,7 @@ pub enum Command {
     Run(run::RunArgs),
     /// Run the platform: HTTP API, worker slots and queue in one process
     /// (or, with --redis, a front door of a shared platform).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run a worker node that takes jobs from a shared Redis queue.
     Worker(worker::WorkerArgs),
     /// Manage tenants (admin).
@@ -51,7 +51,7 @@ pub fn execute(cli: Cli) -> ExitCode {
     use client::ClientCommand;
     let client_command = match cli.command {
         Command::Run(args) => return run::execute(args),
-        Command::Serve(args) => return serve::execute(args),
+        Command::Serve(args) => return serve::execute(*args),
         Command::Worker(args) => return worker::execute(args),
         Command::Tenant(command) => ClientCommand::Tenant(command),
         Command::Deploy(args) => ClientCommand::Deploy(args),

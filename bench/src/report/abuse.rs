@@ -165,18 +165,21 @@ enum Attack {
     BigOutputs,
     /// Async jobs with 30 MB outputs, never collected.
     StoredOutputs,
+    /// Calls a component whose extra instances each touch a 250 MiB memory.
+    ManyMemories,
     /// Deploys distinct components back to back.
     DeployFlood,
 }
 
 impl Attack {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::IdleSockets,
         Self::SlowHeaders,
         Self::TrickledBodies,
         Self::OversizedBodies,
         Self::BigOutputs,
         Self::StoredOutputs,
+        Self::ManyMemories,
         Self::DeployFlood,
     ];
 
@@ -188,6 +191,7 @@ impl Attack {
             Self::OversizedBodies => "40 MiB bodies sent whole",
             Self::BigOutputs => "sync resizes with 30 MB outputs (4 at once)",
             Self::StoredOutputs => "async jobs with 30 MB outputs, never collected",
+            Self::ManyMemories => "calls touching 4 memories of 250 MiB (4 at once)",
             Self::DeployFlood => "distinct components deployed back to back",
         }
     }
@@ -201,6 +205,7 @@ impl Attack {
             Self::OversizedBodies => oversized_bodies(node, key, deadline, tally).await,
             Self::BigOutputs => big_outputs(node, key, "invoke", 4, deadline, tally).await,
             Self::StoredOutputs => big_outputs(node, key, "jobs", 2, deadline, tally).await,
+            Self::ManyMemories => many_memories(node, key, 4, deadline, tally).await,
             Self::DeployFlood => deploy_flood(node, key, deadline, tally).await,
         }
     }
@@ -344,9 +349,43 @@ async fn big_outputs(node: &Node, key: &str, route: &str, clients: usize, deadli
     while tasks.join_next().await.is_some() {}
 }
 
+/// A guest component built into `target/guests`.
+fn guest(name: &str) -> Option<Vec<u8>> {
+    std::fs::read(repo_root().join(format!("target/guests/wasm32-wasip2/release/{name}.wasm"))).ok()
+}
+
+async fn many_memories(node: &Node, key: &str, clients: usize, deadline: Instant, tally: &Tally) {
+    let Some(component) = guest("many-memories") else {
+        tally.add("no component to deploy").await;
+        return;
+    };
+    let client = loadgen::client(clients);
+    let url = format!("{}/v1/functions/many-memories", node.url);
+    match client.put(&url).bearer_auth(key).body(component).send().await {
+        Ok(response) => tally.add(format!("deploy {}", response.status().as_str())).await,
+        Err(_) => tally.add("deploy failed").await,
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (client, url, key, tally) = (client.clone(), format!("{url}/invoke"), key.to_owned(), tally.clone());
+        tasks.spawn(async move {
+            while Instant::now() < deadline {
+                match client.post(&url).bearer_auth(&key).body("x").send().await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let _ = response.bytes().await;
+                        tally.add(format!("answered {}", status.as_str())).await;
+                    }
+                    Err(_) => tally.add("closed by the node").await,
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
 async fn deploy_flood(node: &Node, key: &str, deadline: Instant, tally: &Tally) {
-    let path = repo_root().join("target/guests/wasm32-wasip2/release/sluice_example_grayscale.wasm");
-    let Ok(component) = std::fs::read(&path) else {
+    let Some(component) = guest("sluice_example_grayscale") else {
         tally.add("no component to deploy").await;
         return;
     };
