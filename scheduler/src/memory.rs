@@ -437,6 +437,18 @@ mod tests {
     // The shared scenarios are in tests/conformance.rs; these are about
     // what only this backend does.
 
+    /// A job of tenant `t` with an empty request.
+    fn job(id: &str) -> Job {
+        Job {
+            id: JobId(id.to_owned()),
+            tenant: TenantId::from("t"),
+            function: "f".to_owned(),
+            version: sluice_core::Version::from("sha256:0"),
+            request: sluice_core::CallRequest::default(),
+            submitted_at_ms: 1,
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_node_not_heard_from_within_the_node_ttl_no_longer_counts() {
         let queue = MemoryQueue::new(QueueConfig::default());
@@ -452,15 +464,7 @@ mod tests {
     async fn dead_letters_are_trimmed_to_the_newest_ones() {
         let queue = MemoryQueue::new(QueueConfig { max_deliveries: 1, max_dead_letters: 2, ..QueueConfig::default() });
         for id in ["a", "b", "c"] {
-            let job = Job {
-                id: JobId(id.to_owned()),
-                tenant: TenantId::from("t"),
-                function: "f".to_owned(),
-                version: sluice_core::Version::from("sha256:0"),
-                request: sluice_core::CallRequest::default(),
-                submitted_at_ms: 1,
-            };
-            queue.enqueue(job).await.expect("enqueue");
+            queue.enqueue(job(id)).await.expect("enqueue");
             let delivery = queue.reserve("w", Duration::ZERO).await.expect("reserve").expect("a job");
             queue.retry(&delivery, &JobError::worker_lost()).await.expect("dead-lettered");
         }
@@ -475,15 +479,7 @@ mod tests {
             visibility_timeout: Duration::from_secs(2),
             ..QueueConfig::default()
         }));
-        let job = Job {
-            id: JobId("a".to_owned()),
-            tenant: TenantId::from("t"),
-            function: "f".to_owned(),
-            version: sluice_core::Version::from("sha256:0"),
-            request: sluice_core::CallRequest::default(),
-            submitted_at_ms: 1,
-        };
-        queue.enqueue(job).await.expect("enqueue");
+        queue.enqueue(job("a")).await.expect("enqueue");
         let lost = queue.reserve("w1", Duration::ZERO).await.expect("reserve").expect("a job");
         let started = Instant::now();
         let reclaimed = queue.reserve("w2", Duration::from_secs(60)).await.expect("reserve").expect("reclaimed");

@@ -199,9 +199,18 @@ impl Attack {
     async fn run(self, node: &Node, key: &str, duration: Duration, tally: &Tally) {
         let deadline = Instant::now() + duration;
         match self {
-            Self::IdleSockets => hold_sockets(node, 2000, deadline, tally, None).await,
-            Self::SlowHeaders => hold_sockets(node, 200, deadline, tally, Some(b"GET /healthz HTTP/1.1\r\n")).await,
-            Self::TrickledBodies => trickle_bodies(node, key, 200, deadline, tally).await,
+            Self::IdleSockets => hold_sockets(node, 2000, deadline, tally, b"", || Box::new(std::iter::empty())).await,
+            Self::SlowHeaders => {
+                let head = b"GET /healthz HTTP/1.1\r\n";
+                hold_sockets(node, 200, deadline, tally, b"", || Box::new(head.iter().copied())).await;
+            }
+            Self::TrickledBodies => {
+                let head = format!(
+                    "POST /v1/functions/resize/invoke?width=10 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\nContent-Length: 1000000\r\n\r\n",
+                    node.addr
+                );
+                hold_sockets(node, 200, deadline, tally, head.as_bytes(), || Box::new(std::iter::repeat(b'x'))).await;
+            }
             Self::OversizedBodies => oversized_bodies(node, key, deadline, tally).await,
             Self::BigOutputs => big_outputs(node, key, "invoke", 4, deadline, tally).await,
             Self::StoredOutputs => big_outputs(node, key, "jobs", 2, deadline, tally).await,
@@ -211,58 +220,30 @@ impl Attack {
     }
 }
 
-/// `count` connections that send `trickle` one byte per second (or
-/// nothing), each recording how it ended.
-async fn hold_sockets(node: &Node, count: usize, deadline: Instant, tally: &Tally, trickle: Option<&[u8]>) {
+/// `count` connections that each send `head` at once, then the bytes of
+/// `drip` one per second, until the node answers or closes them or the
+/// attack's time is up; each records how it ended.
+async fn hold_sockets(
+    node: &Node,
+    count: usize,
+    deadline: Instant,
+    tally: &Tally,
+    head: &[u8],
+    drip: impl Fn() -> Box<dyn Iterator<Item = u8> + Send>,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..count {
-        let (addr, tally, trickle) = (node.addr.clone(), tally.clone(), trickle.map(<[u8]>::to_vec));
+        let (addr, tally, head, mut drip) = (node.addr.clone(), tally.clone(), head.to_vec(), drip());
         tasks.spawn(async move {
             let Ok(mut stream) = TcpStream::connect(&addr).await else {
                 tally.add("refused").await;
                 return;
             };
-            let bytes = trickle.unwrap_or_default();
-            let mut sent = 0;
-            let mut buf = [0u8; 1024];
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep_until(deadline.into()) => { tally.add("held to the end").await; return; }
-                    read = stream.read(&mut buf) => {
-                        let outcome = match read {
-                            Ok(n) if n > 12 => format!("answered {}", String::from_utf8_lossy(&buf[9..12])),
-                            _ => "closed by the node".to_owned(),
-                        };
-                        tally.add(outcome).await;
-                        return;
-                    }
-                    () = tokio::time::sleep(Duration::from_secs(1)), if sent < bytes.len() => {
-                        let _ = stream.write_all(&bytes[sent..=sent]).await;
-                        sent += 1;
-                    }
-                }
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
-}
-
-async fn trickle_bodies(node: &Node, key: &str, count: usize, deadline: Instant, tally: &Tally) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..count {
-        let (addr, tally, key) = (node.addr.clone(), tally.clone(), key.to_owned());
-        tasks.spawn(async move {
-            let Ok(mut stream) = TcpStream::connect(&addr).await else {
-                tally.add("refused").await;
-                return;
-            };
-            let head = format!(
-                "POST /v1/functions/resize/invoke?width=10 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Length: 1000000\r\n\r\n"
-            );
-            if stream.write_all(head.as_bytes()).await.is_err() {
+            if stream.write_all(&head).await.is_err() {
                 tally.add("closed by the node").await;
                 return;
             }
+            let mut next = drip.next();
             let mut buf = [0u8; 1024];
             loop {
                 tokio::select! {
@@ -275,8 +256,9 @@ async fn trickle_bodies(node: &Node, key: &str, count: usize, deadline: Instant,
                         tally.add(outcome).await;
                         return;
                     }
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {
-                        let _ = stream.write_all(b"x").await;
+                    () = tokio::time::sleep(Duration::from_secs(1)), if next.is_some() => {
+                        let _ = stream.write_all(&[next.unwrap_or_default()]).await;
+                        next = drip.next();
                     }
                 }
             }
