@@ -52,15 +52,7 @@ impl Node {
 
     /// Creates tenant `name` and returns its API key.
     pub async fn tenant(&self, name: &str) -> String {
-        let response = self
-            .request(reqwest::Method::POST, "/v1/tenants", ADMIN)
-            .json(&serde_json::json!({ "name": name }))
-            .send()
-            .await
-            .expect("create tenant");
-        assert_eq!(response.status(), 201, "creating tenant {name}");
-        let body: serde_json::Value = response.json().await.expect("json");
-        body["api_key"].as_str().expect("api_key").to_owned()
+        common::create_tenant(self.url(), ADMIN, name).await
     }
 
     /// Stops the node (SIGTERM) and starts it again on the same data

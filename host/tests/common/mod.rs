@@ -117,15 +117,7 @@ impl TestServer {
 
     /// Creates a tenant and returns its API key.
     pub async fn tenant(&self, name: &str) -> String {
-        let response = self
-            .request(reqwest::Method::POST, "/v1/tenants", &self.admin)
-            .json(&serde_json::json!({ "name": name }))
-            .send()
-            .await
-            .expect("request sent");
-        assert_eq!(response.status(), 201, "creating tenant {name}");
-        let body: serde_json::Value = response.json().await.expect("json");
-        body["api_key"].as_str().expect("api_key").to_owned()
+        create_tenant(&self.url, &self.admin, name).await
     }
 }
 
@@ -135,6 +127,21 @@ impl Drop for TestServer {
             let _ = shutdown.send(());
         }
     }
+}
+
+/// Creates tenant `name` on the node at `url` with the admin token and
+/// returns its API key.
+pub async fn create_tenant(url: &str, admin: &str, name: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/tenants"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({ "name": name }))
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(response.status(), 201, "creating tenant {name}");
+    let body: serde_json::Value = response.json().await.expect("json");
+    body["api_key"].as_str().expect("api_key").to_owned()
 }
 
 /// Compiled artifacts shared by every test server, so each compiles the
