@@ -89,6 +89,10 @@ error_codes! {
     JobNotFinished = "job_not_finished", CONFLICT, retry_after: Some(1), retried: false;
     /// The job failed and has no result; its status says why.
     JobFailed = "job_failed", CONFLICT, retry_after: None, retried: false;
+    /// The job was cancelled before it ran and has no result.
+    JobCancelled = "job_cancelled", CONFLICT, retry_after: None, retried: false;
+    /// The job cannot be cancelled: a worker already took it, or it ended.
+    JobNotQueued = "job_not_queued", CONFLICT, retry_after: None, retried: false;
     /// The request body is over the size limit.
     BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE, retry_after: None, retried: false;
     /// The deployed component is over the node's component size limit (`--max-component-mb`).
@@ -105,8 +109,8 @@ error_codes! {
     ResultStorageExhausted = "result_storage_exhausted", SERVICE_UNAVAILABLE, retry_after: Some(60), retried: false;
     /// Too many requests from this tenant.
     RateLimited = "rate_limited", TOO_MANY_REQUESTS, retry_after: Some(1), retried: false;
-    /// The tenant already has as many calls queued or running as it may.
-    ConcurrencyLimit = "concurrency_limit", TOO_MANY_REQUESTS, retry_after: Some(1), retried: false;
+    /// The tenant already has as many jobs (or bytes of requests) waiting as its queue quota allows.
+    QueueQuota = "queue_quota", TOO_MANY_REQUESTS, retry_after: Some(1), retried: false;
     /// The tenant already has as many deploys compiling as it may (`--tenant-compiles`); retry when one ends.
     CompileBusy = "compile_busy", TOO_MANY_REQUESTS, retry_after: Some(5), retried: false;
     /// The guest trapped: a panic, a stack overflow, `exit`, an out-of-bounds access.

@@ -28,6 +28,14 @@ const IDLE_WAIT: Duration = Duration::from_millis(250);
 /// Longest pause between attempts while the queue is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// Worker slots a node runs by default: two per core. One tenant runs at
+/// most one job per core (the queue's default `tenant_concurrency`), so
+/// however deep its backlog, half the slots stay free for other tenants'
+/// calls, which then share the cores instead of waiting for a slot.
+pub fn default_slots() -> usize {
+    2 * std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+}
+
 /// What a slot does once asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drain {
@@ -101,7 +109,7 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
             // Possibly transient (bytes not yet replicated, a full disk): retry.
             let error = JobError { code: ErrorCode::FunctionUnavailable, message: format!("{err:#}") };
             tracing::error!(cause = %error.message, "cannot load the job's function");
-            if let Err(queue_err) = queue.retry(&delivery, &error).await {
+            if let Err(queue_err) = queue.retry(&delivery, &error, None).await {
                 tracing::warn!(cause = %queue_err, "cannot return the job for a retry");
             }
             return;
@@ -143,7 +151,7 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
     let completion = match invocation.result {
         Ok(output) => Completion::Succeeded { output, usage: invocation.usage },
         Err(err) if err.code().is_retried() => {
-            if let Err(queue_err) = queue.retry(&delivery, &err.to_job_error()).await {
+            if let Err(queue_err) = queue.retry(&delivery, &err.to_job_error(), Some(invocation.usage)).await {
                 tracing::warn!(cause = %queue_err, "cannot return the job for a retry");
             }
             return;

@@ -42,6 +42,54 @@ pub struct Job {
     pub request: CallRequest,
     /// When the job was accepted, in milliseconds since the Unix epoch.
     pub submitted_at_ms: u64,
+    /// Whether a caller holds a connection for the answer: within a
+    /// tenant, sync jobs are handed out before async ones.
+    #[serde(default)]
+    pub kind: JobKind,
+    /// The tenant's own limits, as its record said when the job was
+    /// accepted; every node applies them without looking the tenant up.
+    #[serde(default)]
+    pub limits: TenantLimits,
+}
+
+/// Whether a caller is waiting on a connection for a job's answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// A caller waits for the answer (`POST …/invoke`).
+    Sync,
+    /// The answer is kept to be fetched later (`POST …/jobs`).
+    #[default]
+    Async,
+}
+
+impl JobKind {
+    /// The kind as it appears in the API and in Redis.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sync => "sync",
+            Self::Async => "async",
+        }
+    }
+}
+
+/// An operator's limits for one tenant, overriding the node's defaults
+/// (`None` keeps the default). The queue applies the first two, the worker
+/// the last two (never above the node's own ceilings).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantLimits {
+    /// Jobs of the tenant running at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<u32>,
+    /// Jobs of the tenant waiting for a worker at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<u32>,
+    /// Memory one call may use, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// How long one call may run, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 /// Where a job is in its life.
@@ -56,6 +104,8 @@ pub enum JobStatus {
     Succeeded,
     /// Finished without one; see the error.
     Failed,
+    /// Withdrawn by its tenant before any worker took it.
+    Cancelled,
 }
 
 impl JobStatus {
@@ -66,17 +116,21 @@ impl JobStatus {
             Self::Running => "running",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
     /// The inverse of [`JobStatus::as_str`].
     pub fn parse(status: &str) -> Option<Self> {
-        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed].into_iter().find(|s| s.as_str() == status)
+        Self::ALL.into_iter().find(|s| s.as_str() == status)
     }
 
-    /// True for `succeeded` and `failed`.
+    /// Every status, in the order a job can pass through them.
+    pub const ALL: [Self; 5] = [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled];
+
+    /// True once the job has ended: `succeeded`, `failed` or `cancelled`.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed)
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
 }
 
@@ -135,6 +189,10 @@ pub struct JobRecord {
     pub error: Option<JobError>,
     /// What it consumed, once it ended (if it ran).
     pub usage: Option<Usage>,
+    /// What each attempt that ran guest code consumed, in order (the last
+    /// one is `usage` once the job ended): every one of them is billed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Usage>,
     /// Times it was handed to a worker.
     pub deliveries: u32,
     /// Accepted at, ms since the epoch.
@@ -154,6 +212,7 @@ impl JobRecord {
             status: JobStatus::Queued,
             error: None,
             usage: None,
+            attempts: Vec::new(),
             deliveries: 0,
             submitted_at_ms: job.submitted_at_ms,
             finished_at_ms: None,
@@ -261,6 +320,48 @@ pub enum Submitted {
     },
     /// The key already names a kept job for a different request.
     Conflict,
+}
+
+/// One tenant's share of the queue, for `GET /v1/queue`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantQueue {
+    /// Jobs waiting for a worker.
+    pub queued: u64,
+    /// Bytes of request bodies waiting.
+    pub queued_bytes: u64,
+    /// Jobs a worker holds now.
+    pub running: u64,
+    /// When the job waiting longest was accepted, ms since the epoch.
+    pub oldest_queued_at_ms: Option<u64>,
+}
+
+/// Which of a tenant's kept jobs [`crate::Queue::jobs`] lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only jobs with this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs of this function (by the name the caller used).
+    pub function: Option<String>,
+}
+
+/// One page of a job listing, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobPage {
+    /// The jobs on this page.
+    pub jobs: Vec<JobRecord>,
+    /// Where the next page starts; `None` on the last one.
+    pub cursor: Option<String>,
+}
+
+/// What [`crate::Queue::cancel`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancel {
+    /// The job was waiting; it is now `cancelled` and will never run.
+    Cancelled(JobRecord),
+    /// A worker already took the job (or it ended): it was left alone.
+    TooLate(JobRecord),
+    /// The tenant has no such kept job.
+    NotFound,
 }
 
 /// Milliseconds since the Unix epoch, now.

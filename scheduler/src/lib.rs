@@ -16,8 +16,13 @@
 //! - **Idempotent results.** Completing a job that already ended is a no-op,
 //!   so a job run twice is stored (and billed) once.
 //! - **No polling.** [`Queue::wait`] returns as soon as a job ends.
-//! - **Bounded admission.** At most `capacity` jobs wait for a worker, and
-//!   a tenant has at most `tenant_concurrency` jobs queued or running.
+//! - **Fair shares.** Each tenant has its own queue. Admission is bounded per
+//!   tenant (`tenant_queue_quota` jobs, `tenant_queue_bytes` of bodies) and in
+//!   total (`capacity`, `queue_bytes`), so a burst within quota is accepted
+//!   whole. Taking is round robin over the tenants with waiting work, each
+//!   running at most `tenant_concurrency` jobs at once, so a tenant with no
+//!   backlog waits about one job per slot, whatever others have queued.
+//!   Within a tenant, sync jobs (a caller holds a connection) go first.
 //! - **Bounded results.** Outputs of async jobs are kept for `result_ttl`
 //!   within a byte budget per tenant and per queue: new async work is
 //!   refused while the budget is spent, and an accepted job's output is
@@ -40,34 +45,45 @@ use std::time::Duration;
 use sluice_core::{CallOutput, ErrorCode};
 
 pub use job::{
-    Completion, Delivery, IdempotencyKey, Job, JobError, JobId, JobRecord, JobStatus, MAX_GUEST_TEXT, Submitted, Usage,
-    now_ms,
+    Cancel, Completion, Delivery, IdempotencyKey, Job, JobError, JobFilter, JobId, JobKind, JobPage, JobRecord,
+    JobStatus, MAX_GUEST_TEXT, Submitted, TenantLimits, TenantQueue, Usage, now_ms,
 };
 pub use memory::MemoryQueue;
 pub use redis::{DEFAULT_INLINE_LIMIT, DEFAULT_PREFIX, KeepAlive, RedisQueue, RedisQueueConfig, connection_manager};
+use sluice_core::TenantId;
 
 /// Bounds and timeouts of a queue, whatever its backend. [`Default`] is the
 /// one place the defaults are written down; flags and configs start from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueConfig {
-    /// Most jobs that may wait for a worker at once; more are refused with
-    /// `Full`. Running jobs do not count.
+    /// Most jobs that may wait for a worker at once, all tenants together;
+    /// more are refused with `Full`. Running jobs do not count.
     pub capacity: usize,
+    /// Most bytes of request bodies that may wait at once, all tenants
+    /// together; more are refused with `QueueBytesFull`.
+    pub queue_bytes: u64,
+    /// Jobs one tenant may have waiting at once (unless its own limits say
+    /// otherwise); more are refused with `TenantQueueFull`.
+    pub tenant_queue_quota: usize,
+    /// Bytes of request bodies one tenant may have waiting at once; more
+    /// are refused with `TenantQueueBytesFull`.
+    pub tenant_queue_bytes: u64,
     /// How long a delivery is held before it is handed out again.
     pub visibility_timeout: Duration,
     /// Deliveries before a job is dead-lettered.
     pub max_deliveries: u32,
     /// How long finished jobs and outputs are kept.
     pub result_ttl: Duration,
-    /// Jobs one tenant may have queued or running at once; more are refused
-    /// with `TenantBusy`. Counted by the queue so every front door and
-    /// worker sees one number.
+    /// Jobs one tenant may have running at once (unless its own limits say
+    /// otherwise); the rest wait their turn. Counted by the queue so every
+    /// worker sees one number. Default: this machine's cores, so one tenant
+    /// can use every core while a node's other slots stay free for others.
     pub tenant_concurrency: usize,
     /// Bytes of async outputs one tenant may have stored at once; while
     /// they are spent its new async jobs are refused with
-    /// `TenantResultsFull`. Checked at admission, so a tenant may end up to
-    /// `tenant_concurrency` outputs past it: accepted work always keeps
-    /// its result.
+    /// `TenantResultsFull`. Checked at admission, so a tenant may end up
+    /// its queued and running jobs' outputs past it: accepted work always
+    /// keeps its result.
     pub tenant_result_bytes: u64,
     /// Bytes of outputs the whole queue (one node's memory, or one Redis)
     /// may hold; while they are spent new async jobs are refused with
@@ -80,11 +96,14 @@ pub struct QueueConfig {
 impl Default for QueueConfig {
     fn default() -> Self {
         Self {
-            capacity: 1024,
+            capacity: 100_000,
+            queue_bytes: 1024 * MIB,
+            tenant_queue_quota: 10_000,
+            tenant_queue_bytes: 256 * MIB,
             visibility_timeout: Duration::from_secs(60),
             max_deliveries: 3,
             result_ttl: Duration::from_secs(3600),
-            tenant_concurrency: 16,
+            tenant_concurrency: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             tenant_result_bytes: 256 * MIB,
             result_bytes: 1024 * MIB,
             max_dead_letters: 1000,
@@ -129,11 +148,23 @@ pub enum QueueError {
     /// The delivery is no longer held: it expired and was handed to another worker.
     #[error("delivery {0} is no longer held by this worker")]
     LeaseLost(String),
-    /// The tenant already has as many unfinished jobs as it may.
-    #[error("this tenant already has {limit} calls queued or running")]
-    TenantBusy {
-        /// The configured per-tenant bound.
+    /// Waiting bodies fill the queue's byte bound; try again later.
+    #[error("the queue is full ({limit} bytes of requests waiting)")]
+    QueueBytesFull {
+        /// The configured bound.
+        limit: u64,
+    },
+    /// The tenant already has as many jobs waiting as it may.
+    #[error("this tenant already has {limit} jobs waiting; wait for some to finish")]
+    TenantQueueFull {
+        /// The tenant's bound.
         limit: usize,
+    },
+    /// The tenant's waiting bodies fill its byte bound.
+    #[error("this tenant's waiting jobs already hold {limit} bytes of requests; wait for some to finish")]
+    TenantQueueBytesFull {
+        /// The configured per-tenant bound.
+        limit: u64,
     },
     /// The tenant's stored async outputs have used up its byte budget;
     /// outputs free up as their TTL runs out.
@@ -160,8 +191,8 @@ impl QueueError {
     /// The stable code callers see for this failure.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Full { .. } => ErrorCode::Overloaded,
-            Self::TenantBusy { .. } => ErrorCode::ConcurrencyLimit,
+            Self::Full { .. } | Self::QueueBytesFull { .. } => ErrorCode::Overloaded,
+            Self::TenantQueueFull { .. } | Self::TenantQueueBytesFull { .. } => ErrorCode::QueueQuota,
             Self::TenantResultsFull { .. } => ErrorCode::ResultStorageFull,
             Self::ResultsFull { .. } => ErrorCode::ResultStorageExhausted,
             Self::Unavailable(_) => ErrorCode::QueueUnavailable,
@@ -176,8 +207,10 @@ impl QueueError {
 #[async_trait::async_trait]
 pub trait Queue: Send + Sync + 'static {
     /// Accepts `job`; [`QueueError::Duplicate`] when its id is taken,
-    /// [`QueueError::Full`] when the queue's bound is reached,
-    /// [`QueueError::TenantBusy`] when the tenant's is (checked in that order).
+    /// [`QueueError::Full`] or [`QueueError::QueueBytesFull`] when the
+    /// queue's bounds are reached, [`QueueError::TenantQueueFull`] or
+    /// [`QueueError::TenantQueueBytesFull`] when the tenant's are (checked
+    /// in that order).
     async fn enqueue(&self, job: Job) -> Result<(), QueueError>;
 
     /// Accepts `job` as an async job, whose output is kept for its TTL:
@@ -190,7 +223,10 @@ pub trait Queue: Send + Sync + 'static {
     /// the key is recorded for this job, for `result_ttl`.
     async fn submit(&self, job: Job, key: Option<&IdempotencyKey>) -> Result<Submitted, QueueError>;
 
-    /// The next job for `worker`, waiting up to `wait` for one to arrive.
+    /// The next job for `worker`, waiting up to `wait` for one to arrive:
+    /// from the next tenant, in turn, that has work waiting and fewer than
+    /// its running limit; within the tenant, its oldest sync job, else its
+    /// oldest async one.
     async fn reserve(&self, worker: &str, wait: Duration) -> Result<Option<Delivery>, QueueError>;
 
     /// Extends a delivery's lease by another visibility timeout.
@@ -212,8 +248,10 @@ pub trait Queue: Send + Sync + 'static {
     async fn complete(&self, delivery: &Delivery, completion: Completion) -> Result<(), QueueError>;
 
     /// Returns the job for another attempt, or dead-letters it (ending it
-    /// `failed` with `error`'s code) once it was delivered `max_deliveries` times.
-    async fn retry(&self, delivery: &Delivery, error: &JobError) -> Result<(), QueueError>;
+    /// `failed` with `error`'s code) once it was delivered `max_deliveries`
+    /// times. `usage` is what the attempt consumed when it ran guest code;
+    /// it is added to the record's attempts.
+    async fn retry(&self, delivery: &Delivery, error: &JobError, usage: Option<Usage>) -> Result<(), QueueError>;
 
     /// The job's record, while it is kept.
     async fn job(&self, id: &JobId) -> Result<Option<JobRecord>, QueueError>;
@@ -237,6 +275,28 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Jobs accepted and not yet finished (waiting plus running).
     async fn depth(&self) -> Result<usize, QueueError>;
+
+    /// `tenant`'s share of the queue now.
+    async fn tenant_queue(&self, tenant: &TenantId) -> Result<TenantQueue, QueueError>;
+
+    /// Up to `limit` of `tenant`'s kept jobs matching `filter`, newest
+    /// first, starting where `cursor` (from the previous page) says.
+    async fn jobs(
+        &self,
+        tenant: &TenantId,
+        filter: &JobFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<JobPage, QueueError>;
+
+    /// Withdraws `tenant`'s job `id` if no worker has taken it yet: it ends
+    /// `cancelled` and is never run.
+    async fn cancel(&self, tenant: &TenantId, id: &JobId) -> Result<Cancel, QueueError>;
+
+    /// Forgets `tenant`: its waiting jobs are cancelled and every kept
+    /// record, output and `Idempotency-Key` of it is dropped (a running
+    /// job's outcome is dropped when it ends). Returns the jobs forgotten.
+    async fn forget_tenant(&self, tenant: &TenantId) -> Result<u64, QueueError>;
 
     /// Jobs dead-lettered so far with their last error, oldest first, for
     /// operators and tests to see what gave up and why.

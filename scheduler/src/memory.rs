@@ -1,6 +1,8 @@
 //! The in-memory backend: the embedded default. One mutex-guarded table of
-//! jobs, a FIFO of waiting ids, a [`Notify`] to wake idle workers and a
-//! [`watch`] channel per job so waiters wake the moment it ends.
+//! jobs, a queue per tenant (sync jobs, then async ones) with a round-robin
+//! ring of the tenants whose turn may come, a [`Notify`] to wake idle
+//! workers and a [`watch`] channel per job so waiters wake the moment it
+//! ends.
 //!
 //! Leases expire like Redis pending entries: a delivery not settled within
 //! the visibility timeout is handed out again (lazily, when a worker next
@@ -24,8 +26,8 @@ use sluice_core::{CallOutput, TenantId};
 
 use crate::job::now_ms;
 use crate::{
-    Completion, Delivery, IdempotencyKey, Job, JobError, JobId, JobRecord, JobStatus, Queue, QueueConfig, QueueError,
-    Submitted, Usage,
+    Cancel, Completion, Delivery, IdempotencyKey, Job, JobError, JobFilter, JobId, JobKind, JobPage, JobRecord,
+    JobStatus, Queue, QueueConfig, QueueError, Submitted, TenantQueue, Usage,
 };
 
 struct Lease {
@@ -53,18 +55,56 @@ struct KeyRecord {
     expires: Instant,
 }
 
+/// One tenant's queue and what it holds.
+#[derive(Default)]
+struct Tenant {
+    /// Waiting sync jobs, oldest first: handed out before `batch`.
+    sync: VecDeque<JobId>,
+    /// Waiting async jobs, oldest first.
+    batch: VecDeque<JobId>,
+    /// Bytes of the waiting jobs' bodies.
+    waiting_bytes: u64,
+    /// Jobs a worker holds.
+    running: usize,
+    /// How many may run at once (the newest job's limits say).
+    running_limit: usize,
+    /// Whether the tenant is in the ring of turns.
+    in_turn: bool,
+}
+
+impl Tenant {
+    fn waiting(&self) -> usize {
+        self.sync.len() + self.batch.len()
+    }
+
+    /// True when the tenant has work and room to run it.
+    fn ready(&self) -> bool {
+        self.waiting() > 0 && self.running < self.running_limit
+    }
+
+    fn lane(&mut self, kind: JobKind) -> &mut VecDeque<JobId> {
+        match kind {
+            JobKind::Sync => &mut self.sync,
+            JobKind::Async => &mut self.batch,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
-    ready: VecDeque<JobId>,
     entries: HashMap<JobId, Entry>,
+    tenants: HashMap<TenantId, Tenant>,
+    /// Tenants whose turn may come, in order; a tenant is here at most once.
+    turns: VecDeque<TenantId>,
+    /// Waiting jobs and their bodies' bytes, all tenants together.
+    waiting: usize,
+    waiting_bytes: u64,
     dead_letters: VecDeque<(JobId, JobError)>,
     /// (tenant, hashed key) → what the key names.
     keys: HashMap<(TenantId, String), KeyRecord>,
     /// Bytes of kept outputs per tenant, and in total.
     stored: HashMap<TenantId, u64>,
     stored_total: u64,
-    /// Unfinished jobs per tenant.
-    active: HashMap<TenantId, usize>,
     /// Worker nodes by their last heartbeat.
     nodes: HashMap<String, Instant>,
     next_receipt: u64,
@@ -72,14 +112,79 @@ struct State {
 }
 
 impl State {
-    /// A job of `tenant` ended: it no longer counts against its concurrency.
-    fn settle_tenant(&mut self, tenant: &TenantId) {
-        if let Some(count) = self.active.get_mut(tenant) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                self.active.remove(tenant);
+    /// Puts `tenant` in the ring if it has work and room, and is not there yet.
+    fn offer_turn(&mut self, tenant: &TenantId) -> bool {
+        let Some(queue) = self.tenants.get_mut(tenant) else { return false };
+        if queue.in_turn || !queue.ready() {
+            return false;
+        }
+        queue.in_turn = true;
+        self.turns.push_back(tenant.clone());
+        true
+    }
+
+    /// Queues the waiting job `id` (of `bytes`) at the back of its lane.
+    fn push_waiting(&mut self, tenant: &TenantId, id: JobId, kind: JobKind, bytes: u64) -> bool {
+        let queue = self.tenants.entry(tenant.clone()).or_default();
+        queue.lane(kind).push_back(id);
+        queue.waiting_bytes += bytes;
+        self.waiting += 1;
+        self.waiting_bytes += bytes;
+        self.offer_turn(tenant)
+    }
+
+    /// Takes the waiting job `id` out of its tenant's lane (a cancel).
+    fn remove_waiting(&mut self, job: &Job) {
+        let bytes = job.request.body.len() as u64;
+        if let Some(queue) = self.tenants.get_mut(&job.tenant) {
+            let lane = queue.lane(job.kind);
+            if let Some(at) = lane.iter().position(|id| id == &job.id) {
+                lane.remove(at);
+                queue.waiting_bytes = queue.waiting_bytes.saturating_sub(bytes);
+                self.waiting = self.waiting.saturating_sub(1);
+                self.waiting_bytes = self.waiting_bytes.saturating_sub(bytes);
             }
         }
+    }
+
+    /// A job of `tenant` a worker held has ended or gone back to waiting.
+    fn settle_running(&mut self, tenant: &TenantId) -> bool {
+        if let Some(queue) = self.tenants.get_mut(tenant) {
+            queue.running = queue.running.saturating_sub(1);
+        }
+        let offered = self.offer_turn(tenant);
+        self.drop_idle(tenant);
+        offered
+    }
+
+    /// Forgets a tenant's queue once it holds nothing.
+    fn drop_idle(&mut self, tenant: &TenantId) {
+        if self.tenants.get(tenant).is_some_and(|q| q.waiting() == 0 && q.running == 0 && !q.in_turn) {
+            self.tenants.remove(tenant);
+        }
+    }
+
+    /// The next job by turn: the first tenant in the ring with work and
+    /// room gives its oldest sync job, else its oldest async one, and goes
+    /// to the back of the ring if it still has both.
+    fn next_turn(&mut self) -> Option<JobId> {
+        while let Some(tenant) = self.turns.pop_front() {
+            let Some(queue) = self.tenants.get_mut(&tenant) else { continue };
+            queue.in_turn = false;
+            if !queue.ready() {
+                self.drop_idle(&tenant);
+                continue;
+            }
+            let Some(id) = queue.sync.pop_front().or_else(|| queue.batch.pop_front()) else { continue };
+            let bytes = self.entries.get(&id).map_or(0, |entry| entry.job.request.body.len() as u64);
+            queue.waiting_bytes = queue.waiting_bytes.saturating_sub(bytes);
+            queue.running += 1;
+            self.waiting = self.waiting.saturating_sub(1);
+            self.waiting_bytes = self.waiting_bytes.saturating_sub(bytes);
+            self.offer_turn(&tenant);
+            return Some(id);
+        }
+        None
     }
 
     /// `bytes` of `tenant`'s outputs are now kept.
@@ -103,6 +208,21 @@ impl State {
 /// Bytes an output occupies in a budget.
 fn output_bytes(output: &CallOutput) -> u64 {
     (output.body.len() + output.content_type.len()) as u64
+}
+
+/// Where a job sorts in a listing: newest first, ties by id.
+fn listing_position(record: &JobRecord) -> (u64, &str) {
+    (record.submitted_at_ms, record.id.as_str())
+}
+
+/// A listing cursor: the position of the last job on the previous page.
+fn encode_cursor(record: &JobRecord) -> String {
+    format!("{}:{}", record.submitted_at_ms, record.id)
+}
+
+fn decode_cursor(cursor: &str) -> Option<(u64, String)> {
+    let (at, id) = cursor.split_once(':')?;
+    Some((at.parse().ok()?, id.to_owned()))
 }
 
 /// Housekeeping scans every entry, so it runs at most this often: calls in
@@ -160,33 +280,38 @@ impl MemoryQueue {
             .collect();
         let lost = JobError::worker_lost();
         for id in expired {
-            self.release(state, &id, &lost);
+            self.release(state, &id, &lost, None);
         }
     }
 
-    /// Ends a lease: back to the ready queue, or dead-lettered when out of deliveries.
-    fn release(&self, state: &mut State, id: &JobId, last_error: &JobError) {
+    /// Ends a lease: back to its tenant's queue, or dead-lettered when out
+    /// of deliveries. `usage` is what the attempt consumed, if it ran.
+    fn release(&self, state: &mut State, id: &JobId, last_error: &JobError, usage: Option<Usage>) {
         let max_deliveries = self.config.max_deliveries;
         let ttl = self.config.result_ttl;
         let Some(entry) = state.entries.get_mut(id) else { return };
         entry.lease = None;
+        entry.record.attempts.extend(usage);
+        let tenant = entry.job.tenant.clone();
         if entry.record.deliveries >= max_deliveries {
             let error = JobError {
                 code: last_error.code,
                 message: format!("{} (gave up after {} deliveries)", last_error.message, entry.record.deliveries),
             };
-            finish(entry, JobStatus::Failed, Some(error), None, None, ttl);
-            let tenant = entry.job.tenant.clone();
+            let usage = entry.record.attempts.last().cloned();
+            finish(entry, JobStatus::Failed, Some(error), usage, None, ttl);
             state.dead_letters.push_back((id.clone(), last_error.clone()));
             while state.dead_letters.len() > self.config.max_dead_letters {
                 state.dead_letters.pop_front();
             }
-            state.settle_tenant(&tenant);
             tracing::warn!(job_id = %id, code = %last_error.code, "job dead-lettered");
         } else {
             entry.record.status = JobStatus::Queued;
             entry.status.send_replace(JobStatus::Queued);
-            state.ready.push_back(id.clone());
+            let (kind, bytes) = (entry.job.kind, entry.job.request.body.len() as u64);
+            state.push_waiting(&tenant, id.clone(), kind, bytes);
+        }
+        if state.settle_running(&tenant) || state.waiting > 0 {
             self.job_ready.notify_one();
         }
     }
@@ -196,33 +321,42 @@ impl MemoryQueue {
         if state.entries.contains_key(&job.id) {
             return Err(QueueError::Duplicate(job.id.0));
         }
-        if state.ready.len() >= self.config.capacity {
+        let bytes = job.request.body.len() as u64;
+        if state.waiting >= self.config.capacity {
             return Err(QueueError::Full { capacity: self.config.capacity });
         }
-        let limit = self.config.tenant_concurrency;
-        let active = state.active.entry(job.tenant.clone()).or_default();
-        if *active >= limit {
-            return Err(QueueError::TenantBusy { limit });
+        if state.waiting_bytes + bytes > self.config.queue_bytes {
+            return Err(QueueError::QueueBytesFull { limit: self.config.queue_bytes });
         }
-        *active += 1;
-        let id = job.id.clone();
+        let quota = job.limits.queued.map_or(self.config.tenant_queue_quota, |quota| quota as usize);
+        let queue = state.tenants.entry(job.tenant.clone()).or_default();
+        if queue.waiting() >= quota {
+            return Err(QueueError::TenantQueueFull { limit: quota });
+        }
+        if queue.waiting_bytes + bytes > self.config.tenant_queue_bytes {
+            return Err(QueueError::TenantQueueBytesFull { limit: self.config.tenant_queue_bytes });
+        }
+        queue.running_limit = job.limits.running.map_or(self.config.tenant_concurrency, |limit| limit as usize).max(1);
+        let (id, tenant, kind) = (job.id.clone(), job.tenant.clone(), job.kind);
         let record = JobRecord::queued(&job);
         let (status, _) = watch::channel(JobStatus::Queued);
         let entry = Entry { job, record, output: None, stored: 0, lease: None, expires: None, status };
         state.entries.insert(id.clone(), entry);
-        state.ready.push_back(id);
+        state.push_waiting(&tenant, id, kind, bytes);
         Ok(())
     }
 
     fn try_reserve(&self) -> Option<Delivery> {
         let mut state = self.lock();
         self.housekeep(&mut state);
-        while let Some(id) = state.ready.pop_front() {
+        while let Some(id) = state.next_turn() {
             state.next_receipt += 1;
             let receipt = format!("{}-{}", id, state.next_receipt);
             let expires = Instant::now() + self.config.visibility_timeout;
             let Some(entry) = state.entries.get_mut(&id) else { continue };
             if entry.record.status.is_final() {
+                let tenant = entry.job.tenant.clone();
+                state.settle_running(&tenant);
                 continue;
             }
             entry.record.deliveries += 1;
@@ -356,22 +490,32 @@ impl Queue for MemoryQueue {
             // Already ended (a duplicate delivery finished first): keep the first outcome.
             return Ok(());
         }
+        let held = entry.lease.is_some();
         match completion.capped() {
             Completion::Succeeded { output, usage } => {
+                entry.record.attempts.push(usage.clone());
                 finish(entry, JobStatus::Succeeded, None, Some(usage), Some(output), ttl);
             }
-            Completion::Failed { error, usage } => finish(entry, JobStatus::Failed, Some(error), usage, None, ttl),
+            Completion::Failed { error, usage } => {
+                entry.record.attempts.extend(usage.clone());
+                finish(entry, JobStatus::Failed, Some(error), usage, None, ttl);
+            }
         }
         let (tenant, stored) = (entry.job.tenant.clone(), entry.stored);
-        state.settle_tenant(&tenant);
         state.charge(&tenant, stored);
+        // A job completed after its lease lapsed is waiting again, not running.
+        if !held {
+            state.remove_waiting(&delivery.job);
+        } else if state.settle_running(&tenant) {
+            self.job_ready.notify_one();
+        }
         Ok(())
     }
 
-    async fn retry(&self, delivery: &Delivery, error: &JobError) -> Result<(), QueueError> {
+    async fn retry(&self, delivery: &Delivery, error: &JobError, usage: Option<Usage>) -> Result<(), QueueError> {
         let mut state = self.lock();
         Self::leased(&mut state, delivery)?;
-        self.release(&mut state, &delivery.job.id, &error.clone().capped());
+        self.release(&mut state, &delivery.job.id, &error.clone().capped(), usage);
         Ok(())
     }
 
@@ -410,6 +554,93 @@ impl Queue for MemoryQueue {
         Ok(state.entries.values().filter(|e| !e.record.status.is_final()).count())
     }
 
+    async fn tenant_queue(&self, tenant: &TenantId) -> Result<TenantQueue, QueueError> {
+        let mut state = self.lock();
+        self.housekeep(&mut state);
+        let Some(queue) = state.tenants.get(tenant) else { return Ok(TenantQueue::default()) };
+        let oldest = queue
+            .sync
+            .iter()
+            .chain(&queue.batch)
+            .filter_map(|id| state.entries.get(id))
+            .map(|entry| entry.job.submitted_at_ms)
+            .min();
+        Ok(TenantQueue {
+            queued: queue.waiting() as u64,
+            queued_bytes: queue.waiting_bytes,
+            running: queue.running as u64,
+            oldest_queued_at_ms: oldest,
+        })
+    }
+
+    async fn jobs(
+        &self,
+        tenant: &TenantId,
+        filter: &JobFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<JobPage, QueueError> {
+        let after = cursor.and_then(decode_cursor);
+        let mut state = self.lock();
+        self.housekeep(&mut state);
+        let mut matching: Vec<&JobRecord> = state
+            .entries
+            .values()
+            .map(|entry| &entry.record)
+            .filter(|record| &record.tenant == tenant)
+            .filter(|record| filter.status.is_none_or(|status| record.status == status))
+            .filter(|record| filter.function.as_ref().is_none_or(|function| &record.function == function))
+            .filter(|record| after.as_ref().is_none_or(|(at, id)| listing_position(record) < (*at, id.as_str())))
+            .collect();
+        matching.sort_unstable_by(|a, b| listing_position(b).cmp(&listing_position(a)));
+        let more = matching.len() > limit;
+        matching.truncate(limit);
+        let cursor = if more { matching.last().map(|record| encode_cursor(record)) } else { None };
+        Ok(JobPage { jobs: matching.into_iter().cloned().collect(), cursor })
+    }
+
+    async fn cancel(&self, tenant: &TenantId, id: &JobId) -> Result<Cancel, QueueError> {
+        let ttl = self.config.result_ttl;
+        let mut state = self.lock();
+        self.housekeep(&mut state);
+        let Some(entry) = state.entries.get_mut(id).filter(|entry| &entry.job.tenant == tenant) else {
+            return Ok(Cancel::NotFound);
+        };
+        if entry.record.status != JobStatus::Queued || entry.lease.is_some() {
+            return Ok(Cancel::TooLate(entry.record.clone()));
+        }
+        let job = entry.job.clone();
+        finish(entry, JobStatus::Cancelled, None, None, None, ttl);
+        let record = entry.record.clone();
+        state.remove_waiting(&job);
+        state.drop_idle(tenant);
+        Ok(Cancel::Cancelled(record))
+    }
+
+    async fn forget_tenant(&self, tenant: &TenantId) -> Result<u64, QueueError> {
+        let mut state = self.lock();
+        let ids: Vec<JobId> =
+            state.entries.iter().filter(|(_, entry)| &entry.job.tenant == tenant).map(|(id, _)| id.clone()).collect();
+        for id in &ids {
+            if let Some(entry) = state.entries.remove(id)
+                && !entry.record.status.is_final()
+            {
+                // Wake anyone waiting on it: the job will never end otherwise.
+                entry.status.send_replace(JobStatus::Cancelled);
+            }
+        }
+        if let Some(queue) = state.tenants.remove(tenant) {
+            state.waiting = state.waiting.saturating_sub(queue.waiting());
+            state.waiting_bytes = state.waiting_bytes.saturating_sub(queue.waiting_bytes);
+        }
+        state.turns.retain(|turn| turn != tenant);
+        state.keys.retain(|(owner, _), _| owner != tenant);
+        if let Some(stored) = state.stored.remove(tenant) {
+            state.stored_total = state.stored_total.saturating_sub(stored);
+        }
+        Ok(ids.len() as u64)
+    }
+
     async fn dead_letters(&self) -> Result<Vec<(JobId, JobError)>, QueueError> {
         Ok(self.lock().dead_letters.iter().cloned().collect())
     }
@@ -446,6 +677,8 @@ mod tests {
             version: sluice_core::Version::from("sha256:0"),
             request: sluice_core::CallRequest::default(),
             submitted_at_ms: 1,
+            kind: JobKind::Async,
+            limits: crate::TenantLimits::default(),
         }
     }
 
@@ -466,7 +699,7 @@ mod tests {
         for id in ["a", "b", "c"] {
             queue.enqueue(job(id)).await.expect("enqueue");
             let delivery = queue.reserve("w", Duration::ZERO).await.expect("reserve").expect("a job");
-            queue.retry(&delivery, &JobError::worker_lost()).await.expect("dead-lettered");
+            queue.retry(&delivery, &JobError::worker_lost(), None).await.expect("dead-lettered");
         }
         let kept: Vec<String> =
             queue.dead_letters().await.expect("dead letters").into_iter().map(|(id, _)| id.0).collect();

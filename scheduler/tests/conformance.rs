@@ -8,10 +8,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, PAST_VISIBILITY, config, job, job_of, key, success, trapped};
+use common::{Backend, PAST_VISIBILITY, config, job, job_of, key, success, sync_job_of, trapped, trapped_usage};
 use sluice_core::{CallOutput, ErrorCode};
 use sluice_scheduler::{
-    Completion, JobError, JobId, JobStatus, MAX_GUEST_TEXT, Queue, QueueConfig, QueueError, Submitted,
+    Cancel, Completion, JobError, JobFilter, JobId, JobPage, JobStatus, MAX_GUEST_TEXT, Queue, QueueConfig, QueueError,
+    Submitted, TenantLimits, TenantQueue,
 };
 use tokio::time::Instant;
 
@@ -105,7 +106,7 @@ async fn a_retried_job_waits_again_and_counts_against_the_capacity(backend: &imp
     let delivery = reserve(&*queue, "w").await;
     queue.enqueue(job("b", b"x")).await.expect("admitted while a runs");
     let _ = reserve(&*queue, "w").await;
-    queue.retry(&delivery, &trapped()).await.expect("retried");
+    queue.retry(&delivery, &trapped(), None).await.expect("retried");
     assert_eq!(queue.enqueue(job("c", b"x")).await, Err(QueueError::Full { capacity: 1 }));
 }
 
@@ -125,18 +126,107 @@ async fn a_finished_jobs_id_stays_taken_while_its_record_is_kept(backend: &impl 
     assert_eq!(queue.enqueue(job("a", b"x")).await, Err(QueueError::Duplicate("a".to_owned())));
 }
 
-async fn a_tenant_at_its_bound_is_refused_until_one_of_its_jobs_ends(backend: &impl Backend) {
-    let queue = backend.open(QueueConfig { capacity: 10, tenant_concurrency: 2, ..config() }).await;
+async fn a_burst_within_the_tenant_quota_is_accepted_whole(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { capacity: 100, tenant_queue_quota: 5, ..config() }).await;
+    for n in 0..5 {
+        queue.enqueue(job_of("t", &format!("a{n}"))).await.expect("within the quota");
+    }
+    assert_eq!(queue.enqueue(job_of("t", "a5")).await, Err(QueueError::TenantQueueFull { limit: 5 }));
+    queue.enqueue(job_of("u", "b")).await.expect("another tenant is not affected");
+}
+
+async fn a_tenants_quota_counts_waiting_jobs_not_running_ones(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { capacity: 100, tenant_queue_quota: 2, ..config() }).await;
     queue.enqueue(job_of("t", "a")).await.expect("enqueued");
     queue.enqueue(job_of("t", "b")).await.expect("enqueued");
-    assert_eq!(queue.enqueue(job_of("t", "c")).await, Err(QueueError::TenantBusy { limit: 2 }));
-    queue.enqueue(job_of("u", "d")).await.expect("another tenant is not affected");
-
+    assert_eq!(queue.enqueue(job_of("t", "c")).await, Err(QueueError::TenantQueueFull { limit: 2 }));
     let first = reserve(&*queue, "w").await;
     assert_eq!(first.job.id.0, "a");
+    queue.enqueue(job_of("t", "c")).await.expect("admitted once one was taken");
+}
+
+async fn a_tenants_byte_quota_refuses_bodies_past_it(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { capacity: 100, tenant_queue_bytes: 10, ..config() }).await;
+    queue.enqueue(job("a", b"123456")).await.expect("within the bytes");
+    assert_eq!(queue.enqueue(job("b", b"123456")).await, Err(QueueError::TenantQueueBytesFull { limit: 10 }));
+    let other = sluice_scheduler::Job { tenant: "u".into(), ..job("c", b"123456") };
+    queue.enqueue(other).await.expect("another tenant is not affected");
+    let _ = reserve(&*queue, "w").await;
+    queue.enqueue(job("b", b"123456")).await.expect("admitted once the first body was taken");
+}
+
+async fn the_queue_wide_byte_bound_refuses_every_tenant(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { capacity: 100, queue_bytes: 10, ..config() }).await;
+    queue.enqueue(job("a", b"123456")).await.expect("within the bytes");
+    let other = sluice_scheduler::Job { tenant: "u".into(), ..job("b", b"123456") };
+    assert_eq!(queue.enqueue(other).await, Err(QueueError::QueueBytesFull { limit: 10 }));
+}
+
+async fn tenants_with_waiting_work_take_turns(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { capacity: 100, ..config() }).await;
+    for id in ["a1", "a2", "a3"] {
+        queue.enqueue(job_of("t", id)).await.expect("enqueued");
+    }
+    queue.enqueue(job_of("u", "b1")).await.expect("enqueued");
+    queue.enqueue(job_of("v", "c1")).await.expect("enqueued");
+    let mut order = Vec::new();
+    for _ in 0..5 {
+        order.push(reserve(&*queue, "w").await.job.id.0);
+    }
+    assert_eq!(order, ["a1", "b1", "c1", "a2", "a3"], "a backlog does not hold up a tenant with one job");
+}
+
+async fn a_tenant_at_its_running_limit_waits_while_others_run(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { capacity: 100, tenant_concurrency: 1, ..config() }).await;
+    queue.enqueue(job_of("t", "a1")).await.expect("enqueued");
+    queue.enqueue(job_of("t", "a2")).await.expect("enqueued");
+    queue.enqueue(job_of("u", "b1")).await.expect("enqueued");
+    let first = reserve(&*queue, "w1").await;
+    assert_eq!(first.job.id.0, "a1");
+    assert_eq!(reserve(&*queue, "w2").await.job.id.0, "b1");
+    assert_eq!(queue.reserve("w3", SHORT).await, Ok(None), "t already runs its one job");
     queue.complete(&first, success(b"out")).await.expect("completed");
-    queue.enqueue(job_of("t", "c")).await.expect("admitted once one ended");
-    assert_eq!(queue.enqueue(job_of("t", "e")).await, Err(QueueError::TenantBusy { limit: 2 }));
+    assert_eq!(reserve(&*queue, "w3").await.job.id.0, "a2");
+}
+
+async fn a_worker_waiting_for_work_wakes_when_a_running_limit_frees(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { capacity: 100, tenant_concurrency: 1, ..config() }).await;
+    queue.enqueue(job_of("t", "a1")).await.expect("enqueued");
+    queue.enqueue(job_of("t", "a2")).await.expect("enqueued");
+    let first = reserve(&*queue, "w1").await;
+    let waiting = {
+        let queue = queue.clone();
+        tokio::spawn(async move { queue.reserve("w2", LONG).await })
+    };
+    backend.elapse(Duration::from_millis(100)).await;
+    queue.complete(&first, success(b"out")).await.expect("completed");
+    let second = waiting.await.expect("joined").expect("reserve").expect("a job");
+    assert_eq!(second.job.id.0, "a2");
+}
+
+async fn sync_jobs_go_before_async_ones_within_a_tenant(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { capacity: 100, ..config() }).await;
+    queue.enqueue(job_of("t", "a1")).await.expect("enqueued");
+    queue.enqueue(job_of("t", "a2")).await.expect("enqueued");
+    queue.enqueue(sync_job_of("t", "s1")).await.expect("enqueued");
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        order.push(reserve(&*queue, "w").await.job.id.0);
+    }
+    assert_eq!(order, ["s1", "a1", "a2"]);
+}
+
+async fn a_jobs_tenant_limits_override_the_queue_defaults(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { capacity: 100, ..config() }).await;
+    let limited = |id: &str| sluice_scheduler::Job {
+        limits: TenantLimits { running: Some(1), queued: Some(2), ..TenantLimits::default() },
+        ..job_of("t", id)
+    };
+    queue.enqueue(limited("a1")).await.expect("enqueued");
+    queue.enqueue(limited("a2")).await.expect("enqueued");
+    assert_eq!(queue.enqueue(limited("a3")).await, Err(QueueError::TenantQueueFull { limit: 2 }));
+    let _ = reserve(&*queue, "w1").await;
+    assert_eq!(queue.reserve("w2", SHORT).await, Ok(None), "the tenant may run one job at once");
 }
 
 async fn a_dead_lettered_job_frees_its_tenants_slot(backend: &impl Backend) {
@@ -144,17 +234,142 @@ async fn a_dead_lettered_job_frees_its_tenants_slot(backend: &impl Backend) {
     queue.enqueue(job_of("t", "a")).await.expect("enqueued");
     for _ in 0..2 {
         let delivery = reserve(&*queue, "w").await;
-        queue.retry(&delivery, &trapped()).await.expect("retried");
+        queue.retry(&delivery, &trapped(), None).await.expect("retried");
     }
     assert_eq!(record(&*queue, "a").await.status, JobStatus::Failed);
-    queue.enqueue(job_of("t", "b")).await.expect("admitted once the dead-lettered job ended");
+    queue.enqueue(job_of("t", "b")).await.expect("enqueued");
+    assert_eq!(reserve(&*queue, "w").await.job.id.0, "b", "the dead-lettered job no longer holds the slot");
+}
+
+async fn every_attempt_that_ran_is_recorded(backend: &impl Backend) {
+    let queue = backend.open(config()).await;
+    queue.enqueue(job("a", b"x")).await.expect("enqueued");
+    let first = reserve(&*queue, "w").await;
+    queue.retry(&first, &trapped(), Some(trapped_usage())).await.expect("retried");
+    assert_eq!(record(&*queue, "a").await.attempts, vec![trapped_usage()]);
+    let second = reserve(&*queue, "w").await;
+    queue.complete(&second, success(b"out")).await.expect("completed");
+    let ended = record(&*queue, "a").await;
+    let Completion::Succeeded { usage, .. } = success(b"out") else { unreachable!("a success") };
+    assert_eq!(ended.attempts, vec![trapped_usage(), usage.clone()]);
+    assert_eq!(ended.usage, Some(usage));
+}
+
+async fn an_attempt_shed_before_it_ran_is_not_recorded(backend: &impl Backend) {
+    let queue = backend.open(config()).await;
+    queue.enqueue(job("a", b"x")).await.expect("enqueued");
+    let first = reserve(&*queue, "w").await;
+    let shed = JobError { code: ErrorCode::Overloaded, message: "no slot".to_owned() };
+    queue.retry(&first, &shed, None).await.expect("retried");
+    let second = reserve(&*queue, "w").await;
+    queue.complete(&second, success(b"out")).await.expect("completed");
+    assert_eq!(record(&*queue, "a").await.attempts.len(), 1);
+}
+
+async fn a_waiting_job_can_be_cancelled_and_never_runs(backend: &impl Backend) {
+    let queue = backend.open(config()).await;
+    queue.enqueue(job_of("t", "a")).await.expect("enqueued");
+    let waiter = {
+        let queue = queue.clone();
+        tokio::spawn(async move { queue.wait(&JobId("a".to_owned()), LONG).await })
+    };
+    let Ok(Cancel::Cancelled(cancelled)) = queue.cancel(&"t".into(), &JobId("a".to_owned())).await else {
+        panic!("a waiting job is cancelled");
+    };
+    assert_eq!((cancelled.status, cancelled.error), (JobStatus::Cancelled, None));
+    let woken = waiter.await.expect("joined").expect("wait").expect("kept");
+    assert_eq!(woken.status, JobStatus::Cancelled, "a waiter learns at once");
+    assert_eq!(queue.reserve("w", SHORT).await, Ok(None), "nothing to run");
+    assert_eq!(queue.depth().await, Ok(0));
+    assert_eq!(queue.tenant_queue(&"t".into()).await.map(|q| q.queued), Ok(0));
+    for id in ["b", "c", "d"] {
+        queue.enqueue(job_of("t", id)).await.expect("the cancelled job no longer counts against the capacity");
+    }
+}
+
+async fn a_taken_job_cannot_be_cancelled(backend: &impl Backend) {
+    let queue = backend.open(config()).await;
+    queue.enqueue(job_of("t", "a")).await.expect("enqueued");
+    let delivery = reserve(&*queue, "w").await;
+    queue.start(&delivery).await.expect("started");
+    let Ok(Cancel::TooLate(record)) = queue.cancel(&"t".into(), &delivery.job.id).await else {
+        panic!("a taken job is left alone");
+    };
+    assert_eq!(record.status, JobStatus::Running);
+    queue.complete(&delivery, success(b"out")).await.expect("completed");
+    assert!(
+        matches!(queue.cancel(&"t".into(), &delivery.job.id).await, Ok(Cancel::TooLate(r)) if r.status == JobStatus::Succeeded)
+    );
+}
+
+async fn another_tenants_job_cannot_be_cancelled(backend: &impl Backend) {
+    let queue = backend.open(config()).await;
+    queue.enqueue(job_of("t", "a")).await.expect("enqueued");
+    assert_eq!(queue.cancel(&"u".into(), &JobId("a".to_owned())).await, Ok(Cancel::NotFound));
+    assert_eq!(queue.cancel(&"t".into(), &JobId("nope".to_owned())).await, Ok(Cancel::NotFound));
+    assert_eq!(record(&*queue, "a").await.status, JobStatus::Queued);
+}
+
+async fn a_tenants_queue_reports_waiting_running_and_the_oldest(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { capacity: 100, ..config() }).await;
+    for (id, at) in [("a", 1000), ("b", 2000), ("c", 3000)] {
+        queue.enqueue(sluice_scheduler::Job { submitted_at_ms: at, ..job(id, b"12345") }).await.expect("enqueued");
+    }
+    queue.enqueue(job_of("u", "d")).await.expect("enqueued");
+    let _ = reserve(&*queue, "w").await;
+    let mine = queue.tenant_queue(&"t".into()).await.expect("tenant queue");
+    assert_eq!(mine, TenantQueue { queued: 2, queued_bytes: 10, running: 1, oldest_queued_at_ms: Some(2000) });
+    assert_eq!(queue.tenant_queue(&"nobody".into()).await, Ok(TenantQueue::default()));
+}
+
+async fn jobs_are_listed_newest_first_a_page_at_a_time(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { capacity: 100, ..config() }).await;
+    for (id, at, function) in [("a", 1000, "f"), ("b", 2000, "g"), ("c", 3000, "f"), ("d", 4000, "f")] {
+        let job = sluice_scheduler::Job { submitted_at_ms: at, function: function.to_owned(), ..job(id, b"x") };
+        queue.enqueue(job).await.expect("enqueued");
+    }
+    queue.enqueue(job_of("u", "other")).await.expect("enqueued");
+    let delivery = reserve(&*queue, "w").await;
+    queue.complete(&delivery, success(b"out")).await.expect("a finished");
+    let tenant = "t".into();
+    let ids = |page: &JobPage| page.jobs.iter().map(|job| job.id.0.clone()).collect::<Vec<_>>();
+
+    let first = queue.jobs(&tenant, &JobFilter::default(), None, 3).await.expect("first page");
+    assert_eq!(ids(&first), ["d", "c", "b"]);
+    let cursor = first.cursor.expect("more to come");
+    let second = queue.jobs(&tenant, &JobFilter::default(), Some(&cursor), 3).await.expect("second page");
+    assert_eq!((ids(&second), second.cursor), (vec!["a".to_owned()], None));
+
+    let only_f = JobFilter { function: Some("f".to_owned()), ..JobFilter::default() };
+    assert_eq!(ids(&queue.jobs(&tenant, &only_f, None, 10).await.expect("by function")), ["d", "c", "a"]);
+    let done = JobFilter { status: Some(JobStatus::Succeeded), ..JobFilter::default() };
+    assert_eq!(ids(&queue.jobs(&tenant, &done, None, 10).await.expect("by status")), ["a"]);
+}
+
+async fn a_forgotten_tenant_leaves_nothing_behind(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { capacity: 100, ..config() }).await;
+    let k = key("k", "fp");
+    queue.submit(job_of("t", "done"), Some(&k)).await.expect("submitted");
+    let delivery = reserve(&*queue, "w").await;
+    queue.complete(&delivery, success(b"kept output")).await.expect("completed");
+    queue.enqueue(job_of("t", "waiting")).await.expect("enqueued");
+    queue.enqueue(job_of("u", "theirs")).await.expect("enqueued");
+
+    assert_eq!(queue.forget_tenant(&"t".into()).await, Ok(2));
+    for id in ["done", "waiting"] {
+        assert_eq!(queue.job(&JobId(id.to_owned())).await, Ok(None), "{id}");
+    }
+    assert_eq!(queue.output(&JobId("done".to_owned())).await, Ok(None));
+    assert_eq!(queue.tenant_queue(&"t".into()).await, Ok(TenantQueue::default()));
+    assert_eq!(reserve(&*queue, "w").await.job.id.0, "theirs", "only the other tenant's job is left");
+    assert_eq!(queue.submit(job_of("t", "new"), Some(&k)).await, Ok(Submitted::Accepted), "the key is gone");
 }
 
 async fn a_retried_job_is_delivered_again_with_the_next_attempt(backend: &impl Backend) {
     let queue = backend.open(config()).await;
     queue.enqueue(job("a", b"body")).await.expect("enqueued");
     let first = reserve(&*queue, "w").await;
-    queue.retry(&first, &trapped()).await.expect("retried");
+    queue.retry(&first, &trapped(), None).await.expect("retried");
     assert_eq!(record(&*queue, "a").await.status, JobStatus::Queued);
     let second = reserve(&*queue, "w").await;
     assert_eq!((second.attempt, second.job), (2, job("a", b"body")));
@@ -167,7 +382,7 @@ async fn a_job_that_keeps_failing_is_dead_lettered_with_its_last_error(backend: 
     for attempt in 1..=2 {
         let delivery = reserve(&*queue, "w").await;
         assert_eq!(delivery.attempt, attempt);
-        queue.retry(&delivery, &trapped()).await.expect("retried");
+        queue.retry(&delivery, &trapped(), None).await.expect("retried");
     }
     let ended = record(&*queue, "a").await;
     assert_eq!((ended.status, ended.deliveries), (JobStatus::Failed, 2));
@@ -201,7 +416,7 @@ async fn the_first_worker_of_a_reclaimed_job_has_lost_its_lease(backend: &impl B
     let reclaimed = reserve(&*queue, "w2").await;
     queue.start(&reclaimed).await.expect("started");
     assert_eq!(queue.extend(&lost).await, Err(QueueError::LeaseLost(lost.receipt.clone())));
-    assert_eq!(queue.retry(&lost, &trapped()).await, Err(QueueError::LeaseLost(lost.receipt.clone())));
+    assert_eq!(queue.retry(&lost, &trapped(), None).await, Err(QueueError::LeaseLost(lost.receipt.clone())));
     assert_eq!(record(&*queue, "a").await.status, JobStatus::Running, "the failed retry changed nothing");
 }
 
@@ -525,8 +740,24 @@ conformance!(
     a_retried_job_waits_again_and_counts_against_the_capacity,
     a_duplicate_id_is_refused_even_by_a_full_queue,
     a_finished_jobs_id_stays_taken_while_its_record_is_kept,
-    a_tenant_at_its_bound_is_refused_until_one_of_its_jobs_ends,
+    a_burst_within_the_tenant_quota_is_accepted_whole,
+    a_tenants_quota_counts_waiting_jobs_not_running_ones,
+    a_tenants_byte_quota_refuses_bodies_past_it,
+    the_queue_wide_byte_bound_refuses_every_tenant,
+    tenants_with_waiting_work_take_turns,
+    a_tenant_at_its_running_limit_waits_while_others_run,
+    a_worker_waiting_for_work_wakes_when_a_running_limit_frees,
+    sync_jobs_go_before_async_ones_within_a_tenant,
+    a_jobs_tenant_limits_override_the_queue_defaults,
     a_dead_lettered_job_frees_its_tenants_slot,
+    every_attempt_that_ran_is_recorded,
+    an_attempt_shed_before_it_ran_is_not_recorded,
+    a_waiting_job_can_be_cancelled_and_never_runs,
+    a_taken_job_cannot_be_cancelled,
+    another_tenants_job_cannot_be_cancelled,
+    a_tenants_queue_reports_waiting_running_and_the_oldest,
+    jobs_are_listed_newest_first_a_page_at_a_time,
+    a_forgotten_tenant_leaves_nothing_behind,
     a_retried_job_is_delivered_again_with_the_next_attempt,
     a_job_that_keeps_failing_is_dead_lettered_with_its_last_error,
     an_expired_lease_is_handed_to_another_worker,

@@ -100,7 +100,7 @@ async fn inline_and_by_reference_bodies_survive_retries_and_reclaims() {
     for _ in 0..2 {
         let delivery = queue.reserve("w1", Duration::from_secs(1)).await.expect("reserve").expect("a job");
         assert_eq!(delivery.job.request.body, body_of(&delivery.job.id.0));
-        queue.retry(&delivery, &trapped()).await.expect("retried");
+        queue.retry(&delivery, &trapped(), None).await.expect("retried");
     }
     let mut seen = Vec::new();
     for _ in 0..2 {
@@ -156,9 +156,9 @@ async fn counters_leave_no_keys_behind_once_every_job_ended() {
     let first = queue.reserve("w", Duration::from_secs(1)).await.expect("reserve").expect("a job");
     queue.complete(&first, success(b"out")).await.expect("completed");
     let second = queue.reserve("w", Duration::from_secs(1)).await.expect("reserve").expect("a job");
-    queue.retry(&second, &trapped()).await.expect("retried");
+    queue.retry(&second, &trapped(), None).await.expect("retried");
     let again = queue.reserve("w", Duration::from_secs(1)).await.expect("reserve").expect("a job");
-    queue.retry(&again, &trapped()).await.expect("dead-lettered");
+    queue.retry(&again, &trapped(), None).await.expect("dead-lettered");
 
     let values: Vec<Option<i64>> = con.mget(&counters).await.expect("mget");
     assert_eq!(values, [None, None, None]);

@@ -34,7 +34,7 @@ pub struct ServeArgs {
     /// generated and printed once; only its hash is stored.
     #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Worker slots in this process [default: one per core]; 0 makes a
+    /// Worker slots in this process [default: two per core]; 0 makes a
     /// pure front door (with `--redis`, `sluice worker` nodes run the jobs).
     #[arg(long, env = "SLUICE_WORKERS")]
     pub workers: Option<usize>,
@@ -53,18 +53,25 @@ pub struct ServeArgs {
     /// How long hourly usage totals are kept (e.g. `400days`); older hours are dropped.
     #[arg(long, env = "SLUICE_USAGE_RETENTION", default_value_t = platform_defaults().usage_retention.into())]
     pub usage_retention: humantime::Duration,
-    /// Most jobs waiting in the queue; beyond it callers get 503.
+    /// Most jobs waiting in the queue, all tenants together; beyond it
+    /// callers get 503 `overloaded`.
     #[arg(long, env = "SLUICE_QUEUE_DEPTH", default_value_t = QueueConfig::default().capacity)]
     pub queue_depth: usize,
+    /// Most MiB of request bodies waiting in the queue, all tenants together.
+    #[arg(long, env = "SLUICE_QUEUE_MB", default_value_t = QueueConfig::default().queue_bytes / MIB as u64)]
+    pub queue_mb: u64,
+    /// Jobs one tenant may have waiting; beyond it the tenant gets 429 `queue_quota`.
+    #[arg(long, env = "SLUICE_TENANT_QUEUE_QUOTA", default_value_t = QueueConfig::default().tenant_queue_quota)]
+    pub tenant_queue_quota: usize,
+    /// MiB of request bodies one tenant may have waiting; beyond it 429 `queue_quota`.
+    #[arg(long, env = "SLUICE_TENANT_QUEUE_MB", default_value_t = QueueConfig::default().tenant_queue_bytes / MIB as u64)]
+    pub tenant_queue_mb: u64,
     /// Requests per second per tenant (token bucket rate).
     #[arg(long, env = "SLUICE_RATE", default_value_t = platform_defaults().rate_per_second)]
     pub rate: u32,
     /// Burst per tenant above the rate.
     #[arg(long, env = "SLUICE_BURST", default_value_t = platform_defaults().rate_burst)]
     pub burst: u32,
-    /// Calls a tenant may have queued or running at once.
-    #[arg(long, env = "SLUICE_MAX_CONCURRENCY", default_value_t = QueueConfig::default().tenant_concurrency)]
-    pub max_concurrency: usize,
     /// Where jobs and state live.
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -191,7 +198,9 @@ impl ServeArgs {
         }
         config.queue = QueueConfig {
             capacity: self.queue_depth,
-            tenant_concurrency: self.max_concurrency,
+            queue_bytes: self.queue_mb.saturating_mul(MIB as u64),
+            tenant_queue_quota: self.tenant_queue_quota,
+            tenant_queue_bytes: self.tenant_queue_mb.saturating_mul(MIB as u64),
             ..self.delivery.queue_config()
         };
         config.admin_token = self.admin_token.clone();
@@ -285,6 +294,11 @@ pub struct DeliveryArgs {
     /// Redis the stream is trimmed approximately).
     #[arg(long, env = "SLUICE_MAX_DEAD_LETTERS", default_value_t = QueueConfig::default().max_dead_letters)]
     pub max_dead_letters: usize,
+    /// Jobs one tenant may have running at once, over every worker; its
+    /// other jobs wait their turn while other tenants' run [default: one per
+    /// core].
+    #[arg(long, env = "SLUICE_TENANT_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..))]
+    pub tenant_concurrency: Option<u64>,
 }
 
 impl DeliveryArgs {
@@ -297,6 +311,9 @@ impl DeliveryArgs {
             tenant_result_bytes: self.tenant_result_mb.saturating_mul(MIB as u64),
             result_bytes: self.result_storage_mb.saturating_mul(MIB as u64),
             max_dead_letters: self.max_dead_letters,
+            tenant_concurrency: self
+                .tenant_concurrency
+                .map_or(QueueConfig::default().tenant_concurrency, |n| usize::try_from(n).unwrap_or(usize::MAX)),
             ..QueueConfig::default()
         }
     }

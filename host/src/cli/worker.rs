@@ -48,10 +48,7 @@ impl WorkerArgs {
             platform,
             queue: self.delivery.queue_config(),
             backend: self.backend.config(),
-            concurrency: self
-                .concurrency
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-                .max(1),
+            concurrency: self.concurrency.unwrap_or_else(worker::default_slots).max(1),
             drain_timeout: *self.drain_timeout,
             name: self.name.clone().unwrap_or_else(node_name),
         }

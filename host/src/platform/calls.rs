@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use sluice_core::{CallOutput, CallRequest, ErrorCode, TenantId};
-use sluice_scheduler::{IdempotencyKey, Job, JobId, JobRecord, JobStatus, QueueError, Submitted, now_ms};
+use sluice_scheduler::{
+    IdempotencyKey, Job, JobId, JobKind, JobRecord, JobStatus, QueueError, Submitted, TenantLimits, now_ms,
+};
 
 use super::{Platform, Resolved};
 use crate::store::StoreError;
@@ -83,7 +85,7 @@ impl Platform {
     /// call whose output is taken at once; the queue enforces its own and
     /// the tenant's bounds.
     pub async fn enqueue(&self, tenant: &TenantId, function: Resolved, call: CallRequest) -> Result<JobId, QueueError> {
-        let job = new_job(tenant, function, call);
+        let job = new_job(tenant, function, call, JobKind::Sync);
         let id = job.id.clone();
         self.queue.enqueue(job).await?;
         Ok(id)
@@ -106,7 +108,7 @@ impl Platform {
                 let output = self.queue.take_output(&id).await?.ok_or(CallError::ResultExpired(id))?;
                 Ok(SyncCall::Succeeded { record, output })
             }
-            JobStatus::Failed => Ok(SyncCall::Failed(record)),
+            JobStatus::Failed | JobStatus::Cancelled => Ok(SyncCall::Failed(record)),
             JobStatus::Queued | JobStatus::Running => Ok(SyncCall::Pending { record, waited }),
         }
     }
@@ -125,7 +127,7 @@ impl Platform {
         idempotency_key: Option<&str>,
     ) -> Result<Accepted, CallError> {
         let key = idempotency_key.map(|key| IdempotencyKey::new(key, fingerprint(&function.name, &call)));
-        let job = new_job(tenant, function, call);
+        let job = new_job(tenant, function, call, JobKind::Async);
         let id = job.id.clone();
         match self.queue.submit(job, key.as_ref()).await? {
             Submitted::Accepted => Ok(Accepted { id, status: JobStatus::Queued }),
@@ -141,7 +143,7 @@ impl Platform {
 }
 
 /// A job of `tenant` running `function` on `call`, under a fresh id.
-fn new_job(tenant: &TenantId, function: Resolved, call: CallRequest) -> Job {
+fn new_job(tenant: &TenantId, function: Resolved, call: CallRequest, kind: JobKind) -> Job {
     Job {
         id: JobId::random(),
         tenant: tenant.clone(),
@@ -149,6 +151,8 @@ fn new_job(tenant: &TenantId, function: Resolved, call: CallRequest) -> Job {
         version: function.version,
         request: call,
         submitted_at_ms: now_ms(),
+        kind,
+        limits: TenantLimits::default(),
     }
 }
 

@@ -171,13 +171,13 @@ api_errors!(
 api_errors!(
     /// What a sync call can answer.
     InvokeErrors: InvalidRequest, Unauthorized, NotFound, BodyTooLarge, InvalidInput, RateLimited,
-    ConcurrencyLimit, FunctionTrapped, FunctionError, MemoryLimit, OutputTooLarge, WorkerLost,
+    QueueQuota, FunctionTrapped, FunctionError, MemoryLimit, OutputTooLarge, WorkerLost,
     FunctionUnavailable, Internal, Overloaded, QueueUnavailable, StoreUnavailable, Timeout
 );
 api_errors!(
     /// What submitting an async job can answer.
     SubmitErrors: InvalidRequest, IdempotencyKeyTooLong, Unauthorized, NotFound, BodyTooLarge,
-    IdempotencyConflict, RateLimited, ConcurrencyLimit, ResultStorageFull, Internal, Overloaded,
+    IdempotencyConflict, RateLimited, QueueQuota, ResultStorageFull, Internal, Overloaded,
     QueueUnavailable, StoreUnavailable, ResultStorageExhausted
 );
 

@@ -123,6 +123,10 @@ pub async fn job_result(
                 output.ok_or_else(|| ApiError::not_found(format!("the result of job {} has expired", record.id)))?;
             Ok(output_response(&record, output))
         }
+        JobStatus::Cancelled => Err(ApiError::new(
+            ErrorCode::JobCancelled,
+            format!("job {} was cancelled before it ran and has no result", record.id),
+        )),
         JobStatus::Failed => Err(ApiError::new(
             ErrorCode::JobFailed,
             format!("job {} failed and has no result; GET /v1/jobs/{} says why", record.id, record.id),
@@ -153,6 +157,9 @@ pub fn output_response(record: &JobRecord, output: CallOutput) -> Response {
 pub fn failure_response(record: &JobRecord) -> Response {
     let error = match &record.error {
         Some(error) => ApiError::new(error.code, &error.message),
+        None if record.status == JobStatus::Cancelled => {
+            ApiError::new(ErrorCode::JobCancelled, format!("job {} was cancelled before it ran", record.id))
+        }
         None => ApiError::internal(&"a failed job has no error"),
     };
     let mut response = error.into_response();

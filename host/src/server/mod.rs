@@ -83,12 +83,12 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// Defaults around `platform`: one worker per core.
+    /// Defaults around `platform`: two worker slots per core.
     pub fn new(platform: PlatformConfig) -> Self {
         Self {
             platform,
             queue: QueueConfig::default(),
-            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            workers: crate::worker::default_slots(),
             connections: ConnectionConfig::default(),
             drain_timeout: Duration::from_secs(30),
             meter_interval: Duration::from_secs(60),

@@ -45,12 +45,12 @@ use redis::{AsyncCommands, AsyncConnectionConfig, Client};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use sluice_core::{CallOutput, ErrorCode};
+use sluice_core::{CallOutput, ErrorCode, TenantId};
 
 use crate::job::now_ms;
 use crate::{
-    Completion, Delivery, IdempotencyKey, Job, JobError, JobId, JobRecord, JobStatus, Queue, QueueError, Submitted,
-    Usage,
+    Cancel, Completion, Delivery, IdempotencyKey, Job, JobError, JobFilter, JobId, JobPage, JobRecord, JobStatus,
+    Queue, QueueError, Submitted, TenantQueue, Usage,
 };
 pub use config::{DEFAULT_INLINE_LIMIT, DEFAULT_PREFIX, RedisQueueConfig};
 pub use connection::{KeepAlive, connection_manager};
@@ -191,7 +191,7 @@ impl RedisQueue {
             scripts::Taken::Exhausted { deliveries, header } => {
                 // Every worker it was handed to went silent: give up with that reason.
                 let job: Job = serde_json::from_str(&header).map_err(unavailable)?;
-                self.retry(&Delivery { job, receipt, attempt: deliveries }, &JobError::worker_lost()).await?;
+                self.retry(&Delivery { job, receipt, attempt: deliveries }, &JobError::worker_lost(), None).await?;
                 Ok(None)
             }
         }
@@ -277,7 +277,7 @@ impl RedisQueue {
             inline: job.request.body.len() <= self.config.inline_limit,
             record: &record,
             capacity: queue.capacity,
-            tenant_limit: queue.tenant_concurrency,
+            tenant_limit: queue.tenant_queue_quota,
             budgets: budgeted.then_some((queue.tenant_result_bytes, queue.result_bytes)),
             key: key.map(|key| (key, self.ttl_ms())),
         };
@@ -291,7 +291,7 @@ impl RedisQueue {
             scripts::Admission::Conflict => Ok(Submitted::Conflict),
             scripts::Admission::Duplicate => Err(QueueError::Duplicate(job.id.0.clone())),
             scripts::Admission::Full => Err(QueueError::Full { capacity: queue.capacity }),
-            scripts::Admission::TenantBusy => Err(QueueError::TenantBusy { limit: queue.tenant_concurrency }),
+            scripts::Admission::TenantBusy => Err(QueueError::TenantQueueFull { limit: queue.tenant_queue_quota }),
             scripts::Admission::TenantResultsFull => {
                 Err(QueueError::TenantResultsFull { limit: queue.tenant_result_bytes })
             }
@@ -388,7 +388,7 @@ impl Queue for RedisQueue {
         Ok(())
     }
 
-    async fn retry(&self, delivery: &Delivery, error: &JobError) -> Result<(), QueueError> {
+    async fn retry(&self, delivery: &Delivery, error: &JobError, _usage: Option<Usage>) -> Result<(), QueueError> {
         let (entry, consumer) = split_receipt(&delivery.receipt);
         let error = &error.clone().capped();
         let dead = JobError {
@@ -489,6 +489,28 @@ impl Queue for RedisQueue {
         let mut con = self.commands.clone();
         let depth: Option<i64> = con.get(&self.keys.depth).await.map_err(unavailable)?;
         Ok(usize::try_from(depth.unwrap_or(0)).unwrap_or(0))
+    }
+
+    async fn tenant_queue(&self, _tenant: &TenantId) -> Result<TenantQueue, QueueError> {
+        Err(unavailable("per-tenant queues are not built yet"))
+    }
+
+    async fn jobs(
+        &self,
+        _tenant: &TenantId,
+        _filter: &JobFilter,
+        _cursor: Option<&str>,
+        _limit: usize,
+    ) -> Result<JobPage, QueueError> {
+        Err(unavailable("per-tenant queues are not built yet"))
+    }
+
+    async fn cancel(&self, _tenant: &TenantId, _id: &JobId) -> Result<Cancel, QueueError> {
+        Err(unavailable("per-tenant queues are not built yet"))
+    }
+
+    async fn forget_tenant(&self, _tenant: &TenantId) -> Result<u64, QueueError> {
+        Err(unavailable("per-tenant queues are not built yet"))
     }
 
     async fn dead_letters(&self) -> Result<Vec<(JobId, JobError)>, QueueError> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_core::{CallOutput, CallRequest, ErrorCode, Outcome, TenantId, Version};
-use sluice_scheduler::{Completion, Job, JobError, JobId, Queue, QueueConfig, Usage};
+use sluice_scheduler::{Completion, Job, JobError, JobId, JobKind, Queue, QueueConfig, TenantLimits, Usage};
 use sluice_testkit::RedisGuard;
 
 /// A job of tenant `t` with `body` and a parameter, so a round trip that
@@ -25,7 +25,14 @@ pub fn job(id: &str, body: &[u8]) -> Job {
             params: vec![("width".to_owned(), "10".to_owned())],
         },
         submitted_at_ms: 1,
+        kind: JobKind::Async,
+        limits: TenantLimits::default(),
     }
+}
+
+/// Like [`job_of`], a sync job (a caller waits on a connection).
+pub fn sync_job_of(tenant: &str, id: &str) -> Job {
+    Job { kind: JobKind::Sync, ..job_of(tenant, id) }
 }
 
 /// `Idempotency-Key` `raw` for requests with fingerprint `fingerprint`.
@@ -36,6 +43,11 @@ pub fn key(raw: &str, fingerprint: &str) -> sluice_scheduler::IdempotencyKey {
 /// Like [`job`], for tenant `tenant`.
 pub fn job_of(tenant: &str, id: &str) -> Job {
     Job { tenant: TenantId::from(tenant), ..job(id, b"x") }
+}
+
+/// What a trapped attempt consumed.
+pub fn trapped_usage() -> Usage {
+    Usage { outcome: Outcome::Failed(ErrorCode::FunctionTrapped), cpu_us: 3, ..Usage::default() }
 }
 
 /// A success with output `body` and a recognisable usage.
@@ -56,6 +68,9 @@ pub fn trapped() -> JobError {
 pub fn config() -> QueueConfig {
     QueueConfig {
         capacity: 3,
+        queue_bytes: 1 << 20,
+        tenant_queue_quota: 100,
+        tenant_queue_bytes: 1 << 20,
         visibility_timeout: Duration::from_millis(300),
         max_deliveries: 2,
         result_ttl: Duration::from_secs(60),
