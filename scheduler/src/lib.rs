@@ -279,6 +279,10 @@ pub trait Queue: Send + Sync + 'static {
     /// `tenant`'s share of the queue now.
     async fn tenant_queue(&self, tenant: &TenantId) -> Result<TenantQueue, QueueError>;
 
+    /// The tenants with jobs waiting or running, most waiting first, at
+    /// most `limit` of them (for metrics, whose labels must stay few).
+    async fn busy_tenants(&self, limit: usize) -> Result<Vec<(TenantId, TenantQueue)>, QueueError>;
+
     /// Up to `limit` of `tenant`'s kept jobs matching `filter`, newest
     /// first, starting where `cursor` (from the previous page) says.
     async fn jobs(

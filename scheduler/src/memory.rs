@@ -573,6 +573,22 @@ impl Queue for MemoryQueue {
         })
     }
 
+    async fn busy_tenants(&self, limit: usize) -> Result<Vec<(TenantId, TenantQueue)>, QueueError> {
+        let tenants: Vec<TenantId> = self.lock().tenants.keys().cloned().collect();
+        let mut busy = Vec::with_capacity(tenants.len());
+        for tenant in tenants {
+            let queue = self.tenant_queue(&tenant).await?;
+            if queue.queued + queue.running > 0 {
+                busy.push((tenant, queue));
+            }
+        }
+        busy.sort_by(|(a_id, a), (b_id, b)| {
+            b.queued.cmp(&a.queued).then(b.running.cmp(&a.running)).then(a_id.cmp(b_id))
+        });
+        busy.truncate(limit);
+        Ok(busy)
+    }
+
     async fn jobs(
         &self,
         tenant: &TenantId,

@@ -322,6 +322,20 @@ async fn a_tenants_queue_reports_waiting_running_and_the_oldest(backend: &impl B
     assert_eq!(queue.tenant_queue(&"nobody".into()).await, Ok(TenantQueue::default()));
 }
 
+async fn busy_tenants_are_listed_most_waiting_first(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { capacity: 100, ..config() }).await;
+    for (tenant, id) in [("t", "a1"), ("u", "b1"), ("u", "b2"), ("v", "c1")] {
+        queue.enqueue(job_of(tenant, id)).await.expect("enqueued");
+    }
+    let taken = reserve(&*queue, "w").await;
+    assert_eq!(taken.job.id.0, "a1");
+    let busy = queue.busy_tenants(10).await.expect("busy tenants");
+    let names: Vec<(String, u64, u64)> =
+        busy.iter().map(|(tenant, q)| (tenant.to_string(), q.queued, q.running)).collect();
+    assert_eq!(names, [("u".to_owned(), 2, 0), ("v".to_owned(), 1, 0), ("t".to_owned(), 0, 1)]);
+    assert_eq!(queue.busy_tenants(1).await.map(|busy| busy.len()), Ok(1));
+}
+
 async fn jobs_are_listed_newest_first_a_page_at_a_time(backend: &impl Backend) {
     let queue = backend.open(QueueConfig { capacity: 100, ..config() }).await;
     for (id, at, function) in [("a", 1000, "f"), ("b", 2000, "g"), ("c", 3000, "f"), ("d", 4000, "f")] {
@@ -756,6 +770,7 @@ conformance!(
     a_taken_job_cannot_be_cancelled,
     another_tenants_job_cannot_be_cancelled,
     a_tenants_queue_reports_waiting_running_and_the_oldest,
+    busy_tenants_are_listed_most_waiting_first,
     jobs_are_listed_newest_first_a_page_at_a_time,
     a_forgotten_tenant_leaves_nothing_behind,
     a_retried_job_is_delivered_again_with_the_next_attempt,

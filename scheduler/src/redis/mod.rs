@@ -495,6 +495,10 @@ impl Queue for RedisQueue {
         Err(unavailable("per-tenant queues are not built yet"))
     }
 
+    async fn busy_tenants(&self, _limit: usize) -> Result<Vec<(TenantId, TenantQueue)>, QueueError> {
+        Err(unavailable("per-tenant queues are not built yet"))
+    }
+
     async fn jobs(
         &self,
         _tenant: &TenantId,
