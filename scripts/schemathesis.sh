@@ -16,7 +16,7 @@ admin="schemathesis-admin-token"
 
 # Generous rates: the point is the API's answers, not the rate limiter's.
 target/release/sluice serve --listen "127.0.0.1:$port" --data-dir "$data_dir/data" \
-    --admin-token "$admin" --workers 2 --rate 100000 --burst 100000 --max-concurrency 1024 \
+    --admin-token "$admin" --workers 2 --rate 100000 --burst 100000 \
     --timeout-ms 2000 >"$log" 2>&1 &
 server=$!
 cleanup() {

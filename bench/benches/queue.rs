@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion};
 use sluice_bench::Recorder;
 use sluice_core::{CallOutput, CallRequest, Outcome, TenantId, Version};
-use sluice_scheduler::{Completion, Job, JobId, Queue, QueueConfig, RedisQueue, RedisQueueConfig, Usage};
+use sluice_scheduler::{
+    Completion, Job, JobId, JobKind, Queue, QueueConfig, RedisQueue, RedisQueueConfig, TenantLimits, Usage,
+};
 use sluice_testkit::spawn_redis;
 
 fn job_of(size: usize) -> Job {
@@ -29,6 +31,8 @@ fn job_of(size: usize) -> Job {
         version: Version::from("sha256:0"),
         request: CallRequest { body: vec![7; size], content_type: String::new(), params: Vec::new() },
         submitted_at_ms: 0,
+        kind: JobKind::Sync,
+        limits: TenantLimits::default(),
     }
 }
 
@@ -66,7 +70,7 @@ fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
     let redis = spawn_redis();
-    let config = QueueConfig { capacity: 100_000, tenant_concurrency: usize::MAX, ..QueueConfig::default() };
+    let config = QueueConfig { tenant_concurrency: usize::MAX, ..QueueConfig::default() };
     let memory = tokio.block_on(sluice_scheduler::connect("memory:", config, "")).expect("memory queue");
     let redis_queue = tokio
         .block_on(sluice_scheduler::connect(&redis.url, config, sluice_scheduler::DEFAULT_PREFIX))

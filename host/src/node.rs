@@ -41,6 +41,8 @@ pub struct Node {
     /// This node's name among workers.
     pub name: String,
     slots: JoinSet<()>,
+    /// Declared after `slots`: the tasks are aborted before their threads go.
+    slot_runtime: Option<worker::SlotRuntime>,
     stop_slots: watch::Sender<bool>,
     heartbeat: Option<JoinHandle<()>>,
 }
@@ -77,12 +79,19 @@ impl Node {
             async move { platform.warm().await }
         });
         let (stop_slots, stop) = watch::channel(false);
-        let slot_set = worker::spawn_slots(Arc::clone(&platform), slots, &name, drain, stop);
+        let slot_runtime = match slots {
+            0 => None,
+            _ => Some(worker::SlotRuntime::new(slots).context("cannot start the worker slots' threads")?),
+        };
+        let slot_set = match slot_runtime.as_ref().and_then(worker::SlotRuntime::handle) {
+            Some(handle) => worker::spawn_slots(Arc::clone(&platform), slots, &name, drain, stop, handle),
+            None => JoinSet::new(),
+        };
         let heartbeat = match slots {
             0 => None,
             _ => Some(worker::start_heartbeat(&platform, name.clone()).await),
         };
-        Ok(Self { platform, name, slots: slot_set, stop_slots, heartbeat })
+        Ok(Self { platform, name, slots: slot_set, slot_runtime, stop_slots, heartbeat })
     }
 
     /// Turns true once the node starts draining (for tasks that should stop with it).
@@ -106,6 +115,7 @@ impl Node {
         if let Some(heartbeat) = self.heartbeat.take() {
             heartbeat.abort();
         }
+        self.slot_runtime.take();
         drained.is_ok()
     }
 }

@@ -45,21 +45,55 @@ pub enum Drain {
     InFlight,
 }
 
-/// Starts `slots` workers named `{node}/{n}`; they stop once `stop` turns
-/// true, draining as `drain` says.
+/// The threads worker slots run on, apart from the ones serving HTTP: a
+/// guest computing for its whole time slice then never delays accepting,
+/// parsing or answering a request, and the operating system shares the
+/// cores between calls at a finer grain than a guest's yields.
+pub struct SlotRuntime(Option<tokio::runtime::Runtime>);
+
+impl SlotRuntime {
+    /// A runtime with one thread per slot.
+    pub fn new(slots: usize) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(slots.max(1))
+            .thread_name("sluice-slot")
+            .enable_all()
+            .build()?;
+        Ok(Self(Some(runtime)))
+    }
+
+    /// Where slots are spawned.
+    pub fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.0.as_ref().map(tokio::runtime::Runtime::handle)
+    }
+}
+
+impl Drop for SlotRuntime {
+    fn drop(&mut self) {
+        // Dropped from async code (a node's drain), where waiting for the
+        // threads would block a runtime thread; they end on their own.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Starts `slots` workers named `{node}/{n}` on `runtime`; they stop once
+/// `stop` turns true, draining as `drain` says.
 pub fn spawn_slots(
     platform: Arc<Platform>,
     slots: usize,
     node: &str,
     drain: Drain,
     stop: watch::Receiver<bool>,
+    runtime: &tokio::runtime::Handle,
 ) -> JoinSet<()> {
     let mut set = JoinSet::new();
     for slot in 0..slots {
         let platform = Arc::clone(&platform);
         let name = format!("{node}/{slot}");
         let stop = stop.clone();
-        set.spawn(async move { run_slot(platform, name, drain, stop).await });
+        set.spawn_on(async move { run_slot(platform, name, drain, stop).await }, runtime);
     }
     set
 }

@@ -24,6 +24,25 @@ async fn invoke(server: &TestServer, key: &str, path_and_query: &str, body: Vec<
     server.request(Method::POST, path_and_query, key).body(body).send().await.expect("sent")
 }
 
+/// Polls job `id` until its status is `status` (10 s at most).
+async fn wait_for_status(server: &TestServer, key: &str, id: &str, status: &str) -> Value {
+    for _ in 0..200 {
+        let job: Value = server
+            .request(Method::GET, &format!("/v1/jobs/{id}"), key)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        if job["status"] == status {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {id} was not {status} within 10 s");
+}
+
 async fn wait_for_job(server: &TestServer, key: &str, id: &str) -> Value {
     for _ in 0..200 {
         let job: Value = server
@@ -34,7 +53,7 @@ async fn wait_for_job(server: &TestServer, key: &str, id: &str) -> Value {
             .json()
             .await
             .expect("json");
-        if job["status"] == "succeeded" || job["status"] == "failed" {
+        if ["succeeded", "failed", "cancelled"].iter().any(|ended| job["status"] == *ended) {
             return job;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -487,7 +506,7 @@ async fn a_tenant_over_its_rate_gets_429_with_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_at_its_concurrency_cap_gets_429_and_others_still_run() {
+async fn a_tenant_at_its_running_limit_waits_its_turn_while_others_run() {
     let server = start_server_with(|c| {
         c.queue.tenant_concurrency = 1;
         c.platform.runtime.timeout = Duration::from_millis(1500);
@@ -497,16 +516,42 @@ async fn a_tenant_at_its_concurrency_cap_gets_429_and_others_still_run() {
     deploy(&server, &key, "hostile", guest("sluice_fixture_hostile")).await;
     let sleeping: Value =
         invoke(&server, &key, "/v1/functions/hostile/jobs?act=sleep", Vec::new()).await.json().await.expect("json");
-    let response = invoke(&server, &key, "/v1/functions/hostile/invoke?act=echo", Vec::new()).await;
-    assert_eq!(response.headers()["retry-after"], "1");
-    let (status, code, _) = error_of(response).await;
-    assert_eq!((status, code.as_str()), (StatusCode::TOO_MANY_REQUESTS, "concurrency_limit"));
+    let sleeping = sleeping["id"].as_str().expect("id").to_owned();
+    wait_for_status(&server, &key, &sleeping, "running").await;
     let other = server.tenant("other").await;
     let response = invoke(&server, &other, "/v1/functions/resize/invoke?width=8", photo("jpg-size-1x1.jpg")).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    wait_for_job(&server, &key, sleeping["id"].as_str().expect("id")).await;
+    assert_eq!(response.status(), StatusCode::OK, "another tenant runs at once");
+
     let response = invoke(&server, &key, "/v1/functions/hostile/invoke?act=echo", b"again".to_vec()).await;
-    assert_eq!(response.status(), StatusCode::OK, "the slot is free once the job ended");
+    assert_eq!(response.status(), StatusCode::OK, "the call waited for its turn instead of being refused");
+    let ended = wait_for_job(&server, &key, &sleeping).await;
+    assert_eq!(
+        (ended["status"].as_str(), ended["error"]["code"].as_str()),
+        (Some("failed"), Some("timeout")),
+        "the tenant's one slot was held until the sleeper timed out: {ended}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_over_its_queue_quota_gets_429_and_others_are_still_accepted() {
+    let server = start_server_with(|c| {
+        c.workers = 0;
+        c.queue.tenant_queue_quota = 2;
+    })
+    .await;
+    let key = server.tenant("acme").await;
+    for _ in 0..2 {
+        let response = invoke(&server, &key, "/v1/functions/resize/jobs?width=8", Vec::new()).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    let response = invoke(&server, &key, "/v1/functions/resize/jobs?width=8", Vec::new()).await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    let (status, code, message) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::TOO_MANY_REQUESTS, "queue_quota"));
+    assert_eq!(message, "this tenant already has 2 jobs waiting; wait for some to finish");
+    let other = server.tenant("other").await;
+    let response = invoke(&server, &other, "/v1/functions/resize/jobs?width=8", Vec::new()).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED, "another tenant has its own quota");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

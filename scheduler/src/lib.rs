@@ -25,8 +25,9 @@
 //!   Within a tenant, sync jobs (a caller holds a connection) go first.
 //! - **Bounded results.** Outputs of async jobs are kept for `result_ttl`
 //!   within a byte budget per tenant and per queue: new async work is
-//!   refused while the budget is spent, and an accepted job's output is
-//!   never dropped before its TTL. A sync call's output is released the
+//!   refused, and accepted async jobs wait (sync ones still run), while
+//!   the budget is spent; an accepted job's output is never dropped before
+//!   its TTL. A sync call's output is released the
 //!   moment it is taken ([`Queue::take_output`]).
 //! - **Idempotent submission.** [`Queue::submit`] records an
 //!   `Idempotency-Key` and enqueues its job in one step, so a key always
@@ -81,9 +82,9 @@ pub struct QueueConfig {
     pub tenant_concurrency: usize,
     /// Bytes of async outputs one tenant may have stored at once; while
     /// they are spent its new async jobs are refused with
-    /// `TenantResultsFull`. Checked at admission, so a tenant may end up
-    /// its queued and running jobs' outputs past it: accepted work always
-    /// keeps its result.
+    /// `TenantResultsFull` and its accepted async jobs are not taken. So a
+    /// tenant ends at most its running jobs' outputs past it, and accepted
+    /// work always keeps its result.
     pub tenant_result_bytes: u64,
     /// Bytes of outputs the whole queue (one node's memory, or one Redis)
     /// may hold; while they are spent new async jobs are refused with

@@ -77,9 +77,11 @@ impl Tenant {
         self.sync.len() + self.batch.len()
     }
 
-    /// True when the tenant has work and room to run it.
-    fn ready(&self) -> bool {
-        self.waiting() > 0 && self.running < self.running_limit
+    /// True when the tenant has work it may run now: room under its
+    /// running limit, and a sync job, or an async one while the results
+    /// it would store fit (`results_fit`).
+    fn ready(&self, results_fit: bool) -> bool {
+        self.running < self.running_limit && (!self.sync.is_empty() || (results_fit && !self.batch.is_empty()))
     }
 
     fn lane(&mut self, kind: JobKind) -> &mut VecDeque<JobId> {
@@ -92,6 +94,10 @@ impl Tenant {
 
 #[derive(Default)]
 struct State {
+    /// The result budgets (from the config): a tenant's async jobs wait
+    /// while its stored outputs, or everyone's, fill them.
+    tenant_result_bytes: u64,
+    result_bytes: u64,
     entries: HashMap<JobId, Entry>,
     tenants: HashMap<TenantId, Tenant>,
     /// Tenants whose turn may come, in order; a tenant is here at most once.
@@ -112,10 +118,19 @@ struct State {
 }
 
 impl State {
+    /// True while `tenant`'s async outputs may still be stored: a job
+    /// taken now cannot push the stored bytes past a budget by more than
+    /// the outputs of the jobs running at once.
+    fn results_fit(&self, tenant: &TenantId) -> bool {
+        self.stored.get(tenant).copied().unwrap_or(0) < self.tenant_result_bytes
+            && self.stored_total < self.result_bytes
+    }
+
     /// Puts `tenant` in the ring if it has work and room, and is not there yet.
     fn offer_turn(&mut self, tenant: &TenantId) -> bool {
+        let fit = self.results_fit(tenant);
         let Some(queue) = self.tenants.get_mut(tenant) else { return false };
-        if queue.in_turn || !queue.ready() {
+        if queue.in_turn || !queue.ready(fit) {
             return false;
         }
         queue.in_turn = true;
@@ -157,6 +172,22 @@ impl State {
         offered
     }
 
+    /// Outputs were released: tenants whose async jobs waited for room get
+    /// their turns back. Returns true when any did.
+    fn reoffer_turns(&mut self) -> bool {
+        let waiting: Vec<TenantId> = self
+            .tenants
+            .iter()
+            .filter(|(_, queue)| !queue.in_turn && !queue.batch.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut offered = false;
+        for tenant in waiting {
+            offered |= self.offer_turn(&tenant);
+        }
+        offered
+    }
+
     /// Forgets a tenant's queue once it holds nothing.
     fn drop_idle(&mut self, tenant: &TenantId) {
         if self.tenants.get(tenant).is_some_and(|q| q.waiting() == 0 && q.running == 0 && !q.in_turn) {
@@ -169,13 +200,15 @@ impl State {
     /// to the back of the ring if it still has both.
     fn next_turn(&mut self) -> Option<JobId> {
         while let Some(tenant) = self.turns.pop_front() {
+            let fit = self.results_fit(&tenant);
             let Some(queue) = self.tenants.get_mut(&tenant) else { continue };
             queue.in_turn = false;
-            if !queue.ready() {
+            if !queue.ready(fit) {
                 self.drop_idle(&tenant);
                 continue;
             }
-            let Some(id) = queue.sync.pop_front().or_else(|| queue.batch.pop_front()) else { continue };
+            let next = queue.sync.pop_front().or_else(|| if fit { queue.batch.pop_front() } else { None });
+            let Some(id) = next else { continue };
             let bytes = self.entries.get(&id).map_or(0, |entry| entry.job.request.body.len() as u64);
             queue.waiting_bytes = queue.waiting_bytes.saturating_sub(bytes);
             queue.running += 1;
@@ -245,7 +278,12 @@ impl std::fmt::Debug for MemoryQueue {
 impl MemoryQueue {
     /// An empty queue.
     pub fn new(config: QueueConfig) -> Self {
-        Self { config, state: Mutex::new(State::default()), job_ready: Notify::new() }
+        let state = State {
+            tenant_result_bytes: config.tenant_result_bytes,
+            result_bytes: config.result_bytes,
+            ..State::default()
+        };
+        Self { config, state: Mutex::new(state), job_ready: Notify::new() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -268,8 +306,12 @@ impl MemoryQueue {
             .map(|entry| (entry.job.tenant.clone(), entry.stored))
             .collect();
         state.entries.retain(|_, entry| entry.expires.is_none_or(|at| at > now));
+        let freed = gone.iter().any(|(_, bytes)| *bytes > 0);
         for (tenant, bytes) in gone {
             state.refund(&tenant, bytes);
+        }
+        if freed && state.reoffer_turns() {
+            self.job_ready.notify_waiters();
         }
         state.keys.retain(|_, key| key.expires > now);
         let expired: Vec<JobId> = state
@@ -538,6 +580,9 @@ impl Queue for MemoryQueue {
         let output = entry.output.take();
         let (tenant, stored) = (entry.job.tenant.clone(), std::mem::take(&mut entry.stored));
         state.refund(&tenant, stored);
+        if stored > 0 && state.reoffer_turns() {
+            self.job_ready.notify_waiters();
+        }
         Ok(output)
     }
 
@@ -653,6 +698,9 @@ impl Queue for MemoryQueue {
         state.keys.retain(|(owner, _), _| owner != tenant);
         if let Some(stored) = state.stored.remove(tenant) {
             state.stored_total = state.stored_total.saturating_sub(stored);
+            if state.reoffer_turns() {
+                self.job_ready.notify_waiters();
+            }
         }
         Ok(ids.len() as u64)
     }

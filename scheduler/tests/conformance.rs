@@ -617,11 +617,29 @@ async fn accepted_jobs_keep_their_results_past_the_budget(backend: &impl Backend
     for id in ["a", "b"] {
         assert_eq!(queue.submit(job_of("t", id), None).await, Ok(Submitted::Accepted));
     }
-    let (first, second) = (run_to_success(&*queue, b"out").await, run_to_success(&*queue, b"out").await);
-    for id in [first, second] {
+    // Both run at once, so both outputs land although the first fills the budget.
+    let (first, second) = (reserve(&*queue, "w1").await, reserve(&*queue, "w2").await);
+    for delivery in [&first, &second] {
+        queue.complete(delivery, success(b"out")).await.expect("completed");
+    }
+    for delivery in [first, second] {
+        let id = delivery.job.id;
         assert!(queue.output(&id).await.expect("output").is_some(), "{id} kept although over the budget");
     }
     assert_eq!(queue.submit(job_of("t", "c"), None).await, Err(QueueError::TenantResultsFull { limit: OUT_BYTES }));
+}
+
+async fn a_tenants_async_jobs_wait_while_its_results_fill_its_budget(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { tenant_result_bytes: OUT_BYTES, ..config() }).await;
+    for id in ["a", "b"] {
+        assert_eq!(queue.submit(job_of("t", id), None).await, Ok(Submitted::Accepted));
+    }
+    let first = run_to_success(&*queue, b"out").await;
+    assert_eq!(queue.reserve("w", SHORT).await, Ok(None), "b would store past the budget: it waits");
+    queue.enqueue(sync_job_of("t", "s")).await.expect("a sync call stores nothing");
+    assert_eq!(reserve(&*queue, "w").await.job.id.0, "s", "sync calls still run");
+    queue.take_output(&first).await.expect("taken");
+    assert_eq!(reserve(&*queue, "w").await.job.id.0, "b", "room again: b runs");
 }
 
 async fn a_taken_output_frees_its_budget(backend: &impl Backend) {
@@ -793,6 +811,7 @@ conformance!(
     a_tenant_over_its_result_budget_is_refused_new_async_jobs,
     the_queue_wide_result_budget_refuses_every_tenant,
     accepted_jobs_keep_their_results_past_the_budget,
+    a_tenants_async_jobs_wait_while_its_results_fill_its_budget,
     a_taken_output_frees_its_budget,
     an_expired_result_frees_its_budget,
     guest_text_is_capped_before_it_is_kept,

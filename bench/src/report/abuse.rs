@@ -398,9 +398,18 @@ async fn deploy_flood(node: &Node, key: &str, deadline: Instant, tally: &Tally) 
     }
 }
 
-/// The victim's open loop for `duration`.
-async fn victim_calls(target: &Target, duration: Duration) -> LoadResult {
-    loadgen::open_loop(target, VICTIM_RATE, duration, 64, "victim", true).await
+/// The victim's open loop for `duration`, on a thread and runtime of its
+/// own: a real victim is another client, so the attacker's work in this
+/// process (thousands of sockets, megabytes to read) must not delay the
+/// victim's requests or the reading of its clock.
+async fn victim_calls(target: &Target, duration: Duration) -> anyhow::Result<LoadResult> {
+    let target = target.clone();
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        Ok(runtime.block_on(loadgen::open_loop(&target, VICTIM_RATE, duration, 64, "victim", true)))
+    })
+    .await
+    .context("the victim's thread")?
 }
 
 /// Runs the victim alone, then under each attack, on one node.
@@ -413,7 +422,7 @@ pub async fn abuse_runs(effort: Effort) -> anyhow::Result<AbuseRuns> {
     let duration = effort.run;
     // Warm the built-in before timing anything.
     loadgen::closed_loop(&target, 1, Duration::from_secs(1), 20, "warm-up", true).await;
-    let solo = victim_calls(&target, duration).await;
+    let solo = victim_calls(&target, duration).await?;
     if solo.ok == 0 {
         bail!("the victim's calls all failed with nobody else on the node");
     }
@@ -424,6 +433,7 @@ pub async fn abuse_runs(effort: Effort) -> anyhow::Result<AbuseRuns> {
         let tally = Tally::default();
         let (victim, ()) =
             tokio::join!(victim_calls(&target, duration), attack.run(&node, &attacker_key, duration, &tally));
+        let victim = victim?;
         // Let the node settle (closed sockets, released outputs) before the next attack.
         tokio::time::sleep(Duration::from_secs(2)).await;
         attacks.push(AttackRun {

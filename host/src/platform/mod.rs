@@ -56,7 +56,9 @@ pub struct PlatformConfig {
     pub usage_retention: Duration,
     /// Per-tenant sustained request rate (requests per second).
     pub rate_per_second: u32,
-    /// Per-tenant burst above the rate.
+    /// Per-tenant burst above the rate: large enough that a burst of async
+    /// jobs is queued (the queue quota bounds the backlog) rather than
+    /// refused at the door.
     pub rate_burst: u32,
     /// Longest a deploy may spend compiling.
     pub compile_timeout: Duration,
@@ -78,7 +80,7 @@ impl PlatformConfig {
             max_versions: 10,
             usage_retention: crate::store::usage::DEFAULT_RETENTION,
             rate_per_second: 100,
-            rate_burst: 200,
+            rate_burst: 1000,
             compile_timeout: Duration::from_secs(60),
             prices: DEFAULT_PRICES,
         }
