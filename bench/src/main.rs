@@ -2,6 +2,7 @@
 //!
 //! - `report [--quick]` runs every scenario and writes `bench/results/REPORT.md`.
 //! - `abuse [--quick]` runs only the report's abuse section and prints it.
+//! - `neighbours [--quick]` runs only the noisy-neighbour section and prints it.
 //! - `load` drives one loopback URL at a constant rate (open loop) or with
 //!   a fixed number of clients (closed loop) and prints percentiles.
 
@@ -35,6 +36,12 @@ enum Command {
     },
     /// Run only the abuse section (A1) and print it as Markdown.
     Abuse {
+        /// Shorter runs.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Run only the noisy-neighbour section (N1) and print it as Markdown.
+    Neighbours {
         /// Shorter runs.
         #[arg(long)]
         quick: bool,
@@ -109,6 +116,10 @@ fn main() -> ExitCode {
             }
             Command::Abuse { quick } => {
                 println!("{}", report::abuse_section(quick).await?);
+                Ok(())
+            }
+            Command::Neighbours { quick } => {
+                println!("{}", report::neighbours_section(quick).await?);
                 Ok(())
             }
             Command::Load { url, key, body, rate, connections, duration } => {

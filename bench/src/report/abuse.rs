@@ -5,7 +5,6 @@
 //! stops by itself; the victim's open loop runs for the same time.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,11 +14,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-use super::scenarios::{Effort, repo_root, sluice_binary};
+use super::node::Node;
+use super::scenarios::{Effort, repo_root};
 use crate::loadgen::{self, LoadResult, Target};
 
-/// The admin token of the node under attack.
-const ADMIN: &str = "abuse-admin";
 /// The victim's steady rate, requests per second.
 pub const VICTIM_RATE: f64 = 10.0;
 
@@ -60,70 +58,6 @@ impl AbuseRuns {
             return f64::INFINITY;
         }
         run.victim.latency_ms(0.99) / self.solo.latency_ms(0.99)
-    }
-}
-
-/// A `sluice serve` child process with default flags, killed on drop.
-struct Node {
-    child: std::process::Child,
-    url: String,
-    addr: String,
-    _data: tempfile::TempDir,
-}
-
-impl Node {
-    fn start() -> anyhow::Result<Self> {
-        let data = tempfile::tempdir()?;
-        let mut child = std::process::Command::new(sluice_binary()?)
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN, "--data-dir"])
-            .arg(data.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("start sluice serve")?;
-        let stdout = child.stdout.take().context("serve stdout")?;
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let url = loop {
-            let Some(line) = lines.next().transpose().context("serve output")? else {
-                let _ = child.kill();
-                bail!("sluice serve exited before listening");
-            };
-            if let Some(rest) = line.strip_prefix("sluice listening on ") {
-                break rest.split_whitespace().next().context("an address")?.to_owned();
-            }
-        };
-        // Keep draining so the node never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        let addr = url.trim_start_matches("http://").to_owned();
-        Ok(Self { child, url, addr, _data: data })
-    }
-
-    fn memory_mib(&self, field: &str) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |kib| kib / 1024.0)
-    }
-
-    async fn tenant(&self, name: &str) -> anyhow::Result<String> {
-        let response = reqwest::Client::new()
-            .post(format!("{}/v1/tenants", self.url))
-            .bearer_auth(ADMIN)
-            .json(&serde_json::json!({ "name": name }))
-            .send()
-            .await
-            .context("create a tenant")?;
-        let created: serde_json::Value = response.json().await.context("tenant JSON")?;
-        Ok(created["api_key"].as_str().context("an API key")?.to_owned())
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -414,7 +348,7 @@ async fn victim_calls(target: &Target, duration: Duration) -> anyhow::Result<Loa
 
 /// Runs the victim alone, then under each attack, on one node.
 pub async fn abuse_runs(effort: Effort) -> anyhow::Result<AbuseRuns> {
-    let node = tokio::task::spawn_blocking(Node::start).await.context("start the node")??;
+    let node = tokio::task::spawn_blocking(|| Node::start(&[])).await.context("start the node")??;
     let victim_key = node.tenant("victim").await?;
     let attacker_key = node.tenant("attacker").await?;
     let photo = Bytes::from(crate::photo("peacock.progressive.jpeg"));

@@ -4,6 +4,8 @@
 //! SVG plots beside it.
 
 pub mod abuse;
+pub mod neighbours;
+pub mod node;
 pub mod scenarios;
 pub mod svg;
 
@@ -13,6 +15,7 @@ use std::time::Instant;
 
 use abuse::AbuseRuns;
 use anyhow::Context;
+use neighbours::NeighbourRun;
 use scenarios::{Effort, HttpRuns, PhotoTiming};
 
 /// What to run and where to write.
@@ -54,6 +57,7 @@ struct Measured {
     redis_ms: f64,
     scaling: Vec<(usize, f64)>,
     abuse: AbuseRuns,
+    neighbours: Vec<NeighbourRun>,
     seconds: f64,
 }
 
@@ -74,6 +78,7 @@ impl Measured {
             .map_or(f64::NAN, |(_, _, result)| result.latency_ms(0.99));
         let p5 = self.redis_ms - self.embedded_ms;
         let a1 = self.abuse.worst_p99_ratio();
+        let n1 = worst_quiet_p50(&self.neighbours);
         let p6 = match (self.scaling.first(), self.scaling.last()) {
             (Some(&(_, one)), Some(&(count, many))) if count > 1 => many / (one * count as f64),
             _ => f64::NAN,
@@ -135,6 +140,14 @@ impl Measured {
                 goal: "≤ 2.0",
                 met: a1 <= 2.0,
             },
+            Goal {
+                id: "N1",
+                decimals: 2,
+                what: "a quiet tenant's sync p50 while another's burst drains / max(100 ms, 5× its p50 alone), worst mode (noisy-neighbour section)",
+                value: n1,
+                goal: "≤ 1.00",
+                met: n1 <= 1.0,
+            },
         ]
     }
 }
@@ -171,6 +184,8 @@ pub async fn run(options: &ReportOptions) -> anyhow::Result<Vec<Goal>> {
     drop(redis);
     eprintln!("A1: a victim tenant alone and under attack");
     let abuse = abuse::abuse_runs(effort).await?;
+    eprintln!("N1: a quiet tenant beside another's backlog");
+    let neighbours = neighbours::neighbour_runs(effort).await?;
 
     let measured = Measured {
         photos,
@@ -184,6 +199,7 @@ pub async fn run(options: &ReportOptions) -> anyhow::Result<Vec<Goal>> {
         redis_ms,
         scaling,
         abuse,
+        neighbours,
         seconds: started.elapsed().as_secs_f64(),
     };
     write_plots(&measured, options)?;
@@ -390,6 +406,7 @@ fn render(m: &Measured, goals: &[Goal], options: &ReportOptions) -> String {
     let _ = writeln!(out, "\n![throughput vs workers](throughput-vs-workers.svg)\n");
 
     render_abuse(&mut out, &m.abuse);
+    render_neighbours(&mut out, &m.neighbours);
 
     let _ = writeln!(out, "## Machine and versions\n\n| | |\n|---|---|");
     for (key, value) in machine() {
@@ -422,6 +439,67 @@ pub async fn abuse_section(quick: bool) -> anyhow::Result<String> {
     render_abuse(&mut out, &abuse);
     let _ = writeln!(out, "A1 (worst p99 / solo p99): {:.2}", abuse.worst_p99_ratio());
     Ok(out)
+}
+
+/// Runs only the noisy-neighbour scenarios and renders their section.
+pub async fn neighbours_section(quick: bool) -> anyhow::Result<String> {
+    let effort = if quick { Effort::QUICK } else { Effort::FULL };
+    let runs = neighbours::neighbour_runs(effort).await?;
+    let mut out = String::new();
+    render_neighbours(&mut out, &runs);
+    let _ = writeln!(out, "N1 (worst quiet p50 / max(100 ms, 5× solo p50)): {:.2}", worst_quiet_p50(&runs));
+    Ok(out)
+}
+
+/// The quiet tenant's p50 during the drain over what it may be, in the
+/// worse mode; infinite when any of its calls failed.
+fn worst_quiet_p50(runs: &[NeighbourRun]) -> f64 {
+    runs.iter()
+        .map(|run| {
+            if run.during.errors > 0 || run.during.ok == 0 {
+                return f64::INFINITY;
+            }
+            run.during.latency_ms(0.5) / (5.0 * run.solo.latency_ms(0.5)).max(100.0)
+        })
+        .fold(f64::NAN, f64::max)
+}
+
+fn render_neighbours(out: &mut String, runs: &[NeighbourRun]) {
+    let _ = writeln!(
+        out,
+        "## N1 — noisy neighbour
+"
+    );
+    let _ = writeln!(
+        out,
+        "A `sluice serve` process with default flags, in embedded mode and with `--redis`. A quiet tenant sends small sync resizes (a 2 KB JPEG → 50 px) at {:.0} requests/s, open loop, alone and then while a noisy tenant submits a burst of the same resize as async jobs from 8 parallel clients (the node's `--burst` is raised to let the burst through the request-rate bucket: the queue is what is measured); the drain is timed from the first submission until every accepted job ended.
+",
+        neighbours::QUIET_RATE
+    );
+    let _ = writeln!(
+        out,
+        "| mode | burst | answered | quiet p50 / p99 alone, ms | quiet p50 / p99 during, ms | p50 ratio | quiet errors | drained in, s | jobs/s |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for run in runs {
+        let answers: Vec<String> = run.answers.iter().map(|(status, count)| format!("{status}: {count}")).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.1} / {:.1} | {:.1} / {:.1} | {:.2} | {} | {:.1}{} | {:.0} |",
+            run.mode,
+            run.submitted,
+            answers.join(", "),
+            run.solo.latency_ms(0.5),
+            run.solo.latency_ms(0.99),
+            run.during.latency_ms(0.5),
+            run.during.latency_ms(0.99),
+            run.p50_ratio(),
+            run.during.errors,
+            run.drain_seconds,
+            if run.unfinished > 0 { format!(" ({} unfinished)", run.unfinished) } else { String::new() },
+            run.drain_rate()
+        );
+    }
+    let _ = writeln!(out);
 }
 
 fn render_abuse(out: &mut String, abuse: &AbuseRuns) {

@@ -28,6 +28,8 @@ pub struct Effort {
     pub sequential_calls: usize,
     /// Offered load as fractions of the maximum (P4's curve).
     pub load_fractions: &'static [f64],
+    /// Async jobs in the noisy tenant's burst (N1).
+    pub backlog_jobs: usize,
 }
 
 impl Effort {
@@ -38,6 +40,7 @@ impl Effort {
         run: Duration::from_secs(8),
         sequential_calls: 300,
         load_fractions: &[0.5, 0.7, 0.9],
+        backlog_jobs: 2_000,
     };
     /// The full run.
     pub const FULL: Self = Self {
@@ -46,6 +49,7 @@ impl Effort {
         run: Duration::from_secs(25),
         sequential_calls: 2_000,
         load_fractions: &[0.3, 0.5, 0.7, 0.8, 0.9],
+        backlog_jobs: 10_000,
     };
 }
 
