@@ -18,7 +18,9 @@
 //! - [`server`]: the HTTP front door (axum) and the embedded node (`sluice serve`).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`cli`]: the command-line interface and its commands.
+//! - [`allocator`]: large buffers go back to the kernel when freed.
 
+pub mod allocator;
 pub mod backend;
 pub mod builtins;
 pub mod cli;

@@ -12,5 +12,6 @@ fn main() -> ExitCode {
         .with_env_filter(EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
         .with_writer(std::io::stderr)
         .init();
+    sluice::allocator::return_large_buffers_to_the_os();
     sluice::cli::execute(cli)
 }

@@ -2,6 +2,9 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{TestServer, guest, photo, start_server, start_server_with};
@@ -555,6 +558,26 @@ async fn a_tenant_over_its_queue_quota_gets_429_and_others_are_still_accepted() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_400_async_jobs_is_accepted_whole_and_drains_while_another_tenant_is_served() {
+    let server = start_server().await;
+    let (noisy, quiet) = (server.tenant("noisy").await, server.tenant("quiet").await);
+    let photo = photo("jpg-size-1x1.jpg");
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = tokio::spawn(common::burst::quiet_calls(server.url.clone(), quiet, photo.clone(), Arc::clone(&stop)));
+    let burst = common::burst::submit(std::slice::from_ref(&server.url), &noisy, &photo, 400, 8).await;
+    assert_eq!(burst.answers, BTreeMap::from([(202, 400)]), "every job of the burst is accepted");
+    let ended = common::burst::settle(&server.url, &noisy, &burst.ids, Duration::from_secs(120)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(ended, BTreeMap::from([("succeeded".to_owned(), 400)]));
+    let answers = calls.await.expect("quiet calls");
+    assert_eq!(
+        answers.keys().copied().collect::<Vec<_>>(),
+        [200],
+        "the other tenant was served throughout: {answers:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_is_503_with_retry_after() {
     let server = start_server_with(|c| {
         c.workers = 0;
@@ -593,7 +616,7 @@ async fn a_burst_of_concurrent_calls_gets_only_200_429_or_503_and_never_hangs() 
         async move { request.send().await.map(|r| r.status()) }
     });
     let statuses = futures_util::future::join_all(calls).await;
-    let mut counts = std::collections::BTreeMap::new();
+    let mut counts = BTreeMap::new();
     for status in statuses {
         let status = status.expect("every call is answered within 30 s");
         assert!([200, 429, 503].contains(&status.as_u16()), "unexpected {status}");

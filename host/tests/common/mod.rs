@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod burst;
 pub mod processes;
 pub mod stores;
 
