@@ -64,21 +64,24 @@ fn main() {
         let path = out.join(format!("{name}.wasm"));
         assert!(path.is_file(), "the guest build did not produce {}", path.display());
     }
-    copy_wat_fixtures(&functions.join("fixtures").join("wat"), &out);
+    assemble_wat_fixtures(&functions.join("fixtures").join("wat"), &out);
     println!("cargo:rustc-env=SLUICE_GUEST_DIR={}", out.display());
 }
 
-/// Puts each component-text fixture's binary (`functions/fixtures/wat/NAME.wasm`,
-/// checked in beside its `NAME.wat` source) beside the guests, so tests find
-/// every fixture in one place. Attacks such as many core instances each
-/// with its own memory are shapes no guest toolchain emits on request.
-fn copy_wat_fixtures(dir: &Path, out: &Path) {
+/// Assembles each component-text fixture (`functions/fixtures/wat/NAME.wat`)
+/// into `NAME.wasm` beside the guests, so tests find every fixture in one
+/// place and the text is the only source. Attacks such as many core
+/// instances each with its own memory are shapes no guest toolchain emits
+/// on request.
+fn assemble_wat_fixtures(dir: &Path, out: &Path) {
+    println!("cargo:rerun-if-changed={}", dir.display());
     let entries = std::fs::read_dir(dir).unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display()));
     for entry in entries {
         let path = entry.expect("readable directory entry").path();
-        if path.extension().is_some_and(|ext| ext == "wasm") {
-            let target = out.join(path.file_name().expect("a file name"));
-            std::fs::copy(&path, &target).unwrap_or_else(|err| panic!("cannot copy {}: {err}", path.display()));
+        if path.extension().is_some_and(|ext| ext == "wat") {
+            let binary = wat::parse_file(&path).unwrap_or_else(|err| panic!("cannot assemble {}: {err}", path.display()));
+            let target = out.join(path.with_extension("wasm").file_name().expect("a file name"));
+            std::fs::write(&target, binary).unwrap_or_else(|err| panic!("cannot write {}: {err}", target.display()));
         }
     }
 }
