@@ -409,7 +409,11 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now_ms(), 'LIM
 end
 while true do
   local t = redis.call('LPOP', K_TURNS)
-  if not t then return false end
+  if not t then
+    -- Nothing is ready: any doorbell tokens left are stale.
+    redis.call('DEL', K_READY)
+    return false
+  end
   local th = k_tenant(t)
   redis.call('HDEL', th, 'turn')
   if ready(t) then
