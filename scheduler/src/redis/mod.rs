@@ -5,7 +5,7 @@
 //!
 //! | key | what |
 //! |---|---|
-//! | `{p}:job:{id}` | hash: `job` (JSON, no body), `body` (until the job ends), `tenant`, `kind`, `bytes`, `submitted`, `function`, `status`, `deliveries`, `record` (JSON as accepted), `error`/`usage` (JSON, once ended), `attempts` (JSON objects, comma-joined), `last_usage`, `finished`, `lease`/`worker` (while taken), `idem` (its key's name), `output_body`, `output_type`, `output_member`; expires `result_ttl` after the job ends |
+//! | `{p}:job:{id}` | hash: `job` (JSON, no body), `body` (until the job ends), `tenant`, `kind`, `bytes`, `submitted`, `function`, `status`, `deliveries`, `record` (JSON as accepted), `error`/`usage` (JSON, once ended), `attempts` (JSON objects, comma-joined), `last_usage`, `finished`, `lease` (the receipt), `worker`, `taken` (ms; while taken), `idem` (its key's name), `output_body`, `output_type`, `output_member`; expires `result_ttl` after the job ends |
 //! | `{p}:lane:sync:{tenant}`, `{p}:lane:async:{tenant}` | lists: the tenant's waiting job ids, oldest first (bounded by its quota) |
 //! | `{p}:oldest:{tenant}` | sorted set: the tenant's waiting job ids by submission time |
 //! | `{p}:tenant:{tenant}` | hash: `waiting`, `bytes` (of waiting bodies), `running`, `limit` (running, from its newest job), `turn` (1 while in the ring); gone once the tenant holds nothing |
@@ -550,14 +550,11 @@ impl Queue for RedisQueue {
 
     async fn cancel(&self, tenant: &TenantId, id: &JobId) -> Result<Cancel, QueueError> {
         let mut con = self.commands.clone();
-        let record = |fields: &[Option<String>]| -> Result<Cancel, QueueError> {
-            assemble(fields).map(|record| record.map_or(Cancel::NotFound, Cancel::TooLate))
-        };
-        match scripts::cancel(&mut con, &self.common, tenant.as_str(), id).await? {
-            scripts::Cancelled::NotFound => Ok(Cancel::NotFound),
-            scripts::Cancelled::TooLate(fields) => record(&fields),
-            scripts::Cancelled::Cancelled(fields) => Ok(assemble(&fields)?.map_or(Cancel::NotFound, Cancel::Cancelled)),
-        }
+        Ok(match scripts::cancel(&mut con, &self.common, tenant.as_str(), id).await? {
+            scripts::Withdrawal::NotFound => Cancel::NotFound,
+            scripts::Withdrawal::TooLate(fields) => assemble(&fields)?.map_or(Cancel::NotFound, Cancel::TooLate),
+            scripts::Withdrawal::Withdrawn(fields) => assemble(&fields)?.map_or(Cancel::NotFound, Cancel::Cancelled),
+        })
     }
 
     async fn forget_tenant(&self, tenant: &TenantId) -> Result<u64, QueueError> {

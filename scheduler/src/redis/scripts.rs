@@ -149,7 +149,7 @@ local function finish(id, jk, t, status, err, usage, out_body, out_type)
     redis.call('HINCRBY', K_RESULT_BYTES, 'total', bytes)
     redis.call('HSET', jk, 'output_body', out_body, 'output_type', out_type, 'output_member', member)
   end
-  redis.call('HDEL', jk, 'body', 'lease', 'worker')
+  redis.call('HDEL', jk, 'body', 'lease', 'worker', 'taken')
   redis.call('ZREM', K_LEASES, id)
   redis.call('PEXPIRE', jk, TTL_MS)
   add(K_DEPTH, -1)
@@ -162,7 +162,7 @@ local function release(id, code, message, usage)
   local f = redis.call('HMGET', jk, 'tenant', 'kind', 'bytes', 'submitted', 'deliveries', 'status')
   redis.call('ZREM', K_LEASES, id)
   if not f[1] then return 0 end
-  redis.call('HDEL', jk, 'lease', 'worker')
+  redis.call('HDEL', jk, 'lease', 'worker', 'taken')
   if is_final(f[6]) then return 0 end
   if usage then append_attempt(jk, usage) end
   local t, result = f[1], 1
@@ -431,8 +431,9 @@ while true do
         redis.call('HINCRBY', th, 'running', 1)
         if offer_turn(t) then ring() end
         local attempt = redis.call('HINCRBY', jk, 'deliveries', 1)
-        redis.call('HSET', jk, 'status', 'running', 'lease', receipt, 'worker', worker)
-        redis.call('ZADD', K_LEASES, now_ms() + VISIBILITY_MS, id)
+        local now = now_ms()
+        redis.call('HSET', jk, 'status', 'running', 'lease', receipt, 'worker', worker, 'taken', now)
+        redis.call('ZADD', K_LEASES, now + VISIBILITY_MS, id)
         return {attempt, redis.call('HGET', jk, 'job'), redis.call('HGET', jk, 'body') or ''}
       end
       -- An id whose job is gone: skip it, the tenant keeps its turn.
@@ -651,11 +652,11 @@ return {1, record_of(jk)}
 });
 
 /// What [`cancel`] did, with the job's record fields.
-pub(super) enum Cancelled {
+pub(super) enum Withdrawal {
     /// No such job of the tenant.
     NotFound,
-    /// Withdrawn.
-    Cancelled(RecordFields),
+    /// Withdrawn: it ended `cancelled`.
+    Withdrawn(RecordFields),
     /// Taken or ended already.
     TooLate(RecordFields),
 }
@@ -666,13 +667,13 @@ pub(super) async fn cancel(
     common: &Common,
     tenant: &str,
     id: &JobId,
-) -> Result<Cancelled, QueueError> {
+) -> Result<Withdrawal, QueueError> {
     let (code, fields): (i64, RecordFields) =
         common.invoke(&CANCEL).arg(tenant).arg(id.as_str()).invoke_async(con).await.map_err(unavailable)?;
     match code {
-        0 => Ok(Cancelled::NotFound),
-        1 => Ok(Cancelled::Cancelled(fields)),
-        2 => Ok(Cancelled::TooLate(fields)),
+        0 => Ok(Withdrawal::NotFound),
+        1 => Ok(Withdrawal::Withdrawn(fields)),
+        2 => Ok(Withdrawal::TooLate(fields)),
         other => Err(unexpected("cancel", other)),
     }
 }
