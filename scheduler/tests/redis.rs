@@ -260,3 +260,55 @@ async fn the_redis_schemes_connect_to_redis() {
     let waiting: Vec<String> = con.lrange("sluice:lane:async:t", 0, -1).await.expect("lrange");
     assert_eq!(waiting, ["a"], "the job is in Redis, not in this process");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_on_two_nodes_run_every_job_once_within_each_tenants_limit() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    let redis = spawn_redis();
+    let settings = QueueConfig { capacity: 100, tenant_concurrency: 2, ..config() };
+    let nodes = [connect_with(&redis.url, settings).await, connect_with(&redis.url, settings).await];
+    let tenants = ["t", "u", "v"];
+    for n in 0..12 {
+        for tenant in tenants {
+            nodes[n % 2].enqueue(job_of(tenant, &format!("{tenant}{n}"))).await.expect("enqueued");
+        }
+    }
+    // Per tenant: (running now, most seen running at once); per job: runs.
+    let running: Arc<Mutex<HashMap<String, (usize, usize)>>> = Arc::default();
+    let runs: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let mut workers = Vec::new();
+    for w in 0..6 {
+        let queue = nodes[w % 2].clone();
+        let (running, runs) = (running.clone(), runs.clone());
+        workers.push(tokio::spawn(async move {
+            while let Some(delivery) =
+                queue.reserve(&format!("w{w}"), Duration::from_millis(200)).await.expect("reserve")
+            {
+                let tenant = delivery.job.tenant.to_string();
+                {
+                    let mut running = running.lock().expect("lock");
+                    let (now, most) = running.entry(tenant.clone()).or_default();
+                    *now += 1;
+                    *most = (*most).max(*now);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                running.lock().expect("lock").entry(tenant).or_default().0 -= 1;
+                *runs.lock().expect("lock").entry(delivery.job.id.0.clone()).or_default() += 1;
+                queue.complete(&delivery, success(b"out")).await.expect("completed");
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.expect("worker finished");
+    }
+    let runs = runs.lock().expect("lock").clone();
+    assert_eq!(runs.len(), 36, "every job ran");
+    assert!(runs.values().all(|&count| count == 1), "{runs:?}");
+    for (tenant, (_, most)) in running.lock().expect("lock").iter() {
+        assert!(*most <= 2, "{tenant} ran {most} at once");
+    }
+    assert_eq!(nodes[0].depth().await, Ok(0));
+    assert_eq!(nodes[1].busy_tenants(10).await, Ok(Vec::new()));
+}
