@@ -312,3 +312,22 @@ async fn workers_on_two_nodes_run_every_job_once_within_each_tenants_limit() {
     assert_eq!(nodes[0].depth().await, Ok(0));
     assert_eq!(nodes[1].busy_tenants(10).await, Ok(Vec::new()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_listing_forgets_jobs_whose_records_expired() {
+    let redis = spawn_redis();
+    let ttl = Duration::from_secs(1);
+    let queue = connect_with(&redis.url, QueueConfig { result_ttl: ttl, ..config() }).await;
+    let mut con = raw(&redis.url).await;
+    queue.enqueue(job_of("t", "done")).await.expect("enqueued");
+    let delivery = queue.reserve("w", Duration::from_secs(1)).await.expect("reserve").expect("a job");
+    queue.complete(&delivery, success(b"out")).await.expect("completed");
+    queue.enqueue(job_of("t", "waiting")).await.expect("enqueued");
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+
+    let page = queue.jobs(&"t".into(), &sluice_scheduler::JobFilter::default(), None, 10).await.expect("listed");
+    let ids: Vec<&str> = page.jobs.iter().map(|job| job.id.as_str()).collect();
+    assert_eq!((ids, page.cursor), (vec!["waiting"], None));
+    let indexed: Vec<String> = con.zrange("sluice:index:t", 0, -1).await.expect("zrange");
+    assert_eq!(indexed, ["waiting"], "the expired job left the index");
+}
