@@ -168,7 +168,18 @@ impl RedisQueue {
             _keep_alive: keep_alive,
         });
         queue.start_subscriber();
+        queue.warn_of_an_older_layout().await;
         Ok(queue)
+    }
+
+    /// Says so when this prefix still holds the job stream of the layout
+    /// before per-tenant queues: jobs waiting in it are not taken.
+    async fn warn_of_an_older_layout(&self) {
+        let mut con = self.commands.clone();
+        let stream = format!("{}:jobs", self.keys.prefix());
+        if let Ok(true) = con.exists::<_, bool>(&stream).await {
+            tracing::warn!(key = %stream, "this Redis holds jobs queued in an older layout; they will not be run");
+        }
     }
 
     /// One task per process listens for finished jobs and fans them out to
