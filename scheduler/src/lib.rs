@@ -1,11 +1,10 @@
 //! Sluice's job queue.
 //!
 //! One trait, [`Queue`], with a backend per file: [`memory`] (the embedded
-//! default, everything in-process) and [`redis`] (Streams and a consumer
-//! group, for many nodes). [`connect`] picks the backend from a URL; every
-//! backend passes the same conformance suite (`tests/conformance.rs`).
-//! The trait follows the shape of Redis Streams consumer groups so both
-//! backends give the same guarantees:
+//! default, everything in-process) and [`redis`] (per-tenant lists taken
+//! in turns by Lua scripts, for many nodes). [`connect`] picks the backend
+//! from a URL; every backend passes the same conformance suite
+//! (`tests/conformance.rs`), so both give the same guarantees:
 //!
 //! - **At-least-once.** [`Queue::reserve`] hands a job out as a [`Delivery`]
 //!   that stays pending until [`Queue::complete`] or [`Queue::retry`]. A

@@ -8,11 +8,7 @@ use crate::QueueConfig;
 /// Every key starts with this unless configured otherwise.
 pub const DEFAULT_PREFIX: &str = "sluice";
 
-/// Bodies up to this size go inline by default. Measured with
-/// `bench/benches/queue.rs` (one run, 2 cores): inline/by-reference round
-/// trip 1.11 at 256 B (within noise), 0.82 at 64 KiB, 0.70 at 1 MiB. Larger
-/// bodies still go by reference: a retry or reclaim copies the stream
-/// entry, and multi-megabyte entries would sit in the stream while queued.
+/// The default of [`RedisQueueConfig::inline_limit`]: 1 MiB.
 pub const DEFAULT_INLINE_LIMIT: usize = 1024 * 1024;
 
 /// Where to find Redis, how to name keys, and the queue's bounds.
@@ -26,8 +22,8 @@ pub struct RedisQueueConfig {
     pub queue: QueueConfig,
     /// Longest a command may take before the queue reports itself unavailable.
     pub command_timeout: Duration,
-    /// Request bodies up to this size ride in the stream entry; larger ones
-    /// are kept in the job hash and the entry only names the job.
+    /// No longer used: every request body is kept in its job hash, which a
+    /// retry or reclaim never copies. Kept so existing settings still build.
     pub inline_limit: usize,
 }
 

@@ -1,33 +1,28 @@
-//! The names of one deployment's keys. Every key starts with the
-//! deployment's prefix, so several deployments can share one Redis.
+//! The names of one deployment's keys that Rust reads or writes directly.
+//! Every key starts with the deployment's prefix, so several deployments
+//! can share one Redis. The scripts name the same keys in their prelude
+//! (`scripts::PRELUDE`); the module docs hold the full table.
 
 use sluice_core::TenantId;
 
 use crate::JobId;
 
-/// The consumer group every worker reads the job stream through.
-pub(super) const GROUP: &str = "workers";
-
-/// Key names under one prefix (the table in the module docs).
+/// Key names under one prefix.
 #[derive(Debug, Clone)]
 pub(super) struct Keys {
     prefix: String,
-    /// Stream of job entries, read through [`GROUP`].
-    pub stream: String,
     /// Jobs accepted and not finished.
     pub depth: String,
-    /// Jobs waiting for a worker (what the capacity bounds).
-    pub waiting: String,
+    /// Doorbell list idle workers block on.
+    pub ready: String,
+    /// Tenants with jobs waiting or running.
+    pub busy: String,
     /// Stream of dead-lettered jobs.
     pub dead: String,
     /// Channel announcing jobs that just ended.
     pub done: String,
     /// Sorted set of worker nodes by last heartbeat.
     pub nodes: String,
-    /// Sorted set of kept outputs (`{bytes}|{job}|{tenant}`) by expiry, ms.
-    pub results: String,
-    /// Hash of kept output bytes: `t:{tenant}` per tenant and `total`.
-    pub result_bytes: String,
 }
 
 impl Keys {
@@ -35,26 +30,23 @@ impl Keys {
     pub fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_owned(),
-            stream: format!("{prefix}:jobs"),
             depth: format!("{prefix}:depth"),
-            waiting: format!("{prefix}:waiting"),
+            ready: format!("{prefix}:ready"),
+            busy: format!("{prefix}:busy"),
             dead: format!("{prefix}:dead"),
             done: format!("{prefix}:done"),
             nodes: format!("{prefix}:nodes"),
-            results: format!("{prefix}:results"),
-            result_bytes: format!("{prefix}:result_bytes"),
         }
+    }
+
+    /// The deployment's prefix, which the scripts build their key names from.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// The hash holding job `id`'s request, record and output.
     pub fn job(&self, id: &JobId) -> String {
-        format!("{}{id}", self.job_prefix())
-    }
-
-    /// What every job hash's name starts with (scripts look up the job an
-    /// idempotency key names by it).
-    pub fn job_prefix(&self) -> String {
-        format!("{}:job:", self.prefix)
+        format!("{}:job:{id}", self.prefix)
     }
 
     /// The idempotency key `hash` of `tenant`: `{fingerprint} {job}`.
@@ -62,8 +54,14 @@ impl Keys {
         format!("{}:idem:{tenant}:{hash}", self.prefix)
     }
 
-    /// The counter of `tenant`'s unfinished jobs.
-    pub fn active(&self, tenant: &TenantId) -> String {
-        format!("{}:active:{tenant}", self.prefix)
+    /// The hash of `tenant`'s counts (`waiting`, `bytes`, `running`,
+    /// `limit`, `turn`).
+    pub fn tenant(&self, tenant: &TenantId) -> String {
+        format!("{}:tenant:{tenant}", self.prefix)
+    }
+
+    /// The sorted set of `tenant`'s waiting jobs by submission time.
+    pub fn oldest(&self, tenant: &TenantId) -> String {
+        format!("{}:oldest:{tenant}", self.prefix)
     }
 }

@@ -1,36 +1,46 @@
-//! The Redis backend: one Stream with a consumer group carries job ids; a
-//! hash per job holds its request, record and output; counters bound the
-//! queue; a pub/sub channel announces finished jobs.
+//! The Redis backend: per-tenant queues of job ids taken in turns, a hash
+//! per job for its request, record and output, counters for the bounds, a
+//! sorted set of leases by expiry and a pub/sub channel announcing finished
+//! jobs. It keeps the in-memory backend's semantics for many nodes.
 //!
 //! | key | what |
 //! |---|---|
-//! | `{p}:jobs` | stream of `id` (+ `body` when small) entries, consumer group `workers` |
-//! | `{p}:job:{id}` | hash: `job` (JSON, no body), `body` (when large), `status`, `deliveries`, `record` (JSON), `output_body`, `output_type`, `output_member`; expires `result_ttl` after the job ends |
+//! | `{p}:job:{id}` | hash: `job` (JSON, no body), `body` (until the job ends), `tenant`, `kind`, `bytes`, `submitted`, `function`, `status`, `deliveries`, `record` (JSON as accepted), `error`/`usage` (JSON, once ended), `attempts` (JSON objects, comma-joined), `last_usage`, `finished`, `lease` (the receipt), `worker`, `taken` (ms; while taken), `idem` (its key's name), `output_body`, `output_type`, `output_member`; expires `result_ttl` after the job ends |
+//! | `{p}:lane:sync:{tenant}`, `{p}:lane:async:{tenant}` | lists: the tenant's waiting job ids, oldest first (bounded by its quota) |
+//! | `{p}:oldest:{tenant}` | sorted set: the tenant's waiting job ids by submission time |
+//! | `{p}:tenant:{tenant}` | hash: `waiting`, `bytes` (of waiting bodies), `running`, `limit` (running, from its newest job), `turn` (1 while in the ring); gone once the tenant holds nothing |
+//! | `{p}:turns` | list: the ring of tenants whose turn may come, each at most once |
+//! | `{p}:busy` | set: tenants with jobs waiting or running |
+//! | `{p}:index:{tenant}` | sorted set: the tenant's kept job ids by submission time, for listing; pruned as records expire, expires `result_ttl` after the tenant goes idle |
+//! | `{p}:leases` | sorted set: taken job ids by lease expiry (ms) |
+//! | `{p}:ready` | list: doorbell tokens idle workers block on (`BLPOP`), trimmed to 64 |
 //! | `{p}:idem:{tenant}:{sha256}` | an `Idempotency-Key` (hashed): `{fingerprint} {job}`; expires `result_ttl` after submission |
 //! | `{p}:results` | sorted set: kept outputs `{bytes}\|{job}\|{tenant}` by expiry (ms) |
 //! | `{p}:result_bytes` | hash: bytes of kept outputs, `t:{tenant}` and `total` |
 //! | `{p}:depth` | jobs accepted and not finished |
-//! | `{p}:waiting` | jobs waiting for a worker (bounded by the capacity) |
-//! | `{p}:active:{tenant}` | the tenant's jobs accepted and not finished |
+//! | `{p}:waiting`, `{p}:waiting_bytes` | jobs waiting for a worker and their bodies' bytes (bounded by `capacity`, `queue_bytes`) |
 //! | `{p}:dead` | stream of dead-lettered job ids with their last error, trimmed to about `max_dead_letters` |
 //! | `{p}:done` | channel: ids of jobs that just ended |
 //! | `{p}:nodes` | sorted set: worker node → last heartbeat (ms) |
 //!
-//! Entries stay pending in the group until the job ends, so a worker that
-//! dies mid-job loses nothing: after the visibility timeout another worker
-//! takes the entry over with `XAUTOCLAIM`. Every state change that must be
-//! atomic (admission under the bounds, completion, retry, lease checks) is a
-//! Lua script ([`scripts`]). A small body rides inline in the stream entry;
-//! a large one lives in the job hash (by reference), so the stream stays
-//! small and reclaiming or retrying an entry never copies megabytes.
+//! Every state change is a Lua script ([`scripts`]), so any number of front
+//! doors and workers share one consistent queue. Taking pops the front of
+//! the ring of turns: that tenant, if it has work and fewer running jobs
+//! than its limit, gives its oldest sync job, else its oldest async one,
+//! and goes to the back. A taken job is leased: its id sits in `leases`
+//! scored by expiry, and [`Queue::extend`] pushes the expiry on. Each take
+//! first hands out again (or dead-letters) a few jobs whose lease expired,
+//! so a worker that dies mid-job loses nothing. Idle workers block on the
+//! doorbell list, which every script that may let a take succeed (a job
+//! queued, a running slot freed) rings, and wake at least every quarter
+//! visibility timeout (at most a second) to reclaim expired leases.
 //!
 //! Submodules: [`config`] (settings), [`connection`] (the connection recipe
 //! the host's stores share), `keys` (key names), `scripts` (the Lua and its
-//! typed callers), `entry` (stream entries from typed replies).
+//! typed callers).
 
 pub mod config;
 pub mod connection;
-mod entry;
 mod keys;
 mod scripts;
 
@@ -38,9 +48,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, MultiplexedConnection};
-use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamRangeReply, StreamReadOptions, StreamReadReply,
-};
+use redis::streams::StreamRangeReply;
 use redis::{AsyncCommands, AsyncConnectionConfig, Client};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -54,16 +62,20 @@ use crate::{
 };
 pub use config::{DEFAULT_INLINE_LIMIT, DEFAULT_PREFIX, RedisQueueConfig};
 pub use connection::{KeepAlive, connection_manager};
-use entry::Entry;
-use keys::{GROUP, Keys};
+use keys::Keys;
+
+/// The job-hash fields a record is assembled from, in the order the
+/// scripts' `RECORD` list names them.
+const RECORD_FIELDS: [&str; 7] = ["record", "status", "deliveries", "error", "usage", "attempts", "finished"];
 
 /// The Redis [`Queue`].
 pub struct RedisQueue {
     client: Client,
     config: RedisQueueConfig,
     keys: Keys,
+    common: scripts::Common,
     commands: ConnectionManager,
-    /// Dedicated connections for blocking reads: a `BLOCK`ing command would
+    /// Dedicated connections for blocking reads: a blocking command would
     /// stall every other command sharing a multiplexed connection.
     blocking: Mutex<Vec<MultiplexedConnection>>,
     /// Ids of finished jobs, fed by one subscriber task per process.
@@ -72,8 +84,6 @@ pub struct RedisQueue {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Keeps `commands` checked while the queue lives.
     _keep_alive: KeepAlive,
-    /// When reserves next look for entries of silent workers.
-    next_reclaim: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -90,47 +100,85 @@ fn unavailable(err: impl std::fmt::Display) -> QueueError {
     QueueError::Unavailable(err.to_string())
 }
 
-/// A receipt is `{entry}|{consumer}`: which stream entry was handed to whom.
-fn split_receipt(receipt: &str) -> (&str, &str) {
-    receipt.split_once('|').unwrap_or((receipt, ""))
-}
-
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A record from its job-hash fields ([`RECORD_FIELDS`]); `None` when the
+/// job is not kept.
+fn assemble(fields: &[Option<String>]) -> Result<Option<JobRecord>, QueueError> {
+    let field = |at: usize| fields.get(at).and_then(Option::as_deref);
+    let Some(base) = field(0) else { return Ok(None) };
+    let mut record: JobRecord = serde_json::from_str(base).map_err(unavailable)?;
+    if let Some(status) = field(1).and_then(JobStatus::parse) {
+        record.status = status;
+    }
+    if let Some(deliveries) = field(2).and_then(|d| d.parse().ok()) {
+        record.deliveries = deliveries;
+    }
+    if let Some(error) = field(3) {
+        record.error = Some(serde_json::from_str(error).map_err(unavailable)?);
+    }
+    if let Some(usage) = field(4) {
+        record.usage = Some(serde_json::from_str(usage).map_err(unavailable)?);
+    }
+    if let Some(attempts) = field(5) {
+        record.attempts = serde_json::from_str(&format!("[{attempts}]")).map_err(unavailable)?;
+    }
+    record.finished_at_ms = field(6).and_then(|at| at.parse().ok());
+    Ok(Some(record))
+}
+
+/// A listing cursor: the position of the last job on the previous page.
+fn encode_cursor(at: u64, id: &str) -> String {
+    format!("{at}:{id}")
+}
+
+fn decode_cursor(cursor: &str) -> Option<(u64, &str)> {
+    let (at, id) = cursor.split_once(':')?;
+    Some((at.parse().ok()?, id))
+}
+
 impl RedisQueue {
-    /// Connects (retrying in the background if Redis is down) and makes sure
-    /// the stream and its consumer group exist.
+    /// Connects (retrying in the background if Redis is down).
     pub async fn connect(config: RedisQueueConfig) -> Result<Arc<Self>, QueueError> {
         let client = Client::open(config.url.as_str()).map_err(unavailable)?;
         let commands = connection_manager(&client, config.command_timeout).await.map_err(unavailable)?;
         let keys = Keys::new(&config.prefix);
+        let queue = &config.queue;
+        let common = scripts::Common {
+            prefix: keys.prefix().to_owned(),
+            running_limit: queue.tenant_concurrency,
+            ttl_ms: millis(queue.result_ttl),
+            max_deliveries: queue.max_deliveries,
+            max_dead_letters: queue.max_dead_letters,
+            visibility_ms: millis(queue.visibility_timeout),
+        };
         let (finished, _) = broadcast::channel(4096);
         let keep_alive = KeepAlive::start(commands.clone());
         let queue = Arc::new(Self {
             client,
             config,
             keys,
+            common,
             commands,
             blocking: Mutex::new(Vec::new()),
             finished,
             tasks: Mutex::new(Vec::new()),
             _keep_alive: keep_alive,
-            next_reclaim: Mutex::new(Instant::now()),
         });
-        queue.ensure_group().await?;
         queue.start_subscriber();
+        queue.warn_of_an_older_layout().await;
         Ok(queue)
     }
 
-    async fn ensure_group(&self) -> Result<(), QueueError> {
+    /// Says so when this prefix still holds the job stream of the layout
+    /// before per-tenant queues: jobs waiting in it are not taken.
+    async fn warn_of_an_older_layout(&self) {
         let mut con = self.commands.clone();
-        let created: redis::RedisResult<()> = con.xgroup_create_mkstream(&self.keys.stream, GROUP, "0").await;
-        match created {
-            Ok(()) => Ok(()),
-            Err(err) if err.to_string().contains("BUSYGROUP") => Ok(()),
-            Err(err) => Err(unavailable(err)),
+        let stream = format!("{}:jobs", self.keys.prefix());
+        if let Ok(true) = con.exists::<_, bool>(&stream).await {
+            tracing::warn!(key = %stream, "this Redis holds jobs queued in an older layout; they will not be run");
         }
     }
 
@@ -174,91 +222,42 @@ impl RedisQueue {
         self.client.get_multiplexed_async_connection_with_config(&config).await.map_err(unavailable)
     }
 
-    /// Turns a stream entry into a delivery, or `None` if its job already
-    /// ended or was just dead-lettered.
-    async fn take(&self, consumer: &str, entry: Entry) -> Result<Option<Delivery>, QueueError> {
+    /// Takes the next job by turns for `worker`, if one is ready.
+    async fn try_take(&self, worker: &str) -> Result<Option<Delivery>, QueueError> {
+        let receipt = uuid::Uuid::new_v4().to_string();
+        let lost = JobError::worker_lost();
+        let take = scripts::Take { receipt: &receipt, worker, lost: (lost.code.as_str(), &lost.message) };
         let mut con = self.commands.clone();
-        let max_deliveries = self.config.queue.max_deliveries;
-        let take = scripts::Take { job: &entry.job, entry: &entry.id, max_deliveries };
-        let receipt = format!("{}|{consumer}", entry.id);
-        match scripts::take(&mut con, &self.keys, &take).await? {
-            scripts::Taken::Ended => Ok(None),
-            scripts::Taken::Delivered { attempt, header, body } => {
-                let mut job: Job = serde_json::from_str(&header).map_err(unavailable)?;
-                job.request.body = entry.body.unwrap_or(body);
-                Ok(Some(Delivery { job, receipt, attempt }))
-            }
-            scripts::Taken::Exhausted { deliveries, header } => {
-                // Every worker it was handed to went silent: give up with that reason.
-                let job: Job = serde_json::from_str(&header).map_err(unavailable)?;
-                self.retry(&Delivery { job, receipt, attempt: deliveries }, &JobError::worker_lost(), None).await?;
-                Ok(None)
-            }
-        }
+        let Some((attempt, header, body)) = scripts::take(&mut con, &self.common, &take).await? else {
+            return Ok(None);
+        };
+        let mut job: Job = serde_json::from_str(&header).map_err(unavailable)?;
+        job.request.body = body;
+        Ok(Some(Delivery { job, receipt, attempt }))
     }
 
-    /// True unless this process found nothing to reclaim moments ago.
-    /// Skipping the check then saves healthy reserves a round trip; a dead
-    /// worker's job waits at most that moment longer.
-    fn reclaim_due(&self) -> bool {
-        Instant::now() >= *self.next_reclaim.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Takes over one entry whose worker went quiet, if there is one.
-    async fn reclaim(&self, worker: &str) -> Result<Option<Entry>, QueueError> {
-        let visibility = millis(self.config.queue.visibility_timeout);
-        let mut con = self.commands.clone();
-        let options = StreamAutoClaimOptions::default().count(1);
-        let claimed: StreamAutoClaimReply = con
-            .xautoclaim_options(&self.keys.stream, GROUP, worker, visibility, "0-0", options)
-            .await
-            .map_err(unavailable)?;
-        if let Some(entry) = Entry::first_claimed(&claimed) {
-            return Ok(Some(entry));
-        }
-        let pause = (self.config.queue.visibility_timeout / 4).min(Duration::from_secs(1));
-        *self.next_reclaim.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now() + pause;
-        Ok(None)
-    }
-
-    /// Reads the next new entry for `worker`, blocking up to `wait`.
-    async fn read_new(&self, worker: &str, wait: Duration) -> Result<Option<Entry>, QueueError> {
+    /// Waits up to `nap` for the doorbell: something may be ready to take.
+    async fn await_doorbell(&self, nap: Duration) -> Result<(), QueueError> {
         let mut blocking = self.blocking_connection().await?;
-        let mut options = StreamReadOptions::default().group(GROUP, worker).count(1);
-        let block_ms = usize::try_from(wait.as_millis()).unwrap_or(usize::MAX);
-        if block_ms > 0 {
-            options = options.block(block_ms);
-        }
-        let streams = [&self.keys.stream];
-        let read = blocking.xread_options(&streams, &[">"], &options);
-        let reply: Option<StreamReadReply> = match tokio::time::timeout(wait + self.config.command_timeout, read).await
-        {
-            Ok(Ok(reply)) => {
+        // BLPOP's timeout is in seconds; 0 would block for ever.
+        let seconds = format!("{:.3}", nap.max(Duration::from_millis(1)).as_secs_f64());
+        let mut blpop = redis::cmd("BLPOP");
+        blpop.arg(&self.keys.ready).arg(seconds);
+        let pop = blpop.query_async::<Option<(String, String)>>(&mut blocking);
+        match tokio::time::timeout(nap + self.config.command_timeout, pop).await {
+            Ok(Ok(_)) => {
                 self.blocking.lock().unwrap_or_else(PoisonError::into_inner).push(blocking);
-                reply
+                Ok(())
             }
             // A failed or stuck connection is dropped, not reused.
-            Ok(Err(err)) => return Err(unavailable(err)),
-            Err(_) => return Err(unavailable("no answer to XREADGROUP")),
-        };
-        Ok(reply.as_ref().and_then(Entry::first_read))
+            Ok(Err(err)) => Err(unavailable(err)),
+            Err(_) => Err(unavailable("no answer to BLPOP")),
+        }
     }
 
-    fn final_record(
-        &self,
-        delivery: &Delivery,
-        status: JobStatus,
-        error: Option<JobError>,
-        usage: Option<Usage>,
-    ) -> JobRecord {
-        JobRecord {
-            status,
-            error,
-            usage,
-            deliveries: delivery.attempt,
-            finished_at_ms: Some(now_ms()),
-            ..JobRecord::queued(&delivery.job)
-        }
+    /// How long an idle worker blocks before it looks for expired leases.
+    fn reclaim_interval(&self) -> Duration {
+        (self.config.queue.visibility_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
     }
 
     /// Runs the admission script for `job`: an async one is budgeted and
@@ -269,20 +268,26 @@ impl RedisQueue {
         header.request.body = Vec::new();
         let header = serde_json::to_string(&header).map_err(unavailable)?;
         let queue = &self.config.queue;
+        let quota = job.limits.queued.map_or(queue.tenant_queue_quota, |quota| quota as usize);
         let admit = scripts::Enqueue {
             id: &job.id,
-            tenant: &job.tenant,
+            tenant: job.tenant.as_str(),
+            kind: job.kind.as_str(),
+            submitted_at_ms: job.submitted_at_ms,
+            function: &job.function,
             header: &header,
             body: &job.request.body,
-            inline: job.request.body.len() <= self.config.inline_limit,
             record: &record,
             capacity: queue.capacity,
-            tenant_limit: queue.tenant_queue_quota,
+            queue_bytes: queue.queue_bytes,
+            tenant_quota: quota,
+            tenant_queue_bytes: queue.tenant_queue_bytes,
+            running_limit: job.limits.running.map_or(queue.tenant_concurrency, |limit| limit as usize),
             budgets: budgeted.then_some((queue.tenant_result_bytes, queue.result_bytes)),
-            key: key.map(|key| (key, self.ttl_ms())),
+            key: key.map(|key| (key, self.keys.idempotency(&job.tenant, &key.hash))),
         };
         let mut con = self.commands.clone();
-        match scripts::enqueue(&mut con, &self.keys, &admit).await? {
+        match scripts::enqueue(&mut con, &self.common, &admit).await? {
             scripts::Admission::Admitted => Ok(Submitted::Accepted),
             scripts::Admission::Existing(id, status) => {
                 let status = JobStatus::parse(&status).ok_or_else(|| unavailable(format!("job status {status:?}")))?;
@@ -291,7 +296,11 @@ impl RedisQueue {
             scripts::Admission::Conflict => Ok(Submitted::Conflict),
             scripts::Admission::Duplicate => Err(QueueError::Duplicate(job.id.0.clone())),
             scripts::Admission::Full => Err(QueueError::Full { capacity: queue.capacity }),
-            scripts::Admission::TenantBusy => Err(QueueError::TenantQueueFull { limit: queue.tenant_queue_quota }),
+            scripts::Admission::QueueBytesFull => Err(QueueError::QueueBytesFull { limit: queue.queue_bytes }),
+            scripts::Admission::TenantQueueFull => Err(QueueError::TenantQueueFull { limit: quota }),
+            scripts::Admission::TenantQueueBytesFull => {
+                Err(QueueError::TenantQueueBytesFull { limit: queue.tenant_queue_bytes })
+            }
             scripts::Admission::TenantResultsFull => {
                 Err(QueueError::TenantResultsFull { limit: queue.tenant_result_bytes })
             }
@@ -299,8 +308,52 @@ impl RedisQueue {
         }
     }
 
-    fn ttl_ms(&self) -> u64 {
-        millis(self.config.queue.result_ttl).max(1)
+    /// The records of `ids`, in order, skipping any no longer kept.
+    async fn records(&self, ids: &[JobId]) -> Result<Vec<JobRecord>, QueueError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hmget(self.keys.job(id), &RECORD_FIELDS);
+        }
+        let mut con = self.commands.clone();
+        let replies: Vec<Vec<Option<String>>> = pipe.query_async(&mut con).await.map_err(unavailable)?;
+        let mut records = Vec::with_capacity(replies.len());
+        for fields in &replies {
+            records.extend(assemble(fields)?);
+        }
+        Ok(records)
+    }
+
+    /// The share of the queue of each of `tenants`, in order.
+    async fn tenant_queues(&self, tenants: &[TenantId]) -> Result<Vec<TenantQueue>, QueueError> {
+        if tenants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for tenant in tenants {
+            pipe.hmget(self.keys.tenant(tenant), &["waiting", "bytes", "running"]);
+            pipe.zrange_withscores(self.keys.oldest(tenant), 0, 0);
+        }
+        let mut con = self.commands.clone();
+        let replies: Vec<redis::Value> = pipe.query_async(&mut con).await.map_err(unavailable)?;
+        let mut queues = Vec::with_capacity(tenants.len());
+        let mut replies = replies.into_iter();
+        while let (Some(counts), Some(oldest)) = (replies.next(), replies.next()) {
+            let (waiting, bytes, running): (Option<u64>, Option<u64>, Option<u64>) =
+                redis::from_redis_value(counts).map_err(unavailable)?;
+            let oldest: Vec<(String, f64)> = redis::from_redis_value(oldest).map_err(unavailable)?;
+            queues.push(TenantQueue {
+                queued: waiting.unwrap_or(0),
+                queued_bytes: bytes.unwrap_or(0),
+                running: running.unwrap_or(0),
+                // Scores are whole milliseconds, exact in an f64.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                oldest_queued_at_ms: oldest.first().map(|(_, at)| *at as u64),
+            });
+        }
+        Ok(queues)
     }
 }
 
@@ -327,22 +380,24 @@ impl Queue for RedisQueue {
     }
 
     async fn reserve(&self, worker: &str, wait: Duration) -> Result<Option<Delivery>, QueueError> {
-        if self.reclaim_due()
-            && let Some(entry) = self.reclaim(worker).await?
-        {
-            tracing::info!(job_id = %entry.job, worker, "reclaimed a job from a silent worker");
-            return self.take(worker, entry).await;
-        }
-        match self.read_new(worker, wait).await? {
-            Some(entry) => self.take(worker, entry).await,
-            None => Ok(None),
+        let deadline = Instant::now() + wait;
+        loop {
+            // Look before blocking: a doorbell token rung in between stays
+            // in the list, so no wake-up is lost.
+            if let Some(delivery) = self.try_take(worker).await? {
+                return Ok(Some(delivery));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            self.await_doorbell((deadline - now).min(self.reclaim_interval())).await?;
         }
     }
 
     async fn extend(&self, delivery: &Delivery) -> Result<(), QueueError> {
-        let (entry, consumer) = split_receipt(&delivery.receipt);
         let mut con = self.commands.clone();
-        if scripts::extend(&mut con, &self.keys, &scripts::Extend { entry, consumer }).await? {
+        if scripts::extend(&mut con, &self.common, &delivery.job.id, &delivery.receipt).await? {
             Ok(())
         } else {
             Err(QueueError::LeaseLost(delivery.receipt.clone()))
@@ -363,54 +418,37 @@ impl Queue for RedisQueue {
     }
 
     async fn complete(&self, delivery: &Delivery, completion: Completion) -> Result<(), QueueError> {
-        let (entry, _) = split_receipt(&delivery.receipt);
-        let (record, output) = match completion.capped() {
-            Completion::Succeeded { output, usage } => {
-                (self.final_record(delivery, JobStatus::Succeeded, None, Some(usage)), Some(output))
-            }
-            Completion::Failed { error, usage } => {
-                (self.final_record(delivery, JobStatus::Failed, Some(error), usage), None)
-            }
+        let (status, error, usage, output) = match completion.capped() {
+            Completion::Succeeded { output, usage } => (JobStatus::Succeeded, None, Some(usage), Some(output)),
+            Completion::Failed { error, usage } => (JobStatus::Failed, Some(error), usage, None),
         };
-        let record_json = serde_json::to_string(&record).map_err(unavailable)?;
+        let error = error.map(|error| serde_json::to_string(&error)).transpose().map_err(unavailable)?;
+        let usage = usage.map(|usage| serde_json::to_string(&usage)).transpose().map_err(unavailable)?;
         let end = scripts::Complete {
             id: &delivery.job.id,
-            tenant: &delivery.job.tenant,
-            entry,
-            status: record.status.as_str(),
-            record: &record_json,
+            status: status.as_str(),
+            error: error.as_deref(),
+            usage: usage.as_deref(),
             output: output.as_ref().map(|output| (output.body.as_slice(), output.content_type.as_str())),
-            ttl_ms: self.ttl_ms(),
         };
         let mut con = self.commands.clone();
         // A job that already ended keeps its first outcome; that is no error.
-        scripts::complete(&mut con, &self.keys, &end).await?;
+        scripts::complete(&mut con, &self.common, &end).await?;
         Ok(())
     }
 
-    async fn retry(&self, delivery: &Delivery, error: &JobError, _usage: Option<Usage>) -> Result<(), QueueError> {
-        let (entry, consumer) = split_receipt(&delivery.receipt);
-        let error = &error.clone().capped();
-        let dead = JobError {
-            code: error.code,
-            message: format!("{} (gave up after {} deliveries)", error.message, delivery.attempt),
-        };
-        let dead_record = serde_json::to_string(&self.final_record(delivery, JobStatus::Failed, Some(dead), None))
-            .map_err(unavailable)?;
+    async fn retry(&self, delivery: &Delivery, error: &JobError, usage: Option<Usage>) -> Result<(), QueueError> {
+        let error = error.clone().capped();
+        let usage = usage.map(|usage| serde_json::to_string(&usage)).transpose().map_err(unavailable)?;
         let give_back = scripts::Retry {
             id: &delivery.job.id,
-            tenant: &delivery.job.tenant,
-            entry,
-            consumer,
-            max_deliveries: self.config.queue.max_deliveries,
-            dead_record: &dead_record,
-            ttl_ms: self.ttl_ms(),
+            receipt: &delivery.receipt,
             code: error.code.as_str(),
             message: &error.message,
-            max_dead_letters: self.config.queue.max_dead_letters,
+            usage: usage.as_deref(),
         };
         let mut con = self.commands.clone();
-        match scripts::retry(&mut con, &self.keys, &give_back).await? {
+        match scripts::retry(&mut con, &self.common, &give_back).await? {
             scripts::Retried::LeaseLost => Err(QueueError::LeaseLost(delivery.receipt.clone())),
             scripts::Retried::DeadLettered => {
                 tracing::warn!(job_id = %delivery.job.id, code = %error.code, "job dead-lettered");
@@ -422,18 +460,8 @@ impl Queue for RedisQueue {
 
     async fn job(&self, id: &JobId) -> Result<Option<JobRecord>, QueueError> {
         let mut con = self.commands.clone();
-        let (record, status, deliveries): (Option<String>, Option<String>, Option<u32>) =
-            con.hmget(self.keys.job(id), &["record", "status", "deliveries"]).await.map_err(unavailable)?;
-        let Some(record) = record else { return Ok(None) };
-        let mut record: JobRecord = serde_json::from_str(&record).map_err(unavailable)?;
-        // `status` and `deliveries` change without rewriting the record.
-        if let Some(status) = status.as_deref().and_then(JobStatus::parse) {
-            record.status = status;
-        }
-        if let Some(deliveries) = deliveries {
-            record.deliveries = record.deliveries.max(deliveries);
-        }
-        Ok(Some(record))
+        let fields: Vec<Option<String>> = con.hmget(self.keys.job(id), &RECORD_FIELDS).await.map_err(unavailable)?;
+        assemble(&fields)
     }
 
     async fn output(&self, id: &JobId) -> Result<Option<CallOutput>, QueueError> {
@@ -445,7 +473,7 @@ impl Queue for RedisQueue {
 
     async fn take_output(&self, id: &JobId) -> Result<Option<CallOutput>, QueueError> {
         let mut con = self.commands.clone();
-        let taken = scripts::take_output(&mut con, &self.keys, id).await?;
+        let taken = scripts::take_output(&mut con, &self.common, id).await?;
         Ok(taken.map(|(body, content_type)| CallOutput { body, content_type }))
     }
 
@@ -491,30 +519,58 @@ impl Queue for RedisQueue {
         Ok(usize::try_from(depth.unwrap_or(0)).unwrap_or(0))
     }
 
-    async fn tenant_queue(&self, _tenant: &TenantId) -> Result<TenantQueue, QueueError> {
-        Err(unavailable("per-tenant queues are not built yet"))
+    async fn tenant_queue(&self, tenant: &TenantId) -> Result<TenantQueue, QueueError> {
+        let queues = self.tenant_queues(std::slice::from_ref(tenant)).await?;
+        Ok(queues.into_iter().next().unwrap_or_default())
     }
 
-    async fn busy_tenants(&self, _limit: usize) -> Result<Vec<(TenantId, TenantQueue)>, QueueError> {
-        Err(unavailable("per-tenant queues are not built yet"))
+    async fn busy_tenants(&self, limit: usize) -> Result<Vec<(TenantId, TenantQueue)>, QueueError> {
+        let mut con = self.commands.clone();
+        // Bounded by the tenants with work: each has a job waiting or running.
+        let tenants: Vec<String> = con.smembers(&self.keys.busy).await.map_err(unavailable)?;
+        let tenants: Vec<TenantId> = tenants.into_iter().map(TenantId::from).collect();
+        let queues = self.tenant_queues(&tenants).await?;
+        let mut busy: Vec<(TenantId, TenantQueue)> =
+            tenants.into_iter().zip(queues).filter(|(_, queue)| queue.queued + queue.running > 0).collect();
+        busy.sort_by(|(a_id, a), (b_id, b)| {
+            b.queued.cmp(&a.queued).then(b.running.cmp(&a.running)).then(a_id.cmp(b_id))
+        });
+        busy.truncate(limit);
+        Ok(busy)
     }
 
     async fn jobs(
         &self,
-        _tenant: &TenantId,
-        _filter: &JobFilter,
-        _cursor: Option<&str>,
-        _limit: usize,
+        tenant: &TenantId,
+        filter: &JobFilter,
+        cursor: Option<&str>,
+        limit: usize,
     ) -> Result<JobPage, QueueError> {
-        Err(unavailable("per-tenant queues are not built yet"))
+        let page = scripts::List {
+            tenant: tenant.as_str(),
+            after: cursor.and_then(decode_cursor),
+            status: filter.status.map(JobStatus::as_str),
+            function: filter.function.as_deref(),
+            limit,
+        };
+        let mut con = self.commands.clone();
+        let (ids, next) = scripts::list(&mut con, &self.common, &page).await?;
+        let jobs = self.records(&ids).await?;
+        Ok(JobPage { jobs, cursor: next.map(|(at, id)| encode_cursor(at, &id)) })
     }
 
-    async fn cancel(&self, _tenant: &TenantId, _id: &JobId) -> Result<Cancel, QueueError> {
-        Err(unavailable("per-tenant queues are not built yet"))
+    async fn cancel(&self, tenant: &TenantId, id: &JobId) -> Result<Cancel, QueueError> {
+        let mut con = self.commands.clone();
+        Ok(match scripts::cancel(&mut con, &self.common, tenant.as_str(), id).await? {
+            scripts::Withdrawal::NotFound => Cancel::NotFound,
+            scripts::Withdrawal::TooLate(fields) => assemble(&fields)?.map_or(Cancel::NotFound, Cancel::TooLate),
+            scripts::Withdrawal::Withdrawn(fields) => assemble(&fields)?.map_or(Cancel::NotFound, Cancel::Cancelled),
+        })
     }
 
-    async fn forget_tenant(&self, _tenant: &TenantId) -> Result<u64, QueueError> {
-        Err(unavailable("per-tenant queues are not built yet"))
+    async fn forget_tenant(&self, tenant: &TenantId) -> Result<u64, QueueError> {
+        let mut con = self.commands.clone();
+        scripts::forget(&mut con, &self.common, tenant.as_str()).await
     }
 
     async fn dead_letters(&self) -> Result<Vec<(JobId, JobError)>, QueueError> {

@@ -1,82 +1,247 @@
 //! The Lua scripts behind every state change that must be atomic
-//! (admission under the bounds, taking a delivery, lease checks, completion,
-//! retry), each beside the one Rust function that runs it. The functions
-//! take their keys from [`Keys`] and their arguments as structs with named
-//! fields, and pass them in the order the script names them in its first
-//! lines, so the order is written down once, next to the script.
+//! (admission under the bounds, taking a delivery by turns, lease checks,
+//! completion, retry, cancel, forgetting a tenant), each beside the one
+//! Rust function that runs it. Every script starts with [`PRELUDE`]: the
+//! arguments all of them share ([`Common`], `ARGV[1..6]`), the key names
+//! (the table in the module docs) and the helpers that keep the tenants'
+//! queues, the ring of turns and the counters consistent. A script's own
+//! arguments follow from `ARGV[7]`, in the order its first lines name them,
+//! so the order is written down once, next to the script.
 //!
-//! Counters are decremented with `decr`, which deletes a counter that
+//! Counters are decremented with `add`/`hadd`, which delete a counter that
 //! reaches zero: an idle deployment leaves no keys behind, and a counter
 //! that drifted below zero (say, after an AOF lost its last second) heals
 //! at the next job instead of admitting jobs past the bound forever.
 
 use std::sync::LazyLock;
 
-use redis::Script;
 use redis::aio::ConnectionManager;
+use redis::{Script, ScriptInvocation};
 
-use super::keys::{GROUP, Keys};
 use super::unavailable;
 use crate::{IdempotencyKey, JobId, QueueError};
-use sluice_core::TenantId;
 
-/// Shared helpers: releasing a counter, and the accounting of kept outputs.
+/// What every script starts with: shared arguments, key names, helpers.
 ///
-/// Every kept output is a member `{bytes}|{job}|{tenant}` of the results
-/// sorted set, scored by when its job hash expires, and its bytes are
-/// counted in the result-bytes hash (`t:{tenant}` and `total`). Whoever
-/// touches the accounting first drops members whose expiry has passed and
-/// refunds their bytes, so the counts follow the job hashes' TTLs without
-/// a sweeper; an output taken early is refunded by whoever takes it.
-const DECR: &str = r"
-local function decr(key)
-  if redis.call('DECR', key) <= 0 then redis.call('DEL', key) end
-end
+/// A tenant's queue is two lists of waiting job ids (`sync`, then `async`)
+/// plus a hash of its counts (`waiting`, `bytes`, `running`), its running
+/// `limit` (the newest job's) and `turn` (1 while it is in the ring). The
+/// ring `turns` holds each tenant whose turn may come at most once; taking
+/// pops the front tenant and, if it still has work and room, pushes it to
+/// the back. Whatever may let a take succeed (a job waiting, a running slot
+/// freed) pushes a token onto the doorbell list `ready` (trimmed to 64), on
+/// which idle workers block.
+///
+/// Kept outputs are members `{bytes}|{job}|{tenant}` of the results sorted
+/// set, scored by when their job hash expires, and counted in the
+/// result-bytes hash (`t:{tenant}` and `total`). Whoever touches the
+/// accounting first drops members whose expiry has passed and refunds them,
+/// so the counts follow the job hashes' TTLs without a sweeper.
+const PRELUDE: &str = r"
+local P, DEFAULT_LIMIT, TTL_MS = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local MAX_DELIVERIES, MAX_DEAD, VISIBILITY_MS = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local K_DEPTH, K_WAITING, K_WAITING_BYTES = P .. ':depth', P .. ':waiting', P .. ':waiting_bytes'
+local K_TURNS, K_BUSY, K_LEASES, K_READY = P .. ':turns', P .. ':busy', P .. ':leases', P .. ':ready'
+local K_RESULTS, K_RESULT_BYTES, K_DEAD, K_DONE = P .. ':results', P .. ':result_bytes', P .. ':dead', P .. ':done'
+local function k_job(id) return P .. ':job:' .. id end
+local function k_tenant(t) return P .. ':tenant:' .. t end
+local function k_lane(t, kind) return P .. ':lane:' .. kind .. ':' .. t end
+local function k_oldest(t) return P .. ':oldest:' .. t end
+local function k_index(t) return P .. ':index:' .. t end
+local RECORD = {'record', 'status', 'deliveries', 'error', 'usage', 'attempts', 'finished'}
+
+local function num(v) if not v then return 0 end return tonumber(v) or 0 end
+local function add(key, n) if redis.call('INCRBY', key, n) <= 0 then redis.call('DEL', key) end end
+local function hadd(key, field, n) if redis.call('HINCRBY', key, field, n) <= 0 then redis.call('HDEL', key, field) end end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function refund(totals_key, member)
+local function is_final(s) return s == 'succeeded' or s == 'failed' or s == 'cancelled' end
+local function record_of(jk) return redis.call('HMGET', jk, unpack(RECORD)) end
+
+local function refund(member)
   local bytes, tenant = string.match(member, '^(%d+)|[^|]*|(.*)$')
   if not bytes then return end
-  bytes = tonumber(bytes)
-  if redis.call('HINCRBY', totals_key, 't:' .. tenant, -bytes) <= 0 then redis.call('HDEL', totals_key, 't:' .. tenant) end
-  if redis.call('HINCRBY', totals_key, 'total', -bytes) <= 0 then redis.call('HDEL', totals_key, 'total') end
+  hadd(K_RESULT_BYTES, 't:' .. tenant, -tonumber(bytes))
+  hadd(K_RESULT_BYTES, 'total', -tonumber(bytes))
 end
-local function trim_results(results_key, totals_key)
-  local expired = redis.call('ZRANGEBYSCORE', results_key, '-inf', now_ms(), 'LIMIT', 0, 256)
+local function trim_results()
+  local expired = redis.call('ZRANGEBYSCORE', K_RESULTS, '-inf', now_ms(), 'LIMIT', 0, 256)
   for _, member in ipairs(expired) do
-    refund(totals_key, member)
-    redis.call('ZREM', results_key, member)
+    refund(member)
+    redis.call('ZREM', K_RESULTS, member)
   end
+end
+
+local function ring()
+  redis.call('LPUSH', K_READY, '1')
+  redis.call('LTRIM', K_READY, 0, 63)
+end
+local function ready(t)
+  local f = redis.call('HMGET', k_tenant(t), 'waiting', 'running', 'limit')
+  local limit = DEFAULT_LIMIT
+  if f[3] then limit = tonumber(f[3]) end
+  return num(f[1]) > 0 and num(f[2]) < limit
+end
+-- Puts t in the ring if it has work and room; true when it is there and ready.
+local function offer_turn(t)
+  if not ready(t) then return false end
+  local th = k_tenant(t)
+  if redis.call('HGET', th, 'turn') ~= '1' then
+    redis.call('HSET', th, 'turn', '1')
+    redis.call('RPUSH', K_TURNS, t)
+  end
+  return true
+end
+-- Forgets t's counts once it holds nothing; its listing lapses with its last records.
+local function drop_idle(t)
+  local th = k_tenant(t)
+  local f = redis.call('HMGET', th, 'waiting', 'running', 'turn')
+  if num(f[1]) == 0 and num(f[2]) == 0 and f[3] ~= '1' then
+    redis.call('DEL', th)
+    redis.call('SREM', K_BUSY, t)
+    redis.call('PEXPIRE', k_index(t), TTL_MS)
+  end
+end
+local function push_waiting(id, t, kind, bytes, submitted)
+  redis.call('RPUSH', k_lane(t, kind), id)
+  redis.call('ZADD', k_oldest(t), submitted, id)
+  local th = k_tenant(t)
+  redis.call('HINCRBY', th, 'waiting', 1)
+  redis.call('HINCRBY', th, 'bytes', bytes)
+  redis.call('SADD', K_BUSY, t)
+  redis.call('INCR', K_WAITING)
+  redis.call('INCRBY', K_WAITING_BYTES, bytes)
+  if offer_turn(t) then ring() end
+end
+local function remove_waiting(id, t, kind, bytes)
+  if redis.call('LREM', k_lane(t, kind), 1, id) == 0 then return end
+  redis.call('ZREM', k_oldest(t), id)
+  local th = k_tenant(t)
+  hadd(th, 'waiting', -1)
+  hadd(th, 'bytes', -bytes)
+  add(K_WAITING, -1)
+  add(K_WAITING_BYTES, -bytes)
+end
+-- A job of t a worker held has ended or gone back to waiting.
+local function settle_running(t)
+  hadd(k_tenant(t), 'running', -1)
+  if offer_turn(t) then ring() end
+  drop_idle(t)
+end
+local function append_attempt(jk, usage)
+  local attempts = redis.call('HGET', jk, 'attempts')
+  if attempts then attempts = attempts .. ',' .. usage else attempts = usage end
+  redis.call('HSET', jk, 'attempts', attempts, 'last_usage', usage)
+end
+-- Ends job id once: status, error, usage, output (budgeted), expiry, notice.
+local function finish(id, jk, t, status, err, usage, out_body, out_type)
+  redis.call('HSET', jk, 'status', status, 'finished', now_ms())
+  if err then redis.call('HSET', jk, 'error', err) end
+  if usage then redis.call('HSET', jk, 'usage', usage) end
+  if out_body then
+    trim_results()
+    local bytes = #out_body + #out_type
+    local member = bytes .. '|' .. id .. '|' .. t
+    redis.call('ZADD', K_RESULTS, now_ms() + TTL_MS, member)
+    redis.call('HINCRBY', K_RESULT_BYTES, 't:' .. t, bytes)
+    redis.call('HINCRBY', K_RESULT_BYTES, 'total', bytes)
+    redis.call('HSET', jk, 'output_body', out_body, 'output_type', out_type, 'output_member', member)
+  end
+  redis.call('HDEL', jk, 'body', 'lease', 'worker', 'taken')
+  redis.call('ZREM', K_LEASES, id)
+  redis.call('PEXPIRE', jk, TTL_MS)
+  add(K_DEPTH, -1)
+  redis.call('PUBLISH', K_DONE, id)
+end
+-- Ends a lease: back to the tenant's queue, or dead-lettered when out of
+-- deliveries. usage is what the attempt consumed, if it ran.
+local function release(id, code, message, usage)
+  local jk = k_job(id)
+  local f = redis.call('HMGET', jk, 'tenant', 'kind', 'bytes', 'submitted', 'deliveries', 'status')
+  redis.call('ZREM', K_LEASES, id)
+  if not f[1] then return 0 end
+  redis.call('HDEL', jk, 'lease', 'worker', 'taken')
+  if is_final(f[6]) then return 0 end
+  if usage then append_attempt(jk, usage) end
+  local t, result = f[1], 1
+  local deliveries = num(f[5])
+  if deliveries >= MAX_DELIVERIES then
+    local given_up = message .. ' (gave up after ' .. string.format('%d', deliveries) .. ' deliveries)'
+    local last = redis.call('HGET', jk, 'last_usage')
+    finish(id, jk, t, 'failed', cjson.encode({code = code, message = given_up}), last or nil, nil, nil)
+    redis.call('XADD', K_DEAD, 'MAXLEN', '~', MAX_DEAD, '*', 'id', id, 'code', code, 'message', message)
+    result = 2
+  else
+    redis.call('HSET', jk, 'status', 'queued')
+    push_waiting(id, t, f[2], num(f[3]), f[4])
+  end
+  settle_running(t)
+  return result
 end
 ";
 
-/// A script with the shared helpers in front of `body`.
+/// A script with [`PRELUDE`] in front of `body`.
 fn script(body: &str) -> Script {
-    Script::new(&format!("{DECR}{body}"))
+    Script::new(&format!("{PRELUDE}{body}"))
 }
+
+/// The arguments every script takes first (`ARGV[1..6]`).
+#[derive(Debug, Clone)]
+pub(super) struct Common {
+    /// The deployment's key prefix.
+    pub prefix: String,
+    /// Jobs a tenant may run at once when its jobs say nothing.
+    pub running_limit: usize,
+    /// How long finished jobs, outputs and idempotency keys are kept, ms.
+    pub ttl_ms: u64,
+    /// Deliveries before a job is dead-lettered.
+    pub max_deliveries: u32,
+    /// Dead letters kept (approximately: the stream is trimmed by whole nodes).
+    pub max_dead_letters: usize,
+    /// How long a delivery is held, ms.
+    pub visibility_ms: u64,
+}
+
+impl Common {
+    /// An invocation of `script` with the shared arguments in place.
+    fn invoke<'a>(&self, script: &'a Script) -> ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .arg(&self.prefix)
+            .arg(self.running_limit.max(1))
+            .arg(self.ttl_ms.max(1))
+            .arg(self.max_deliveries)
+            .arg(self.max_dead_letters)
+            .arg(self.visibility_ms.max(1));
+        invocation
+    }
+}
+
+/// A job's record as the scripts return it: the fields of
+/// [`super::RECORD_FIELDS`], in that order.
+pub(super) type RecordFields = Vec<Option<String>>;
 
 /// Admission, in one step: an `Idempotency-Key` that already names a kept
 /// job returns it (or a conflict); else refuse (async jobs) past the
-/// tenant's or the queue's result budget, or a duplicate id, or past the
-/// queue's or the tenant's bound; else store the job, enqueue it, the body inline
-/// in the stream entry (small) or in the job hash (large), and record the
-/// key. Answers `{code, job, status}`.
+/// tenant's or the queue's result budget, a duplicate id, past the queue's
+/// bounds, past the tenant's; else store the job, queue it in its tenant's
+/// lane, index it for listing and record the key. Answers `{code, job, status}`.
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local depth_key, waiting_key, job_key, stream_key, active_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local results_key, totals_key, idem_key = KEYS[6], KEYS[7], KEYS[8]
-local id, header, body, record, inline = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5] == '1'
-local capacity, tenant_limit = tonumber(ARGV[6]), tonumber(ARGV[7])
-local budgeted, tenant, tenant_budget, total_budget = ARGV[8] == '1', ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
-local has_key, fingerprint, key_ttl_ms, job_prefix = ARGV[12] == '1', ARGV[13], ARGV[14], ARGV[15]
+local id, header, body, record = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local tenant, kind, submitted, fn = ARGV[11], ARGV[12], ARGV[13], ARGV[14]
+local capacity, queue_bytes, quota = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
+local tenant_bytes, limit = tonumber(ARGV[18]), ARGV[19]
+local budgeted, tenant_budget, total_budget = ARGV[20] == '1', tonumber(ARGV[21]), tonumber(ARGV[22])
+local has_key, fingerprint, idem_key = ARGV[23] == '1', ARGV[24], ARGV[25]
 if has_key then
   local held = redis.call('GET', idem_key)
   if held then
     local seen, existing = string.match(held, '^(%S+) (%S+)$')
-    local status = existing and redis.call('HGET', job_prefix .. existing, 'status')
+    local status = existing and redis.call('HGET', k_job(existing), 'status')
     if status then
       if seen ~= fingerprint then return {7, '', ''} end
       return {6, existing, status}
@@ -84,24 +249,33 @@ if has_key then
   end
 end
 if budgeted then
-  trim_results(results_key, totals_key)
-  if tonumber(redis.call('HGET', totals_key, 't:' .. tenant) or '0') >= tenant_budget then return {4, '', ''} end
-  if tonumber(redis.call('HGET', totals_key, 'total') or '0') >= total_budget then return {5, '', ''} end
+  trim_results()
+  if num(redis.call('HGET', K_RESULT_BYTES, 't:' .. tenant)) >= tenant_budget then return {4, '', ''} end
+  if num(redis.call('HGET', K_RESULT_BYTES, 'total')) >= total_budget then return {5, '', ''} end
 end
-if redis.call('EXISTS', job_key) == 1 then return {1, '', ''} end
-if tonumber(redis.call('GET', waiting_key) or '0') >= capacity then return {2, '', ''} end
-if tonumber(redis.call('GET', active_key) or '0') >= tenant_limit then return {3, '', ''} end
-if inline then
-  redis.call('HSET', job_key, 'job', header, 'record', record, 'status', 'queued', 'deliveries', 0)
-  redis.call('XADD', stream_key, '*', 'id', id, 'body', body)
-else
-  redis.call('HSET', job_key, 'job', header, 'body', body, 'record', record, 'status', 'queued', 'deliveries', 0)
-  redis.call('XADD', stream_key, '*', 'id', id)
+local jk = k_job(id)
+if redis.call('EXISTS', jk) == 1 then return {1, '', ''} end
+local bytes = #body
+if num(redis.call('GET', K_WAITING)) >= capacity then return {2, '', ''} end
+if num(redis.call('GET', K_WAITING_BYTES)) + bytes > queue_bytes then return {8, '', ''} end
+local mine = redis.call('HMGET', k_tenant(tenant), 'waiting', 'bytes')
+if num(mine[1]) >= quota then return {3, '', ''} end
+if num(mine[2]) + bytes > tenant_bytes then return {9, '', ''} end
+redis.call('HSET', jk, 'job', header, 'body', body, 'record', record, 'status', 'queued', 'deliveries', 0,
+  'tenant', tenant, 'kind', kind, 'bytes', bytes, 'submitted', submitted, 'function', fn)
+redis.call('HSET', k_tenant(tenant), 'limit', limit)
+local index = k_index(tenant)
+for _, old in ipairs(redis.call('ZRANGE', index, 0, 1)) do
+  if redis.call('EXISTS', k_job(old)) == 0 then redis.call('ZREM', index, old) end
 end
-redis.call('INCR', depth_key)
-redis.call('INCR', waiting_key)
-redis.call('INCR', active_key)
-if has_key then redis.call('SET', idem_key, fingerprint .. ' ' .. id, 'PX', key_ttl_ms) end
+redis.call('ZADD', index, submitted, id)
+redis.call('PERSIST', index)
+redis.call('INCR', K_DEPTH)
+push_waiting(id, tenant, kind, bytes, submitted)
+if has_key then
+  redis.call('SET', idem_key, fingerprint .. ' ' .. id, 'PX', TTL_MS)
+  redis.call('HSET', jk, 'idem', idem_key)
+end
 return {0, '', ''}
 ",
     )
@@ -111,25 +285,35 @@ return {0, '', ''}
 pub(super) struct Enqueue<'a> {
     /// The job's id.
     pub id: &'a JobId,
-    /// Its tenant, whose unfinished jobs are counted.
-    pub tenant: &'a TenantId,
+    /// Its tenant.
+    pub tenant: &'a str,
+    /// `sync` or `async`: the lane it waits in.
+    pub kind: &'a str,
+    /// When it was accepted, ms (orders the tenant's listing).
+    pub submitted_at_ms: u64,
+    /// The function's name, for filtered listings.
+    pub function: &'a str,
     /// The job as JSON, without its body.
     pub header: &'a str,
     /// The request body.
     pub body: &'a [u8],
-    /// True to carry the body in the stream entry, false to keep it in the job hash.
-    pub inline: bool,
-    /// The job's record as JSON, while it is queued.
+    /// The job's record as JSON, as it was accepted.
     pub record: &'a str,
-    /// Most jobs that may wait at once.
+    /// Most jobs that may wait at once, all tenants.
     pub capacity: usize,
-    /// Most unfinished jobs the tenant may have.
-    pub tenant_limit: usize,
+    /// Most body bytes that may wait at once, all tenants.
+    pub queue_bytes: u64,
+    /// Most jobs the tenant may have waiting.
+    pub tenant_quota: usize,
+    /// Most body bytes the tenant may have waiting.
+    pub tenant_queue_bytes: u64,
+    /// Jobs the tenant may run at once, from now on.
+    pub running_limit: usize,
     /// For async jobs, the (tenant, total) result budgets in bytes; a sync
     /// job's output is taken at once and is not budgeted.
     pub budgets: Option<(u64, u64)>,
-    /// The idempotency key to look up and record, with how long it is kept, ms.
-    pub key: Option<(&'a IdempotencyKey, u64)>,
+    /// The idempotency key to look up and record, and its Redis key.
+    pub key: Option<(&'a IdempotencyKey, String)>,
 }
 
 /// What [`enqueue`] decided.
@@ -139,10 +323,14 @@ pub(super) enum Admission {
     Admitted,
     /// A job with this id is already kept.
     Duplicate,
-    /// The queue is at its bound.
+    /// The queue holds as many waiting jobs as it may.
     Full,
-    /// The tenant is at its bound.
-    TenantBusy,
+    /// Waiting bodies fill the queue's byte bound.
+    QueueBytesFull,
+    /// The tenant has as many jobs waiting as it may.
+    TenantQueueFull,
+    /// The tenant's waiting bodies fill its byte bound.
+    TenantQueueBytesFull,
     /// The tenant's kept outputs use its budget.
     TenantResultsFull,
     /// All kept outputs use the queue's budget.
@@ -156,43 +344,38 @@ pub(super) enum Admission {
 /// Admits `job` or says why not.
 pub(super) async fn enqueue(
     con: &mut ConnectionManager,
-    keys: &Keys,
+    common: &Common,
     job: &Enqueue<'_>,
 ) -> Result<Admission, QueueError> {
-    let job_key = keys.job(job.id);
-    let (has_key, fingerprint, key_ttl_ms, idem_key) = match job.key {
-        Some((key, ttl_ms)) => ("1", key.fingerprint.as_str(), ttl_ms, keys.idempotency(job.tenant, &key.hash)),
-        // The script reads no key then; any name of this deployment will do.
-        None => ("0", "", 1, job_key.clone()),
+    let (has_key, fingerprint, idem_key) = match &job.key {
+        Some((key, name)) => ("1", key.fingerprint.as_str(), name.as_str()),
+        None => ("0", "", ""),
     };
     let (budgeted, tenant_budget, total_budget) = match job.budgets {
         Some((tenant, total)) => ("1", tenant, total),
         None => ("0", u64::MAX, u64::MAX),
     };
-    let (code, existing, status): (i64, String, String) = ENQUEUE
-        .key(&keys.depth)
-        .key(&keys.waiting)
-        .key(&job_key)
-        .key(&keys.stream)
-        .key(keys.active(job.tenant))
-        .key(&keys.results)
-        .key(&keys.result_bytes)
-        .key(idem_key)
+    let (code, existing, status): (i64, String, String) = common
+        .invoke(&ENQUEUE)
         .arg(job.id.as_str())
         .arg(job.header)
         .arg(job.body)
         .arg(job.record)
-        .arg(if job.inline { "1" } else { "0" })
+        .arg(job.tenant)
+        .arg(job.kind)
+        .arg(job.submitted_at_ms)
+        .arg(job.function)
         .arg(job.capacity)
-        .arg(job.tenant_limit)
+        .arg(job.queue_bytes)
+        .arg(job.tenant_quota)
+        .arg(job.tenant_queue_bytes)
+        .arg(job.running_limit.max(1))
         .arg(budgeted)
-        .arg(job.tenant.as_str())
         .arg(tenant_budget)
         .arg(total_budget)
         .arg(has_key)
         .arg(fingerprint)
-        .arg(key_ttl_ms)
-        .arg(keys.job_prefix())
+        .arg(idem_key)
         .invoke_async(con)
         .await
         .map_err(unavailable)?;
@@ -200,162 +383,145 @@ pub(super) async fn enqueue(
         0 => Ok(Admission::Admitted),
         1 => Ok(Admission::Duplicate),
         2 => Ok(Admission::Full),
-        3 => Ok(Admission::TenantBusy),
+        3 => Ok(Admission::TenantQueueFull),
         4 => Ok(Admission::TenantResultsFull),
         5 => Ok(Admission::ResultsFull),
         6 => Ok(Admission::Existing(JobId(existing), status)),
         7 => Ok(Admission::Conflict),
+        8 => Ok(Admission::QueueBytesFull),
+        9 => Ok(Admission::TenantQueueBytesFull),
         other => Err(unexpected("enqueue", other)),
     }
 }
 
-/// Takes a delivery: counts it, marks the job running and returns the job
-/// and its body by reference (empty when the body rode inline in the entry
-/// the caller already holds). A job that already ended has its entry
-/// acknowledged instead; a job already handed out `max_deliveries` times
-/// (its workers all went silent) is left for the caller to dead-letter.
-/// Marking the job running here saves `start` a round trip.
+/// Takes the next job by turns, after handing out again (or dead-lettering)
+/// a few jobs whose lease expired: the front tenant of the ring that has
+/// work and room gives its oldest sync job, else its oldest async one, and
+/// goes to the back of the ring if it still has both. The job is counted
+/// as delivered, marked running (saving `start` a round trip) and leased
+/// under the caller's receipt. Answers `{attempt, job, body}` or nil.
 static TAKE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local job_key, stream_key, waiting_key = KEYS[1], KEYS[2], KEYS[3]
-local group, entry, max_deliveries = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local status = redis.call('HGET', job_key, 'status')
-if not status or status == 'succeeded' or status == 'failed' then
-  redis.call('XACK', stream_key, group, entry)
-  redis.call('XDEL', stream_key, entry)
-  return false
+local receipt, worker, lost_code, lost_message = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now_ms(), 'LIMIT', 0, 16)) do
+  release(id, lost_code, lost_message, nil)
 end
-local deliveries = tonumber(redis.call('HGET', job_key, 'deliveries') or '0')
-if deliveries >= max_deliveries then
-  return {0, deliveries, redis.call('HGET', job_key, 'job'), ''}
+while true do
+  local t = redis.call('LPOP', K_TURNS)
+  if not t then
+    -- Nothing is ready: any doorbell tokens left are stale.
+    redis.call('DEL', K_READY)
+    return false
+  end
+  local th = k_tenant(t)
+  redis.call('HDEL', th, 'turn')
+  if ready(t) then
+    local id = redis.call('LPOP', k_lane(t, 'sync'))
+    if not id then id = redis.call('LPOP', k_lane(t, 'async')) end
+    if id then
+      local jk = k_job(id)
+      local f = redis.call('HMGET', jk, 'bytes', 'status')
+      redis.call('ZREM', k_oldest(t), id)
+      hadd(th, 'waiting', -1)
+      hadd(th, 'bytes', -num(f[1]))
+      add(K_WAITING, -1)
+      add(K_WAITING_BYTES, -num(f[1]))
+      if f[2] == 'queued' then
+        redis.call('HINCRBY', th, 'running', 1)
+        if offer_turn(t) then ring() end
+        local attempt = redis.call('HINCRBY', jk, 'deliveries', 1)
+        local now = now_ms()
+        redis.call('HSET', jk, 'status', 'running', 'lease', receipt, 'worker', worker, 'taken', now)
+        redis.call('ZADD', K_LEASES, now + VISIBILITY_MS, id)
+        return {attempt, redis.call('HGET', jk, 'job'), redis.call('HGET', jk, 'body') or ''}
+      end
+      -- An id whose job is gone: skip it, the tenant keeps its turn.
+      offer_turn(t)
+    else
+      -- The counts drifted from the lanes: heal them.
+      redis.call('HDEL', th, 'waiting', 'bytes')
+    end
+  end
+  drop_idle(t)
 end
-if status == 'queued' then decr(waiting_key) end
-deliveries = redis.call('HINCRBY', job_key, 'deliveries', 1)
-redis.call('HSET', job_key, 'status', 'running')
-return {1, deliveries, redis.call('HGET', job_key, 'job'), redis.call('HGET', job_key, 'body') or ''}
 ",
     )
 });
 
-/// A stream entry to take.
+/// A delivery to take.
 pub(super) struct Take<'a> {
-    /// The entry's job.
-    pub job: &'a JobId,
-    /// The entry's id in the stream.
-    pub entry: &'a str,
-    /// Deliveries before a job is dead-lettered.
-    pub max_deliveries: u32,
+    /// The receipt the lease is held under.
+    pub receipt: &'a str,
+    /// The worker taking it (for operators looking at a job hash).
+    pub worker: &'a str,
+    /// Why a job whose lease expired lost it: code and message.
+    pub lost: (&'a str, &'a str),
 }
 
-/// What [`take`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Taken {
-    /// The job already ended; its entry is acknowledged.
-    Ended,
-    /// The job is the caller's to run.
-    Delivered {
-        /// Deliveries so far, this one included.
-        attempt: u32,
-        /// The job as JSON, without its body.
-        header: String,
-        /// The body when it is kept by reference; empty when it is inline.
-        body: Vec<u8>,
-    },
-    /// The job was handed out `max_deliveries` times and never settled.
-    Exhausted {
-        /// Deliveries so far.
-        deliveries: u32,
-        /// The job as JSON, without its body.
-        header: String,
-    },
-}
+/// A job taken: its attempt, its JSON without the body, and the body.
+pub(super) type Taken = (u32, String, Vec<u8>);
 
-/// Takes the entry the caller just read or claimed.
-pub(super) async fn take(con: &mut ConnectionManager, keys: &Keys, entry: &Take<'_>) -> Result<Taken, QueueError> {
-    let taken: Option<(u8, u32, String, Vec<u8>)> = TAKE
-        .key(keys.job(entry.job))
-        .key(&keys.stream)
-        .key(&keys.waiting)
-        .arg(GROUP)
-        .arg(entry.entry)
-        .arg(entry.max_deliveries)
+/// Takes the next job by turns, if any is ready.
+pub(super) async fn take(
+    con: &mut ConnectionManager,
+    common: &Common,
+    take: &Take<'_>,
+) -> Result<Option<Taken>, QueueError> {
+    common
+        .invoke(&TAKE)
+        .arg(take.receipt)
+        .arg(take.worker)
+        .arg(take.lost.0)
+        .arg(take.lost.1)
         .invoke_async(con)
         .await
-        .map_err(unavailable)?;
-    Ok(match taken {
-        None => Taken::Ended,
-        Some((1, attempt, header, body)) => Taken::Delivered { attempt, header, body },
-        Some((_, deliveries, header, _)) => Taken::Exhausted { deliveries, header },
-    })
+        .map_err(unavailable)
 }
 
-/// Renews a lease: true when `entry` is still pending for `consumer`, whose
-/// idle time is then reset so no other worker reclaims it.
+/// Renews a lease: true when job `id` is still leased under `receipt`.
 static EXTEND: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local stream_key = KEYS[1]
-local group, entry, consumer = ARGV[1], ARGV[2], ARGV[3]
-local pending = redis.call('XPENDING', stream_key, group, entry, entry, 1)
-if #pending == 0 or pending[1][2] ~= consumer then return 0 end
-redis.call('XCLAIM', stream_key, group, consumer, 0, entry, 'JUSTID')
+local id, receipt = ARGV[7], ARGV[8]
+if redis.call('HGET', k_job(id), 'lease') ~= receipt then return 0 end
+redis.call('ZADD', K_LEASES, 'XX', now_ms() + VISIBILITY_MS, id)
 return 1
 ",
     )
 });
 
-/// A lease to renew.
-pub(super) struct Extend<'a> {
-    /// The delivered entry's id in the stream.
-    pub entry: &'a str,
-    /// The consumer that holds it.
-    pub consumer: &'a str,
-}
-
 /// Renews the lease; false when it is no longer held.
-pub(super) async fn extend(con: &mut ConnectionManager, keys: &Keys, lease: &Extend<'_>) -> Result<bool, QueueError> {
-    let held: i64 = EXTEND
-        .key(&keys.stream)
-        .arg(GROUP)
-        .arg(lease.entry)
-        .arg(lease.consumer)
-        .invoke_async(con)
-        .await
-        .map_err(unavailable)?;
+pub(super) async fn extend(
+    con: &mut ConnectionManager,
+    common: &Common,
+    id: &JobId,
+    receipt: &str,
+) -> Result<bool, QueueError> {
+    let held: i64 =
+        common.invoke(&EXTEND).arg(id.as_str()).arg(receipt).invoke_async(con).await.map_err(unavailable)?;
     Ok(held == 1)
 }
 
-/// Ends a job once: record, output, expiry, acknowledgement, announcement.
-/// A job that already ended keeps its first outcome (0 is returned).
+/// Ends a job once. A job that already ended keeps its first outcome (0 is
+/// returned). A job still leased frees its tenant's running slot; one
+/// whose lease lapsed and that waits again leaves its lane.
 static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local job_key, stream_key, depth_key, waiting_key, active_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local results_key, totals_key = KEYS[6], KEYS[7]
-local group, entry, id, final_status, record = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local has_output, output_body, output_type = ARGV[6] == '1', ARGV[7], ARGV[8]
-local ttl_ms, done_channel, tenant = ARGV[9], ARGV[10], ARGV[11]
-local status = redis.call('HGET', job_key, 'status')
-redis.call('XACK', stream_key, group, entry)
-redis.call('XDEL', stream_key, entry)
-if not status or status == 'succeeded' or status == 'failed' then return 0 end
-redis.call('HSET', job_key, 'status', final_status, 'record', record)
-if has_output then
-  trim_results(results_key, totals_key)
-  local bytes = #output_body + #output_type
-  local member = bytes .. '|' .. id .. '|' .. tenant
-  redis.call('ZADD', results_key, now_ms() + tonumber(ttl_ms), member)
-  redis.call('HINCRBY', totals_key, 't:' .. tenant, bytes)
-  redis.call('HINCRBY', totals_key, 'total', bytes)
-  redis.call('HSET', job_key, 'output_body', output_body, 'output_type', output_type, 'output_member', member)
-end
-redis.call('HDEL', job_key, 'body')
-redis.call('PEXPIRE', job_key, ttl_ms)
-decr(depth_key)
-if status == 'queued' then decr(waiting_key) end
-decr(active_key)
-redis.call('PUBLISH', done_channel, id)
+local id, status, err, usage = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local has_output, out_body, out_type = ARGV[11] == '1', ARGV[12], ARGV[13]
+local jk = k_job(id)
+local f = redis.call('HMGET', jk, 'tenant', 'kind', 'bytes', 'status', 'lease')
+if not f[1] or is_final(f[4]) then return 0 end
+local t = f[1]
+if usage ~= '' then append_attempt(jk, usage) else usage = nil end
+if err == '' then err = nil end
+if not has_output then out_body, out_type = nil, nil end
+local held = f[5]
+if not held then remove_waiting(id, t, f[2], num(f[3])) end
+finish(id, jk, t, status, err, usage, out_body, out_type)
+if held then settle_running(t) else drop_idle(t) end
 return 1
 ",
     )
@@ -365,89 +531,51 @@ return 1
 pub(super) struct Complete<'a> {
     /// The job's id.
     pub id: &'a JobId,
-    /// Its tenant, whose unfinished jobs are counted.
-    pub tenant: &'a TenantId,
-    /// The delivered entry's id in the stream.
-    pub entry: &'a str,
     /// `succeeded` or `failed`.
     pub status: &'a str,
-    /// The final record as JSON.
-    pub record: &'a str,
+    /// The error as JSON, when it failed.
+    pub error: Option<&'a str>,
+    /// What the attempt consumed as JSON, when it ran.
+    pub usage: Option<&'a str>,
     /// The output's body and media type, when it succeeded.
     pub output: Option<(&'a [u8], &'a str)>,
-    /// How long the record and output are kept, ms.
-    pub ttl_ms: u64,
 }
 
 /// Records the job's end; false when it had already ended.
-pub(super) async fn complete(con: &mut ConnectionManager, keys: &Keys, end: &Complete<'_>) -> Result<bool, QueueError> {
+pub(super) async fn complete(
+    con: &mut ConnectionManager,
+    common: &Common,
+    end: &Complete<'_>,
+) -> Result<bool, QueueError> {
     let (has_output, body, content_type) = match end.output {
         Some((body, content_type)) => ("1", body, content_type),
         None => ("0", &[][..], ""),
     };
-    let ended: i64 = COMPLETE
-        .key(keys.job(end.id))
-        .key(&keys.stream)
-        .key(&keys.depth)
-        .key(&keys.waiting)
-        .key(keys.active(end.tenant))
-        .key(&keys.results)
-        .key(&keys.result_bytes)
-        .arg(GROUP)
-        .arg(end.entry)
+    let ended: i64 = common
+        .invoke(&COMPLETE)
         .arg(end.id.as_str())
         .arg(end.status)
-        .arg(end.record)
+        .arg(end.error.unwrap_or(""))
+        .arg(end.usage.unwrap_or(""))
         .arg(has_output)
         .arg(body)
         .arg(content_type)
-        .arg(end.ttl_ms)
-        .arg(&keys.done)
-        .arg(end.tenant.as_str())
         .invoke_async(con)
         .await
         .map_err(unavailable)?;
     Ok(ended == 1)
 }
 
-/// Gives a job back: requeued under a new entry (carrying an inline body
-/// along), or dead-lettered (with the final record the caller prepared)
-/// once it had `max_deliveries` deliveries. -1 when the lease is lost.
+/// Gives a job back under its lease: the attempt's usage recorded, then
+/// queued again at the back of its lane, or dead-lettered once it had
+/// `max_deliveries` deliveries. -1 when the lease is lost.
 static RETRY: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local job_key, stream_key, depth_key, waiting_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local dead_key, active_key = KEYS[5], KEYS[6]
-local group, entry, consumer, id, max_deliveries = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local dead_record, ttl_ms, code, message, done_channel = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
-local max_dead = ARGV[11]
-local pending = redis.call('XPENDING', stream_key, group, entry, entry, 1)
-if #pending == 0 or pending[1][2] ~= consumer then return -1 end
-local old = redis.call('XRANGE', stream_key, entry, entry)
-local status = redis.call('HGET', job_key, 'status')
-redis.call('XACK', stream_key, group, entry)
-redis.call('XDEL', stream_key, entry)
-if not status or status == 'succeeded' or status == 'failed' then return 0 end
-local deliveries = tonumber(redis.call('HGET', job_key, 'deliveries') or '0')
-if deliveries >= max_deliveries then
-  redis.call('HSET', job_key, 'status', 'failed', 'record', dead_record)
-  redis.call('HDEL', job_key, 'body')
-  redis.call('PEXPIRE', job_key, ttl_ms)
-  redis.call('XADD', dead_key, 'MAXLEN', '~', max_dead, '*', 'id', id, 'code', code, 'message', message)
-  decr(depth_key)
-  if status == 'queued' then decr(waiting_key) end
-  decr(active_key)
-  redis.call('PUBLISH', done_channel, id)
-  return 2
-end
-if status ~= 'queued' then redis.call('INCR', waiting_key) end
-redis.call('HSET', job_key, 'status', 'queued')
-if #old > 0 then
-  redis.call('XADD', stream_key, '*', unpack(old[1][2]))
-else
-  redis.call('XADD', stream_key, '*', 'id', id)
-end
-return 1
+local id, receipt, code, message, usage = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+if redis.call('HGET', k_job(id), 'lease') ~= receipt then return -1 end
+if usage == '' then usage = nil end
+return release(id, code, message, usage)
 ",
     )
 });
@@ -456,24 +584,14 @@ return 1
 pub(super) struct Retry<'a> {
     /// The job's id.
     pub id: &'a JobId,
-    /// Its tenant, whose unfinished jobs are counted.
-    pub tenant: &'a TenantId,
-    /// The delivered entry's id in the stream.
-    pub entry: &'a str,
-    /// The consumer that holds it.
-    pub consumer: &'a str,
-    /// Deliveries before the job is dead-lettered.
-    pub max_deliveries: u32,
-    /// The record as JSON should the job be dead-lettered.
-    pub dead_record: &'a str,
-    /// How long a dead-lettered job's record is kept, ms.
-    pub ttl_ms: u64,
-    /// The last error's code, for the dead-letter stream.
+    /// The receipt its lease is held under.
+    pub receipt: &'a str,
+    /// The error's code.
     pub code: &'a str,
-    /// The last error's message, for the dead-letter stream.
+    /// The error's message (capped).
     pub message: &'a str,
-    /// Dead letters kept (approximately: the stream is trimmed by whole nodes).
-    pub max_dead_letters: usize,
+    /// What the attempt consumed as JSON, when it ran guest code.
+    pub usage: Option<&'a str>,
 }
 
 /// What [`retry`] did.
@@ -481,7 +599,7 @@ pub(super) struct Retry<'a> {
 pub(super) enum Retried {
     /// The delivery was no longer held; nothing changed.
     LeaseLost,
-    /// The job had already ended; the entry is acknowledged.
+    /// The job had already ended.
     AlreadyEnded,
     /// Queued again for another attempt.
     Requeued,
@@ -490,25 +608,18 @@ pub(super) enum Retried {
 }
 
 /// Requeues or dead-letters the job.
-pub(super) async fn retry(con: &mut ConnectionManager, keys: &Keys, job: &Retry<'_>) -> Result<Retried, QueueError> {
-    let code: i64 = RETRY
-        .key(keys.job(job.id))
-        .key(&keys.stream)
-        .key(&keys.depth)
-        .key(&keys.waiting)
-        .key(&keys.dead)
-        .key(keys.active(job.tenant))
-        .arg(GROUP)
-        .arg(job.entry)
-        .arg(job.consumer)
+pub(super) async fn retry(
+    con: &mut ConnectionManager,
+    common: &Common,
+    job: &Retry<'_>,
+) -> Result<Retried, QueueError> {
+    let code: i64 = common
+        .invoke(&RETRY)
         .arg(job.id.as_str())
-        .arg(job.max_deliveries)
-        .arg(job.dead_record)
-        .arg(job.ttl_ms)
+        .arg(job.receipt)
         .arg(job.code)
         .arg(job.message)
-        .arg(&keys.done)
-        .arg(job.max_dead_letters)
+        .arg(job.usage.unwrap_or(""))
         .invoke_async(con)
         .await
         .map_err(unavailable)?;
@@ -521,16 +632,183 @@ pub(super) async fn retry(con: &mut ConnectionManager, keys: &Keys, job: &Retry<
     }
 }
 
+/// Withdraws a waiting, untaken job of the tenant: it leaves its lane and
+/// ends `cancelled`. Answers `{0}` (no such job of the tenant), `{1,
+/// record}` (cancelled) or `{2, record}` (taken or ended: left alone).
+static CANCEL: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local tenant, id = ARGV[7], ARGV[8]
+local jk = k_job(id)
+local f = redis.call('HMGET', jk, 'tenant', 'kind', 'bytes', 'status', 'lease')
+if f[1] ~= tenant then return {0, {}} end
+if f[4] ~= 'queued' or f[5] then return {2, record_of(jk)} end
+remove_waiting(id, tenant, f[2], num(f[3]))
+finish(id, jk, tenant, 'cancelled', nil, nil, nil, nil)
+drop_idle(tenant)
+return {1, record_of(jk)}
+",
+    )
+});
+
+/// What [`cancel`] did, with the job's record fields.
+pub(super) enum Withdrawal {
+    /// No such job of the tenant.
+    NotFound,
+    /// Withdrawn: it ended `cancelled`.
+    Withdrawn(RecordFields),
+    /// Taken or ended already.
+    TooLate(RecordFields),
+}
+
+/// Withdraws `tenant`'s job `id` if it still waits.
+pub(super) async fn cancel(
+    con: &mut ConnectionManager,
+    common: &Common,
+    tenant: &str,
+    id: &JobId,
+) -> Result<Withdrawal, QueueError> {
+    let (code, fields): (i64, RecordFields) =
+        common.invoke(&CANCEL).arg(tenant).arg(id.as_str()).invoke_async(con).await.map_err(unavailable)?;
+    match code {
+        0 => Ok(Withdrawal::NotFound),
+        1 => Ok(Withdrawal::Withdrawn(fields)),
+        2 => Ok(Withdrawal::TooLate(fields)),
+        other => Err(unexpected("cancel", other)),
+    }
+}
+
+/// Forgets a tenant: every kept job of its index (records, outputs with
+/// their budget, idempotency keys, leases), its lanes, counts, turn and
+/// index. A running job's worker later finds no job: its completion is a
+/// no-op. Answers how many jobs were forgotten.
+static FORGET: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local tenant = ARGV[7]
+local index = k_index(tenant)
+local count = 0
+for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+  local jk = k_job(id)
+  local f = redis.call('HMGET', jk, 'tenant', 'status', 'output_member', 'idem')
+  if f[1] == tenant then
+    count = count + 1
+    if not is_final(f[2]) then
+      add(K_DEPTH, -1)
+      redis.call('ZREM', K_LEASES, id)
+      redis.call('PUBLISH', K_DONE, id)
+    end
+    if f[3] and redis.call('ZREM', K_RESULTS, f[3]) == 1 then refund(f[3]) end
+    if f[4] then redis.call('DEL', f[4]) end
+    redis.call('DEL', jk)
+  end
+end
+local mine = redis.call('HMGET', k_tenant(tenant), 'waiting', 'bytes')
+add(K_WAITING, -num(mine[1]))
+add(K_WAITING_BYTES, -num(mine[2]))
+redis.call('DEL', k_tenant(tenant), k_lane(tenant, 'sync'), k_lane(tenant, 'async'), k_oldest(tenant), index)
+redis.call('LREM', K_TURNS, 0, tenant)
+redis.call('SREM', K_BUSY, tenant)
+return count
+",
+    )
+});
+
+/// Forgets `tenant`; returns the jobs forgotten.
+pub(super) async fn forget(con: &mut ConnectionManager, common: &Common, tenant: &str) -> Result<u64, QueueError> {
+    common.invoke(&FORGET).arg(tenant).invoke_async(con).await.map_err(unavailable)
+}
+
+/// Lists a tenant's kept jobs newest first (by submission time, then id,
+/// the order of its index), after the cursor position, matching the
+/// filters; index entries whose job has expired are pruned on the way. At
+/// most 1000 entries are looked at per call, so a page may come back short
+/// with a cursor. Answers `{more, cursor_at, cursor_id, ids}`.
+static LIST: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local tenant, at, after, status, fn, limit = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], tonumber(ARGV[12])
+local index = k_index(tenant)
+local max = '+inf'
+if at ~= '' then max = at end
+local found, positions, budget, offset = {}, {}, 1000, 0
+local last_at, last_id = '', ''
+while budget > 0 and #found <= limit do
+  local batch = redis.call('ZREVRANGEBYSCORE', index, max, '-inf', 'WITHSCORES', 'LIMIT', offset, 100)
+  if #batch == 0 then break end
+  for i = 1, #batch, 2 do
+    local id, score = batch[i], batch[i + 1]
+    if budget == 0 or #found > limit then break end
+    budget = budget - 1
+    offset = offset + 1
+    if not (at ~= '' and tonumber(score) == tonumber(at) and id >= after) then
+      local f = redis.call('HMGET', k_job(id), 'status', 'function')
+      if not f[1] then
+        redis.call('ZREM', index, id)
+        offset = offset - 1
+      elseif (status == '' or f[1] == status) and (fn == '' or f[2] == fn) then
+        table.insert(found, id)
+        table.insert(positions, score)
+      end
+    end
+    last_at, last_id = score, id
+  end
+end
+if #found > limit then
+  table.remove(found)
+  return {1, positions[limit] or '', found[limit] or '', found}
+end
+if budget == 0 then return {1, last_at, last_id, found} end
+return {0, '', '', found}
+",
+    )
+});
+
+/// Which page of which tenant's jobs to list.
+pub(super) struct List<'a> {
+    /// The tenant.
+    pub tenant: &'a str,
+    /// Start after this position (submission ms, id), newest first.
+    pub after: Option<(u64, &'a str)>,
+    /// Only jobs with this status.
+    pub status: Option<&'a str>,
+    /// Only jobs of this function.
+    pub function: Option<&'a str>,
+    /// Jobs on the page.
+    pub limit: usize,
+}
+
+/// A page of job ids, and where the next page starts (when there is one).
+pub(super) type Listed = (Vec<JobId>, Option<(u64, String)>);
+
+/// Lists one page of a tenant's job ids.
+pub(super) async fn list(con: &mut ConnectionManager, common: &Common, page: &List<'_>) -> Result<Listed, QueueError> {
+    let (at, after) = page.after.map_or((String::new(), ""), |(at, id)| (at.to_string(), id));
+    let (more, cursor_at, cursor_id, ids): (i64, String, String, Vec<String>) = common
+        .invoke(&LIST)
+        .arg(page.tenant)
+        .arg(at)
+        .arg(after)
+        .arg(page.status.unwrap_or(""))
+        .arg(page.function.unwrap_or(""))
+        .arg(page.limit)
+        .invoke_async(con)
+        .await
+        .map_err(unavailable)?;
+    let cursor = (more == 1).then(|| cursor_at.parse().ok().map(|at| (at, cursor_id))).flatten();
+    Ok((ids.into_iter().map(JobId).collect(), cursor))
+}
+
 /// Takes a job's output: returns it and deletes it from the job hash,
 /// refunding its bytes. The record stays for the job TTL.
 static TAKE_OUTPUT: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local job_key, results_key, totals_key = KEYS[1], KEYS[2], KEYS[3]
-local output = redis.call('HMGET', job_key, 'output_body', 'output_type', 'output_member')
+local jk = k_job(ARGV[7])
+local output = redis.call('HMGET', jk, 'output_body', 'output_type', 'output_member')
 if not output[1] then return false end
-if output[3] and redis.call('ZREM', results_key, output[3]) == 1 then refund(totals_key, output[3]) end
-redis.call('HDEL', job_key, 'output_body', 'output_type', 'output_member')
+if output[3] and redis.call('ZREM', K_RESULTS, output[3]) == 1 then refund(output[3]) end
+redis.call('HDEL', jk, 'output_body', 'output_type', 'output_member')
 return {output[1], output[2] or ''}
 ",
     )
@@ -539,16 +817,10 @@ return {output[1], output[2] or ''}
 /// Takes job `id`'s output, if it is kept.
 pub(super) async fn take_output(
     con: &mut ConnectionManager,
-    keys: &Keys,
+    common: &Common,
     id: &JobId,
 ) -> Result<Option<(Vec<u8>, String)>, QueueError> {
-    TAKE_OUTPUT
-        .key(keys.job(id))
-        .key(&keys.results)
-        .key(&keys.result_bytes)
-        .invoke_async(con)
-        .await
-        .map_err(unavailable)
+    common.invoke(&TAKE_OUTPUT).arg(id.as_str()).invoke_async(con).await.map_err(unavailable)
 }
 
 fn unexpected(script: &str, code: i64) -> QueueError {
