@@ -79,7 +79,8 @@ fn assemble_wat_fixtures(dir: &Path, out: &Path) {
     for entry in entries {
         let path = entry.expect("readable directory entry").path();
         if path.extension().is_some_and(|ext| ext == "wat") {
-            let binary = wat::parse_file(&path).unwrap_or_else(|err| panic!("cannot assemble {}: {err}", path.display()));
+            let binary =
+                wat::parse_file(&path).unwrap_or_else(|err| panic!("cannot assemble {}: {err}", path.display()));
             let target = out.join(path.with_extension("wasm").file_name().expect("a file name"));
             std::fs::write(&target, binary).unwrap_or_else(|err| panic!("cannot write {}: {err}", target.display()));
         }

@@ -4,9 +4,8 @@
 //!   complete → the caller's `wait` returning, on the in-memory queue and on
 //!   a local `redis-server` (AOF, `appendfsync everysec`); prints the added
 //!   ms per job at p50.
-//! - `payload`: the same round trip on Redis with the request body inline
-//!   in the stream entry vs by reference in the job hash, at 256 B, 64 KiB
-//!   and 1 MiB; prints the ratio that sets `DEFAULT_INLINE_LIMIT`.
+//! - `payload`: the same round trip on Redis with a 256 B, 64 KiB and 1 MiB
+//!   request body; prints each size's p50.
 //! - `throughput`: 4000 tiny jobs through Redis from 4 producers to 8
 //!   concurrent workers; prints jobs per second.
 //!
@@ -18,9 +17,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion};
 use sluice_bench::Recorder;
 use sluice_core::{CallOutput, CallRequest, Outcome, TenantId, Version};
-use sluice_scheduler::{
-    Completion, Job, JobId, JobKind, Queue, QueueConfig, RedisQueue, RedisQueueConfig, TenantLimits, Usage,
-};
+use sluice_scheduler::{Completion, Job, JobId, JobKind, Queue, QueueConfig, TenantLimits, Usage};
 use sluice_testkit::spawn_redis;
 
 fn job_of(size: usize) -> Job {
@@ -84,24 +81,13 @@ fn main() {
     }
     group.finish();
 
-    let connect = |inline_limit: usize| -> Arc<dyn Queue> {
-        let config = RedisQueueConfig {
-            prefix: format!("inline{inline_limit}"),
-            inline_limit,
-            ..RedisQueueConfig::new(&redis.url, config)
-        };
-        tokio.block_on(RedisQueue::connect(config)).expect("redis queue")
-    };
-    let (by_reference, inline) = (connect(0), connect(usize::MAX));
     let sizes = [256, 64 * 1024, 1024 * 1024];
     let mut group = criterion.benchmark_group("queue_payload");
     for size in sizes {
-        for (layout, queue) in [("by_reference", &by_reference), ("inline", &inline)] {
-            let label = format!("{layout}/{size}");
-            group.bench_function(BenchmarkId::new(layout, size), |b| {
-                b.iter_custom(|iters| recorder.time(&label, iters, || tokio.block_on(round_trip(queue, size))));
-            });
-        }
+        let label = format!("redis/{size}");
+        group.bench_function(BenchmarkId::new("redis", size), |b| {
+            b.iter_custom(|iters| recorder.time(&label, iters, || tokio.block_on(round_trip(&redis_queue, size))));
+        });
     }
     group.finish();
     criterion.final_summary();
@@ -149,16 +135,9 @@ fn main() {
         redis_ns / 1e6,
         (redis_ns - memory_ns) / 1e6
     );
-    println!("Request body inline in the stream entry vs by reference in the job hash (p50 round trip):");
+    println!("Redis round trip by request body size (p50):");
     for size in sizes {
-        let (reference, inline) =
-            (recorder.median_ns(&format!("by_reference/{size}")), recorder.median_ns(&format!("inline/{size}")));
-        println!(
-            "  {size:>8} B: by reference {:.3} ms, inline {:.3} ms, inline/by-reference {:.2}",
-            reference / 1e6,
-            inline / 1e6,
-            inline / reference
-        );
+        println!("  {size:>8} B: {:.3} ms", recorder.median_ns(&format!("redis/{size}")) / 1e6);
     }
     println!(
         "Tiny jobs through one Redis, 4 producers, 8 workers: {jobs} in {:.2} s = {:.0} jobs/s (goal ≥ 25000)",

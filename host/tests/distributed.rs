@@ -22,9 +22,6 @@ use sluice_testkit::{AppendFsync, spawn_redis_with};
 /// Short enough that a dead worker's job is retried quickly in a test.
 const VISIBILITY: &str = "1500";
 
-/// A stream entry as XRANGE returns it: id and (field, value) pairs.
-type StreamEntry = (String, Vec<(String, Vec<u8>)>);
-
 /// Accepted job id → the front door that accepted it.
 type Ledger = BTreeMap<String, String>;
 
@@ -131,27 +128,33 @@ async fn usage(door: &SluiceProcess, key: &str) -> BTreeMap<String, (u64, u64)> 
         .collect()
 }
 
-/// The job a consumer holds right now, if its delivery started less than
-/// `fresh` ago (so the job is surely still running).
-async fn job_just_taken_by(redis: &str, consumer: &str, fresh: Duration) -> Option<String> {
+/// The job worker slot `worker` holds right now, if it took it less than
+/// `fresh` ago (so the job is surely still running): leased jobs are in
+/// `sluice:leases`, and each job hash names its worker and when it was taken.
+async fn job_just_taken_by(redis: &str, worker: &str, fresh: Duration) -> Option<String> {
     let client = redis::Client::open(redis).expect("url");
     let mut con = client.get_multiplexed_async_connection().await.expect("connects");
-    let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg("sluice:jobs")
-        .arg("workers")
-        .arg("-")
-        .arg("+")
-        .arg(10)
-        .arg(consumer)
-        .query_async(&mut con)
-        .await
-        .expect("xpending");
-    let (entry, ..) = pending.into_iter().find(|(_, _, idle_ms, _)| *idle_ms < fresh.as_millis() as u64)?;
-    // Field values are bytes: a small body rides inline in the entry.
-    let fields: Vec<StreamEntry> =
-        redis::cmd("XRANGE").arg("sluice:jobs").arg(&entry).arg(&entry).query_async(&mut con).await.expect("xrange");
-    let id = fields.into_iter().next()?.1.into_iter().find(|(k, _)| k == "id")?.1;
-    Some(String::from_utf8(id).expect("job ids are text"))
+    let leased: Vec<String> =
+        redis::cmd("ZRANGE").arg("sluice:leases").arg(0).arg(-1).query_async(&mut con).await.expect("zrange");
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis(),
+    )
+    .expect("ms fit");
+    for id in leased {
+        let (holder, taken): (Option<String>, Option<u64>) = redis::cmd("HMGET")
+            .arg(format!("sluice:job:{id}"))
+            .arg("worker")
+            .arg("taken")
+            .query_async(&mut con)
+            .await
+            .expect("hmget");
+        if holder.as_deref() == Some(worker)
+            && taken.is_some_and(|at| now_ms.saturating_sub(at) < fresh.as_millis() as u64)
+        {
+            return Some(id);
+        }
+    }
+    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

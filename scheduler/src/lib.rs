@@ -49,7 +49,7 @@ pub use job::{
     JobStatus, MAX_GUEST_TEXT, Submitted, TenantLimits, TenantQueue, Usage, now_ms,
 };
 pub use memory::MemoryQueue;
-pub use redis::{DEFAULT_INLINE_LIMIT, DEFAULT_PREFIX, KeepAlive, RedisQueue, RedisQueueConfig, connection_manager};
+pub use redis::{DEFAULT_PREFIX, KeepAlive, RedisQueue, RedisQueueConfig, connection_manager};
 use sluice_core::TenantId;
 
 /// Bounds and timeouts of a queue, whatever its backend. [`Default`] is the

@@ -8,9 +8,6 @@ use crate::QueueConfig;
 /// Every key starts with this unless configured otherwise.
 pub const DEFAULT_PREFIX: &str = "sluice";
 
-/// The default of [`RedisQueueConfig::inline_limit`]: 1 MiB.
-pub const DEFAULT_INLINE_LIMIT: usize = 1024 * 1024;
-
 /// Where to find Redis, how to name keys, and the queue's bounds.
 #[derive(Clone)]
 pub struct RedisQueueConfig {
@@ -22,9 +19,6 @@ pub struct RedisQueueConfig {
     pub queue: QueueConfig,
     /// Longest a command may take before the queue reports itself unavailable.
     pub command_timeout: Duration,
-    /// No longer used: every request body is kept in its job hash, which a
-    /// retry or reclaim never copies. Kept so existing settings still build.
-    pub inline_limit: usize,
 }
 
 impl std::fmt::Debug for RedisQueueConfig {
@@ -42,12 +36,6 @@ impl RedisQueueConfig {
     /// The queue `queue` describes, at `url`, with keys under
     /// [`DEFAULT_PREFIX`] and this backend's defaults for the rest.
     pub fn new(url: impl Into<String>, queue: QueueConfig) -> Self {
-        Self {
-            url: url.into(),
-            prefix: DEFAULT_PREFIX.to_owned(),
-            queue,
-            command_timeout: Duration::from_secs(1),
-            inline_limit: DEFAULT_INLINE_LIMIT,
-        }
+        Self { url: url.into(), prefix: DEFAULT_PREFIX.to_owned(), queue, command_timeout: Duration::from_secs(1) }
     }
 }

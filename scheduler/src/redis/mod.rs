@@ -11,6 +11,7 @@
 //! | `{p}:tenant:{tenant}` | hash: `waiting`, `bytes` (of waiting bodies), `running`, `limit` (running, from its newest job), `turn` (1 while in the ring); gone once the tenant holds nothing |
 //! | `{p}:turns` | list: the ring of tenants whose turn may come, each at most once |
 //! | `{p}:busy` | set: tenants with jobs waiting or running |
+//! | `{p}:parked` | set: tenants whose async jobs wait because stored results fill a budget; back in the ring once outputs are released |
 //! | `{p}:index:{tenant}` | sorted set: the tenant's kept job ids by submission time, for listing; pruned as records expire, expires `result_ttl` after the tenant goes idle |
 //! | `{p}:leases` | sorted set: taken job ids by lease expiry (ms) |
 //! | `{p}:ready` | list: doorbell tokens idle workers block on (`BLPOP`), trimmed to 64 |
@@ -60,7 +61,7 @@ use crate::{
     Cancel, Completion, Delivery, IdempotencyKey, Job, JobError, JobFilter, JobId, JobPage, JobRecord, JobStatus,
     Queue, QueueError, Submitted, TenantQueue, Usage,
 };
-pub use config::{DEFAULT_INLINE_LIMIT, DEFAULT_PREFIX, RedisQueueConfig};
+pub use config::{DEFAULT_PREFIX, RedisQueueConfig};
 pub use connection::{KeepAlive, connection_manager};
 use keys::Keys;
 
@@ -153,6 +154,8 @@ impl RedisQueue {
             max_deliveries: queue.max_deliveries,
             max_dead_letters: queue.max_dead_letters,
             visibility_ms: millis(queue.visibility_timeout),
+            tenant_result_bytes: queue.tenant_result_bytes,
+            result_bytes: queue.result_bytes,
         };
         let (finished, _) = broadcast::channel(4096);
         let keep_alive = KeepAlive::start(commands.clone());

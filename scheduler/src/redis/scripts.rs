@@ -2,10 +2,10 @@
 //! (admission under the bounds, taking a delivery by turns, lease checks,
 //! completion, retry, cancel, forgetting a tenant), each beside the one
 //! Rust function that runs it. Every script starts with [`PRELUDE`]: the
-//! arguments all of them share ([`Common`], `ARGV[1..6]`), the key names
+//! arguments all of them share ([`Common`], `ARGV[1..8]`), the key names
 //! (the table in the module docs) and the helpers that keep the tenants'
 //! queues, the ring of turns and the counters consistent. A script's own
-//! arguments follow from `ARGV[7]`, in the order its first lines name them,
+//! arguments follow from `ARGV[9]`, in the order its first lines name them,
 //! so the order is written down once, next to the script.
 //!
 //! Counters are decremented with `add`/`hadd`, which delete a counter that
@@ -40,9 +40,11 @@ use crate::{IdempotencyKey, JobId, QueueError};
 const PRELUDE: &str = r"
 local P, DEFAULT_LIMIT, TTL_MS = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local MAX_DELIVERIES, MAX_DEAD, VISIBILITY_MS = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local TENANT_RESULTS, ALL_RESULTS = tonumber(ARGV[7]), tonumber(ARGV[8])
 local K_DEPTH, K_WAITING, K_WAITING_BYTES = P .. ':depth', P .. ':waiting', P .. ':waiting_bytes'
 local K_TURNS, K_BUSY, K_LEASES, K_READY = P .. ':turns', P .. ':busy', P .. ':leases', P .. ':ready'
 local K_RESULTS, K_RESULT_BYTES, K_DEAD, K_DONE = P .. ':results', P .. ':result_bytes', P .. ':dead', P .. ':done'
+local K_PARKED = P .. ':parked'
 local function k_job(id) return P .. ':job:' .. id end
 local function k_tenant(t) return P .. ':tenant:' .. t end
 local function k_lane(t, kind) return P .. ':lane:' .. kind .. ':' .. t end
@@ -78,15 +80,31 @@ local function ring()
   redis.call('LPUSH', K_READY, '1')
   redis.call('LTRIM', K_READY, 0, 63)
 end
+-- True while t's async outputs may still be stored: a job taken now
+-- cannot push the stored bytes past a budget by more than the outputs of
+-- the jobs running at once.
+local function results_fit(t)
+  local f = redis.call('HMGET', K_RESULT_BYTES, 't:' .. t, 'total')
+  return num(f[1]) < TENANT_RESULTS and num(f[2]) < ALL_RESULTS
+end
+-- t has room under its running limit, and a sync job, or an async one
+-- whose output fits the budgets. Async work held back only by the
+-- budgets parks t until outputs are released.
 local function ready(t)
-  local f = redis.call('HMGET', k_tenant(t), 'waiting', 'running', 'limit')
+  local f = redis.call('HMGET', k_tenant(t), 'running', 'limit')
   local limit = DEFAULT_LIMIT
-  if f[3] then limit = tonumber(f[3]) end
-  return num(f[1]) > 0 and num(f[2]) < limit
+  if f[2] then limit = tonumber(f[2]) end
+  if num(f[1]) >= limit then return false end
+  if redis.call('LLEN', k_lane(t, 'sync')) > 0 then return true end
+  if redis.call('LLEN', k_lane(t, 'async')) == 0 then return false end
+  if results_fit(t) then return true end
+  redis.call('SADD', K_PARKED, t)
+  return false
 end
 -- Puts t in the ring if it has work and room; true when it is there and ready.
 local function offer_turn(t)
   if not ready(t) then return false end
+  redis.call('SREM', K_PARKED, t)
   local th = k_tenant(t)
   if redis.call('HGET', th, 'turn') ~= '1' then
     redis.call('HSET', th, 'turn', '1')
@@ -101,6 +119,7 @@ local function drop_idle(t)
   if num(f[1]) == 0 and num(f[2]) == 0 and f[3] ~= '1' then
     redis.call('DEL', th)
     redis.call('SREM', K_BUSY, t)
+    redis.call('SREM', K_PARKED, t)
     redis.call('PEXPIRE', k_index(t), TTL_MS)
   end
 end
@@ -187,7 +206,7 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
 }
 
-/// The arguments every script takes first (`ARGV[1..6]`).
+/// The arguments every script takes first (`ARGV[1..8]`).
 #[derive(Debug, Clone)]
 pub(super) struct Common {
     /// The deployment's key prefix.
@@ -202,6 +221,11 @@ pub(super) struct Common {
     pub max_dead_letters: usize,
     /// How long a delivery is held, ms.
     pub visibility_ms: u64,
+    /// Bytes of async outputs one tenant may have stored before its async
+    /// jobs wait.
+    pub tenant_result_bytes: u64,
+    /// Bytes of outputs all tenants may have stored before async jobs wait.
+    pub result_bytes: u64,
 }
 
 impl Common {
@@ -214,7 +238,9 @@ impl Common {
             .arg(self.ttl_ms.max(1))
             .arg(self.max_deliveries)
             .arg(self.max_dead_letters)
-            .arg(self.visibility_ms.max(1));
+            .arg(self.visibility_ms.max(1))
+            .arg(self.tenant_result_bytes)
+            .arg(self.result_bytes);
         invocation
     }
 }
@@ -231,12 +257,12 @@ pub(super) type RecordFields = Vec<Option<String>>;
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local id, header, body, record = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
-local tenant, kind, submitted, fn = ARGV[11], ARGV[12], ARGV[13], ARGV[14]
-local capacity, queue_bytes, quota = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
-local tenant_bytes, limit = tonumber(ARGV[18]), ARGV[19]
-local budgeted, tenant_budget, total_budget = ARGV[20] == '1', tonumber(ARGV[21]), tonumber(ARGV[22])
-local has_key, fingerprint, idem_key = ARGV[23] == '1', ARGV[24], ARGV[25]
+local id, header, body, record = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local tenant, kind, submitted, fn = ARGV[13], ARGV[14], ARGV[15], ARGV[16]
+local capacity, queue_bytes, quota = tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19])
+local tenant_bytes, limit = tonumber(ARGV[20]), ARGV[21]
+local budgeted, tenant_budget, total_budget = ARGV[22] == '1', tonumber(ARGV[23]), tonumber(ARGV[24])
+local has_key, fingerprint, idem_key = ARGV[25] == '1', ARGV[26], ARGV[27]
 if has_key then
   local held = redis.call('GET', idem_key)
   if held then
@@ -403,9 +429,14 @@ pub(super) async fn enqueue(
 static TAKE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local receipt, worker, lost_code, lost_message = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local receipt, worker, lost_code, lost_message = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now_ms(), 'LIMIT', 0, 16)) do
   release(id, lost_code, lost_message, nil)
+end
+-- Outputs may have expired or been taken: parked tenants get their turn back.
+trim_results()
+for _, t in ipairs(redis.call('SRANDMEMBER', K_PARKED, 64)) do
+  offer_turn(t)
 end
 while true do
   local t = redis.call('LPOP', K_TURNS)
@@ -418,7 +449,7 @@ while true do
   redis.call('HDEL', th, 'turn')
   if ready(t) then
     local id = redis.call('LPOP', k_lane(t, 'sync'))
-    if not id then id = redis.call('LPOP', k_lane(t, 'async')) end
+    if not id and results_fit(t) then id = redis.call('LPOP', k_lane(t, 'async')) end
     if id then
       local jk = k_job(id)
       local f = redis.call('HMGET', jk, 'bytes', 'status')
@@ -483,7 +514,7 @@ pub(super) async fn take(
 static EXTEND: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local id, receipt = ARGV[7], ARGV[8]
+local id, receipt = ARGV[9], ARGV[10]
 if redis.call('HGET', k_job(id), 'lease') ~= receipt then return 0 end
 redis.call('ZADD', K_LEASES, 'XX', now_ms() + VISIBILITY_MS, id)
 return 1
@@ -509,8 +540,8 @@ pub(super) async fn extend(
 static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local id, status, err, usage = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
-local has_output, out_body, out_type = ARGV[11] == '1', ARGV[12], ARGV[13]
+local id, status, err, usage = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local has_output, out_body, out_type = ARGV[13] == '1', ARGV[14], ARGV[15]
 local jk = k_job(id)
 local f = redis.call('HMGET', jk, 'tenant', 'kind', 'bytes', 'status', 'lease')
 if not f[1] or is_final(f[4]) then return 0 end
@@ -572,7 +603,7 @@ pub(super) async fn complete(
 static RETRY: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local id, receipt, code, message, usage = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local id, receipt, code, message, usage = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 if redis.call('HGET', k_job(id), 'lease') ~= receipt then return -1 end
 if usage == '' then usage = nil end
 return release(id, code, message, usage)
@@ -638,7 +669,7 @@ pub(super) async fn retry(
 static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local tenant, id = ARGV[7], ARGV[8]
+local tenant, id = ARGV[9], ARGV[10]
 local jk = k_job(id)
 local f = redis.call('HMGET', jk, 'tenant', 'kind', 'bytes', 'status', 'lease')
 if f[1] ~= tenant then return {0, {}} end
@@ -685,7 +716,7 @@ pub(super) async fn cancel(
 static FORGET: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local tenant = ARGV[7]
+local tenant = ARGV[9]
 local index = k_index(tenant)
 local count = 0
 for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
@@ -709,6 +740,9 @@ add(K_WAITING_BYTES, -num(mine[2]))
 redis.call('DEL', k_tenant(tenant), k_lane(tenant, 'sync'), k_lane(tenant, 'async'), k_oldest(tenant), index)
 redis.call('LREM', K_TURNS, 0, tenant)
 redis.call('SREM', K_BUSY, tenant)
+redis.call('SREM', K_PARKED, tenant)
+-- Its outputs' bytes are free: others' async jobs may run again.
+if redis.call('SCARD', K_PARKED) > 0 then ring() end
 return count
 ",
     )
@@ -727,7 +761,7 @@ pub(super) async fn forget(con: &mut ConnectionManager, common: &Common, tenant:
 static LIST: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local tenant, at, after, status, fn, limit = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], tonumber(ARGV[12])
+local tenant, at, after, status, fn, limit = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], tonumber(ARGV[14])
 local index = k_index(tenant)
 local max = '+inf'
 if at ~= '' then max = at end
@@ -804,10 +838,14 @@ pub(super) async fn list(con: &mut ConnectionManager, common: &Common, page: &Li
 static TAKE_OUTPUT: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local jk = k_job(ARGV[7])
+local jk = k_job(ARGV[9])
 local output = redis.call('HMGET', jk, 'output_body', 'output_type', 'output_member')
 if not output[1] then return false end
-if output[3] and redis.call('ZREM', K_RESULTS, output[3]) == 1 then refund(output[3]) end
+if output[3] and redis.call('ZREM', K_RESULTS, output[3]) == 1 then
+  refund(output[3])
+  -- Room again: wake a worker for a tenant whose async jobs waited for it.
+  if redis.call('SCARD', K_PARKED) > 0 then ring() end
+end
 redis.call('HDEL', jk, 'output_body', 'output_type', 'output_member')
 return {output[1], output[2] or ''}
 ",
