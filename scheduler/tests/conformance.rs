@@ -55,6 +55,19 @@ async fn a_job_flows_through_the_queue_to_its_output(backend: &impl Backend) {
     assert_eq!(queue.reserve("w1", SHORT).await, Ok(None), "nothing left");
 }
 
+async fn a_job_with_an_empty_body_is_taken_retried_and_cancelled_like_any_other(backend: &impl Backend) {
+    let queue = backend.open(config()).await;
+    queue.enqueue(job("a", b"")).await.expect("enqueued");
+    let first = reserve(&*queue, "w").await;
+    queue.retry(&first, &trapped(), None).await.expect("retried");
+    let second = reserve(&*queue, "w").await;
+    assert_eq!((second.attempt, second.job.request.body.len()), (2, 0));
+    queue.complete(&second, success(b"")).await.expect("completed");
+    queue.enqueue(job("b", b"")).await.expect("enqueued");
+    assert!(matches!(queue.cancel(&"t".into(), &JobId("b".to_owned())).await, Ok(Cancel::Cancelled(_))));
+    assert_eq!(queue.depth().await, Ok(0));
+}
+
 async fn jobs_are_handed_out_in_the_order_they_were_accepted(backend: &impl Backend) {
     let queue = backend.open(config()).await;
     for id in ["a", "b", "c"] {
@@ -765,6 +778,7 @@ macro_rules! conformance {
 
 conformance!(
     a_job_flows_through_the_queue_to_its_output,
+    a_job_with_an_empty_body_is_taken_retried_and_cancelled_like_any_other,
     jobs_are_handed_out_in_the_order_they_were_accepted,
     a_failed_job_ends_with_its_error_and_no_output,
     a_full_queue_refuses_new_jobs,

@@ -53,8 +53,15 @@ local function k_index(t) return P .. ':index:' .. t end
 local RECORD = {'record', 'status', 'deliveries', 'error', 'usage', 'attempts', 'finished'}
 
 local function num(v) if not v then return 0 end return tonumber(v) or 0 end
-local function add(key, n) if redis.call('INCRBY', key, n) <= 0 then redis.call('DEL', key) end end
-local function hadd(key, field, n) if redis.call('HINCRBY', key, field, n) <= 0 then redis.call('HDEL', key, field) end end
+-- n == 0 is skipped: Lua writes a negated zero as -0, which Redis refuses as an integer.
+local function add(key, n)
+  if n == 0 then return end
+  if redis.call('INCRBY', key, n) <= 0 then redis.call('DEL', key) end
+end
+local function hadd(key, field, n)
+  if n == 0 then return end
+  if redis.call('HINCRBY', key, field, n) <= 0 then redis.call('HDEL', key, field) end
+end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
