@@ -506,7 +506,7 @@ fn render_abuse(out: &mut String, abuse: &AbuseRuns) {
     let _ = writeln!(out, "## A1 — isolation under abuse\n");
     let _ = writeln!(
         out,
-        "A `sluice serve` process with default flags. A victim tenant sends small sync resizes (a 2 KB JPEG → 50 px) at {:.0} requests/s, open loop, alone and then while one anonymous client or one other tenant attacks the node; each attack runs as long as the victim's run and stops by itself. Node RSS after the solo run: {:.0} MiB; peak over every run: {:.0} MiB.\n",
+        "A `sluice serve` process with default flags. A victim tenant sends small sync resizes (a 2 KB JPEG → 50 px) at {:.0} requests/s, open loop, alone and then while one anonymous client or one other tenant attacks the node; each attack runs as long as the victim's run and stops by itself. The victim's client runs on a thread of its own and the attacker's client on threads at a lower CPU priority (nice +10), as separate machines would be; the node under test keeps its default priorities. Node RSS after the solo run: {:.0} MiB; peak over every run: {:.0} MiB.\n",
         abuse::VICTIM_RATE,
         abuse.rss_solo_mib,
         abuse.peak_rss_mib

@@ -89,7 +89,9 @@ async fn run_mode(mode: &'static str, flags: &[&str], effort: Effort) -> anyhow:
     let noisy_key = node.tenant("noisy").await?;
     let photo = Bytes::from(crate::photo("peacock.progressive.jpeg"));
     let quiet = Target::new(&format!("{}/v1/functions/resize/invoke?width=50", node.url), &quiet_key, photo.clone())?;
-    loadgen::closed_loop(&quiet, 1, Duration::from_secs(1), 20, "warm-up", true).await;
+    // Warm the built-in on every worker slot before timing anything.
+    let slots = 2 * super::scenarios::cores();
+    loadgen::closed_loop(&quiet, slots, Duration::from_secs(2), 200, "warm-up", true).await;
     let solo = quiet_calls(&quiet, effort.run).await?;
 
     let started = Instant::now();

@@ -10,6 +10,15 @@ use super::scenarios::sluice_binary;
 /// The admin token of every node the report starts.
 const ADMIN: &str = "report-admin";
 
+/// Where a node listens, for clients that outlive a borrow of the [`Node`].
+#[derive(Debug, Clone)]
+pub struct Address {
+    /// `http://127.0.0.1:port`.
+    pub url: String,
+    /// `127.0.0.1:port`.
+    pub addr: String,
+}
+
 /// A `sluice serve` child process, killed on drop.
 pub struct Node {
     child: std::process::Child,
@@ -57,6 +66,11 @@ impl Node {
             .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+
+    /// Where the node listens.
+    pub fn address(&self) -> Address {
+        Address { url: self.url.clone(), addr: self.addr.clone() }
     }
 
     /// Creates tenant `name`; returns its API key.
