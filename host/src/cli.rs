@@ -44,6 +44,8 @@ pub enum Command {
     Job(client::JobCommand),
     /// Show the tenant's usage totals.
     Usage(client::UsageArgs),
+    /// Show the tenant's queued and running jobs and its queue quota.
+    Queue,
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -58,6 +60,7 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::Invoke(args) => ClientCommand::Invoke(args),
         Command::Job(command) => ClientCommand::Job(command),
         Command::Usage(args) => ClientCommand::Usage(args),
+        Command::Queue => ClientCommand::Queue,
     };
     client::execute(cli.connection, client_command)
 }

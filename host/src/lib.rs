@@ -19,6 +19,7 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`cli`]: the command-line interface and its commands.
 //! - [`allocator`]: large buffers go back to the kernel when freed.
+//! - [`priority`]: bulk work (guests, draining refused bodies) on lower-priority threads.
 
 pub mod allocator;
 pub mod backend;
@@ -28,6 +29,7 @@ pub mod meter;
 pub mod metrics;
 pub mod node;
 pub mod platform;
+pub mod priority;
 pub mod runtime;
 pub mod server;
 pub mod store;

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::node::{BackendConfig, Node};
 use crate::platform::{Platform, PlatformConfig};
+use crate::priority;
 use crate::runtime::CallLimits;
 
 /// How long an idle slot waits on the queue before checking for shutdown.
@@ -49,50 +50,18 @@ pub enum Drain {
 /// guest computing for its whole time slice then never delays accepting,
 /// parsing or answering a request, and the operating system shares the
 /// cores between calls at a finer grain than a guest's yields. The slot
-/// threads run at [`SLOT_NICENESS`] below the HTTP threads, so a request
-/// is read, queued and answered at once even while guests use every core.
+/// threads run at [`priority::SLOT_NICENESS`] below the HTTP threads.
 pub struct SlotRuntime(Option<tokio::runtime::Runtime>);
-
-/// How much lower the slot threads' scheduling priority is than the rest
-/// of the process (a `nice` increment): request handling is short and
-/// latency-bound, guest work long and throughput-bound. With nobody else
-/// runnable the slots still get every core.
-pub const SLOT_NICENESS: i32 = 5;
 
 impl SlotRuntime {
     /// A runtime with one thread per slot.
     pub fn new(slots: usize) -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(slots.max(1))
-            .thread_name("sluice-slot")
-            .on_thread_start(lower_this_threads_priority)
-            .enable_all()
-            .build()?;
-        Ok(Self(Some(runtime)))
+        Ok(Self(Some(priority::lowered_runtime("sluice-slot", slots, priority::SLOT_NICENESS)?)))
     }
 
     /// Where slots are spawned.
     pub fn handle(&self) -> Option<&tokio::runtime::Handle> {
         self.0.as_ref().map(tokio::runtime::Runtime::handle)
-    }
-}
-
-/// Lowers the calling thread's priority by [`SLOT_NICENESS`] (Linux
-/// schedules threads separately; lowering needs no privilege).
-fn lower_this_threads_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid has no preconditions.
-        let thread = unsafe { libc::gettid() };
-        let Ok(thread) = libc::id_t::try_from(thread) else { return };
-        // SAFETY: reads the priority of this thread only; -1 is a valid
-        // priority, so errno tells failures apart, and a failure just
-        // leaves the priority as it was.
-        let current = unsafe { libc::getpriority(libc::PRIO_PROCESS, thread) };
-        // SAFETY: changes the priority of this thread only.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, thread, current + SLOT_NICENESS) } != 0 {
-            tracing::debug!("cannot lower a worker slot thread's priority");
-        }
     }
 }
 

@@ -577,6 +577,115 @@ async fn a_burst_of_400_async_jobs_is_accepted_whole_and_drains_while_another_te
     );
 }
 
+/// Submits an async resize of `body` for `key`; returns the job's id.
+async fn submit_job(server: &TestServer, key: &str, function: &str, body: Vec<u8>) -> String {
+    let response = invoke(server, key, &format!("/v1/functions/{function}/jobs?width=8"), body).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let accepted: Value = response.json().await.expect("json");
+    accepted["id"].as_str().expect("id").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_view_counts_a_tenants_waiting_jobs_their_bytes_and_its_quota() {
+    let server = start_server_with(|c| c.workers = 0).await;
+    let (key, other) = (server.tenant("acme").await, server.tenant("other").await);
+    for body in [b"12345".to_vec(), b"678".to_vec()] {
+        submit_job(&server, &key, "resize", body).await;
+    }
+    let view = server.get_json("/v1/queue", &key).await;
+    let defaults = sluice_scheduler::QueueConfig::default();
+    assert_eq!(
+        (&view["queued"], &view["queued_bytes"], &view["running"], &view["quota"]),
+        (
+            &json!(2),
+            &json!(8),
+            &json!(0),
+            &json!({
+                "queued_jobs": defaults.tenant_queue_quota,
+                "queued_bytes": defaults.tenant_queue_bytes,
+                "running": defaults.tenant_concurrency,
+            })
+        )
+    );
+    assert!(view["oldest_queued_age_ms"].as_u64().is_some(), "{view}");
+    let theirs = server.get_json("/v1/queue", &other).await;
+    assert_eq!((&theirs["queued"], &theirs["oldest_queued_age_ms"]), (&json!(0), &Value::Null));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_listed_a_page_at_a_time_and_filtered_by_function_and_status() {
+    let server = start_server_with(|c| c.workers = 0).await;
+    let (key, other) = (server.tenant("acme").await, server.tenant("other").await);
+    let mut resizes = Vec::new();
+    for _ in 0..3 {
+        resizes.push(submit_job(&server, &key, "resize", Vec::new()).await);
+    }
+    let grey = submit_job(&server, &key, "grayscale", Vec::new()).await;
+    submit_job(&server, &other, "resize", Vec::new()).await;
+
+    let first = server.get_json("/v1/jobs?limit=3", &key).await;
+    let cursor = first["next_cursor"].as_str().expect("a second page");
+    let second = server.get_json(&format!("/v1/jobs?limit=3&cursor={cursor}"), &key).await;
+    assert_eq!(second["next_cursor"], Value::Null);
+    let mut listed: Vec<String> = [&first, &second]
+        .iter()
+        .flat_map(|page| page["jobs"].as_array().expect("jobs").iter())
+        .map(|job| job["id"].as_str().expect("id").to_owned())
+        .collect();
+    let mut mine = [resizes.clone(), vec![grey.clone()]].concat();
+    listed.sort();
+    mine.sort();
+    assert_eq!(listed, mine, "every job of the caller once, none of another tenant's");
+
+    let greys = server.get_json("/v1/jobs?function=grayscale", &key).await;
+    assert_eq!(greys["jobs"].as_array().map(|jobs| jobs.len()), Some(1));
+    assert_eq!(greys["jobs"][0]["id"], json!(grey));
+    let queued = server.get_json("/v1/jobs?status=queued", &key).await;
+    assert_eq!(queued["jobs"].as_array().map(|jobs| jobs.len()), Some(4));
+    let done = server.get_json("/v1/jobs?status=succeeded", &key).await;
+    assert_eq!(done, json!({"jobs": [], "next_cursor": null}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_with_an_unknown_status_or_a_bad_limit_is_400() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let response = server.request(Method::GET, "/v1/jobs?status=done", &key).send().await.expect("sent");
+    let (status, code, message) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    assert_eq!(message, "unknown status `done`; use one of queued, running, succeeded, failed, cancelled");
+    let response = server.request(Method::GET, "/v1/jobs?limit=501", &key).send().await.expect("sent");
+    let (status, code, message) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    assert_eq!(message, "limit must be between 1 and 500, not 501");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_job_is_cancelled_once_and_has_no_result() {
+    let server = start_server_with(|c| c.workers = 0).await;
+    let (key, other) = (server.tenant("acme").await, server.tenant("other").await);
+    let id = submit_job(&server, &key, "resize", Vec::new()).await;
+
+    let response = server.request(Method::DELETE, &format!("/v1/jobs/{id}"), &other).send().await.expect("sent");
+    let (status, code, _) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "not_found"), "another tenant's job does not exist");
+
+    let response = server.request(Method::DELETE, &format!("/v1/jobs/{id}"), &key).send().await.expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    let cancelled: Value = response.json().await.expect("json");
+    assert_eq!((&cancelled["id"], &cancelled["status"]), (&json!(id), &json!("cancelled")));
+    assert_eq!(server.get_json(&format!("/v1/jobs/{id}"), &key).await["status"], "cancelled");
+    assert_eq!(server.get_json("/v1/queue", &key).await["queued"], 0);
+
+    let response = server.request(Method::GET, &format!("/v1/jobs/{id}/result"), &key).send().await.expect("sent");
+    let (status, code, _) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "job_cancelled"));
+    let response = server.request(Method::DELETE, &format!("/v1/jobs/{id}"), &key).send().await.expect("sent");
+    let (status, code, message) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "job_not_queued"));
+    assert_eq!(message, format!("job {id} is cancelled; only a queued job can be cancelled"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_is_503_with_retry_after() {
     let server = start_server_with(|c| {

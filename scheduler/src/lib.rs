@@ -236,6 +236,9 @@ pub trait Queue: Send + Sync + 'static {
     /// well within it.
     fn visibility_timeout(&self) -> Duration;
 
+    /// The bounds this queue applies (for showing a tenant its quota).
+    fn config(&self) -> QueueConfig;
+
     /// How long a finished job's record and output are kept; anything that
     /// names a job (an `Idempotency-Key`) is kept as long.
     fn result_ttl(&self) -> Duration;

@@ -512,6 +512,10 @@ impl Queue for MemoryQueue {
         self.config.visibility_timeout
     }
 
+    fn config(&self) -> QueueConfig {
+        self.config
+    }
+
     fn result_ttl(&self) -> Duration {
         self.config.result_ttl
     }

@@ -65,6 +65,26 @@ pub enum JobCommand {
         /// Job id.
         id: String,
     },
+    /// List the tenant's jobs as JSON, newest first, a page at a time.
+    List {
+        /// Only jobs with this status (queued, running, succeeded, failed, cancelled).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only jobs of this function.
+        #[arg(long)]
+        function: Option<String>,
+        /// Where to go on: the previous page's `next_cursor`.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Jobs per page (1 to 500; the server's default is 50).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Cancel a job no worker has taken yet; prints it, now `cancelled`.
+    Cancel {
+        /// Job id.
+        id: String,
+    },
     /// Save a succeeded job's output.
     Result {
         /// Job id.
@@ -127,6 +147,8 @@ pub enum ClientCommand {
     Job(JobCommand),
     /// `usage`
     Usage(UsageArgs),
+    /// `queue`
+    Queue,
 }
 
 /// The server said no: its status, code and message.
@@ -254,6 +276,21 @@ async fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<
         ClientCommand::Job(JobCommand::Status { id }) => {
             print_json(send(client.request(Method::GET, &format!("/v1/jobs/{id}"), None)?).await?).await
         }
+        ClientCommand::Job(JobCommand::List { status, function, cursor, limit }) => {
+            let filters = [
+                ("status", status),
+                ("function", function),
+                ("cursor", cursor),
+                ("limit", limit.map(|n| n.to_string())),
+            ];
+            let params: Vec<(String, String)> =
+                filters.into_iter().filter_map(|(name, value)| Some((name.to_owned(), value?))).collect();
+            print_json(send(client.request(Method::GET, &format!("/v1/jobs{}", query(&params)), None)?).await?).await
+        }
+        ClientCommand::Job(JobCommand::Cancel { id }) => {
+            print_json(send(client.request(Method::DELETE, &format!("/v1/jobs/{id}"), None)?).await?).await
+        }
+        ClientCommand::Queue => print_json(send(client.request(Method::GET, "/v1/queue", None)?).await?).await,
         ClientCommand::Job(JobCommand::Result { id, output, wait }) => loop {
             let response = send(client.request(Method::GET, &format!("/v1/jobs/{id}/result"), None)?).await;
             match response {

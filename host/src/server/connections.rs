@@ -53,6 +53,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::body_rate::{BodyRate, MinRateBody};
+use crate::priority;
 
 /// File descriptors kept for everything but connections when the cap is
 /// derived from the descriptor limit: data-dir files, Redis, the artifact
@@ -558,13 +559,38 @@ async fn connection(
                 let _ = stream.shutdown().await;
             } else {
                 state.set(Phase::Lingering);
+                let (timeout, bytes) = (shared.config.linger_timeout, shared.config.linger_bytes);
+                // Draining may read tens of megabytes: it runs on the
+                // low-priority drain thread, off the threads answering requests.
+                let Ok(stream) = stream.into_std() else { return };
+                let drain = async move {
+                    if let Ok(stream) = TcpStream::from_std(stream) {
+                        linger(stream, timeout, bytes).await;
+                    }
+                };
+                let drained = match drain_runtime() {
+                    Some(runtime) => runtime.spawn(drain),
+                    None => tokio::spawn(drain),
+                };
+                let abort = drained.abort_handle();
                 tokio::select! {
-                    () = linger(stream, shared.config.linger_timeout, shared.config.linger_bytes) => {}
-                    _ = state.expired(&shared.config) => {}
+                    _ = drained => {}
+                    _ = state.expired(&shared.config) => abort.abort(),
                 }
             }
         }
     }
+}
+
+/// The thread that drains refused requests' bodies, at
+/// [`priority::DRAIN_NICENESS`] below the threads answering requests;
+/// `None` (drain where the connection runs) if it cannot be started.
+fn drain_runtime() -> Option<&'static tokio::runtime::Handle> {
+    static DRAIN: std::sync::OnceLock<Option<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
+    DRAIN
+        .get_or_init(|| priority::lowered_runtime("sluice-drain", 1, priority::DRAIN_NICENESS).ok())
+        .as_ref()
+        .map(tokio::runtime::Runtime::handle)
 }
 
 /// Closes `stream` the way nginx's lingering close does: shut the writing

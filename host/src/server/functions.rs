@@ -172,7 +172,7 @@ api_errors!(
     /// What a sync call can answer.
     InvokeErrors: InvalidRequest, Unauthorized, NotFound, BodyTooLarge, InvalidInput, RateLimited,
     QueueQuota, FunctionTrapped, FunctionError, MemoryLimit, OutputTooLarge, WorkerLost,
-    FunctionUnavailable, Internal, Overloaded, QueueUnavailable, StoreUnavailable, Timeout
+    FunctionUnavailable, JobCancelled, Internal, Overloaded, QueueUnavailable, StoreUnavailable, Timeout
 );
 api_errors!(
     /// What submitting an async job can answer.

@@ -12,11 +12,11 @@ use axum::http::header::{CONTENT_TYPE, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sluice_core::{CallOutput, ErrorCode, TenantId};
-use sluice_scheduler::{JobId, JobRecord, JobStatus, Usage};
+use sluice_scheduler::{Cancel, JobFilter, JobId, JobRecord, JobStatus, Usage};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorDetail};
-use super::extract::{AuthTenant, PathParam};
+use super::extract::{AuthTenant, PathParam, QueryParams};
 use super::functions::Binary;
 use super::openapi::api_errors;
 use super::{Api, format_time};
@@ -77,8 +77,101 @@ api_errors!(
 );
 api_errors!(
     /// What a job's result can answer.
-    ResultErrors: Unauthorized, NotFound, JobNotFinished, JobFailed, QueueUnavailable, StoreUnavailable, Internal
+    ResultErrors: Unauthorized, NotFound, JobNotFinished, JobFailed, JobCancelled, QueueUnavailable, StoreUnavailable, Internal
 );
+
+api_errors!(
+    /// What a job listing can answer.
+    ListErrors: InvalidRequest, Unauthorized, QueueUnavailable, StoreUnavailable, Internal
+);
+api_errors!(
+    /// What cancelling a job can answer.
+    CancelErrors: Unauthorized, NotFound, JobNotQueued, QueueUnavailable, StoreUnavailable, Internal
+);
+
+/// Jobs a listing page holds unless the caller asks for fewer.
+pub const DEFAULT_PAGE: usize = 50;
+
+/// Most jobs one listing page may hold.
+pub const MAX_PAGE: usize = 500;
+
+/// Which of the caller's jobs to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobListing {
+    /// Only jobs with this status: `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: Option<String>,
+    /// Only jobs of this function.
+    pub function: Option<String>,
+    /// Where to go on: the `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Jobs per page, 1 to 500 (default 50).
+    pub limit: Option<usize>,
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    /// The jobs on this page.
+    pub jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// The caller's kept jobs, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(JobListing),
+    responses((status = 200, body = JobList), ListErrors),
+    security(("tenant" = []))
+)]
+pub async fn list_jobs(
+    State(api): State<Arc<Api>>,
+    AuthTenant(tenant): AuthTenant,
+    QueryParams(listing): QueryParams<JobListing>,
+) -> Result<Json<JobList>, ApiError> {
+    let status = match listing.status.as_deref() {
+        None => None,
+        Some(raw) => Some(JobStatus::parse(raw).ok_or_else(|| {
+            let known: Vec<&str> = JobStatus::ALL.iter().map(|status| status.as_str()).collect();
+            ApiError::bad_request(format!("unknown status `{raw}`; use one of {}", known.join(", ")))
+        })?),
+    };
+    let limit = listing.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}, not {limit}")));
+    }
+    let filter = JobFilter { status, function: listing.function };
+    let page = api.platform.queue.jobs(&tenant.id, &filter, listing.cursor.as_deref(), limit).await?;
+    Ok(Json(JobList { jobs: page.jobs.iter().map(JobView::from).collect(), next_cursor: page.cursor }))
+}
+
+/// Cancels a job no worker has taken yet: it ends `cancelled` and never runs.
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(JobPath),
+    responses((status = 200, description = "The job, now cancelled", body = JobView), CancelErrors),
+    security(("tenant" = []))
+)]
+pub async fn cancel_job(
+    State(api): State<Arc<Api>>,
+    AuthTenant(tenant): AuthTenant,
+    PathParam(JobPath { id }): PathParam<JobPath>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = JobId(id);
+    match api.platform.queue.cancel(&tenant.id, &id).await? {
+        Cancel::Cancelled(record) => Ok(Json(JobView::from(&record))),
+        Cancel::TooLate(record) => Err(ApiError::new(
+            ErrorCode::JobNotQueued,
+            format!("job {id} is {}; only a queued job can be cancelled", record.status.as_str()),
+        )),
+        Cancel::NotFound => Err(ApiError::not_found(format!("no job {id}"))),
+    }
+}
 
 /// A job's status, error and usage.
 #[utoipa::path(

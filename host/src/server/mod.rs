@@ -7,7 +7,7 @@
 //! queued jobs under a timeout, aggregates the last usage and returns.
 //!
 //! Handlers are thin and split by resource: [`tenants`], [`functions`],
-//! [`jobs`], [`usage`], [`ops`]; the work they start lives in
+//! [`jobs`], [`queue`], [`usage`], [`ops`]; the work they start lives in
 //! [`crate::platform`]. Around them: [`extract`] (who is calling, bodies
 //! under a cap), [`error`] (the one error → response mapping), [`limits`]
 //! (per-tenant rates), [`connections`] (the accept loop: timeouts, the
@@ -25,6 +25,7 @@ pub mod limits;
 pub mod openapi;
 pub mod ops;
 pub mod panics;
+pub mod queue;
 pub mod tenants;
 pub mod usage;
 
@@ -143,7 +144,9 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(functions::rollback))
         .routes(routes!(functions::invoke))
         .routes(routes!(functions::submit))
-        .routes(routes!(jobs::job_status))
+        .routes(routes!(jobs::list_jobs))
+        .routes(routes!(jobs::job_status, jobs::cancel_job))
+        .routes(routes!(queue::queue_view))
         .routes(routes!(jobs::job_result))
         .routes(routes!(usage::usage_report))
         .routes(routes!(ops::healthz))

@@ -85,9 +85,17 @@ pub async fn unauthenticated_metrics(State(api): State<Arc<Api>>) -> Response {
     exposition(&api).await
 }
 
+/// Busy tenants a scrape looks at: those past the named ones are summed,
+/// and past this many they are not counted (a bound on the scrape's work).
+const BUSY_TENANTS_SCANNED: usize = 1000;
+
 async fn exposition(api: &Api) -> Response {
     if let Ok(Ok(depth)) = tokio::time::timeout(QUEUE_CHECK_TIMEOUT, api.platform.queue.depth()).await {
         api.platform.metrics.queue_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+    let busy = api.platform.queue.busy_tenants(BUSY_TENANTS_SCANNED);
+    if let Ok(Ok(busy)) = tokio::time::timeout(QUEUE_CHECK_TIMEOUT, busy).await {
+        api.platform.metrics.set_tenant_queues(&busy);
     }
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], api.platform.metrics.render()).into_response()
 }

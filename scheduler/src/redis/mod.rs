@@ -59,7 +59,7 @@ use sluice_core::{CallOutput, ErrorCode, TenantId};
 use crate::job::now_ms;
 use crate::{
     Cancel, Completion, Delivery, IdempotencyKey, Job, JobError, JobFilter, JobId, JobPage, JobRecord, JobStatus,
-    Queue, QueueError, Submitted, TenantQueue, Usage,
+    Queue, QueueConfig, QueueError, Submitted, TenantQueue, Usage,
 };
 pub use config::{DEFAULT_PREFIX, RedisQueueConfig};
 pub use connection::{KeepAlive, connection_manager};
@@ -409,6 +409,10 @@ impl Queue for RedisQueue {
 
     fn visibility_timeout(&self) -> Duration {
         self.config.queue.visibility_timeout
+    }
+
+    fn config(&self) -> QueueConfig {
+        self.config.queue
     }
 
     fn result_ttl(&self) -> Duration {
