@@ -686,6 +686,45 @@ async fn a_queued_job_is_cancelled_once_and_has_no_result() {
     assert_eq!(message, format!("job {id} is cancelled; only a queued job can be cancelled"));
 }
 
+/// Runs the `sluice` CLI against `server` as the tenant with `key`.
+async fn cli(server: &TestServer, key: &str, args: &[&str]) -> std::process::Output {
+    let (url, key) = (server.url.clone(), key.to_owned());
+    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(&args)
+            .env("SLUICE_URL", url)
+            .env("SLUICE_API_KEY", key)
+            .output()
+            .expect("sluice runs")
+    })
+    .await
+    .expect("joined")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_shows_the_queue_lists_jobs_and_cancels_one() {
+    let server = start_server_with(|c| c.workers = 0).await;
+    let key = server.tenant("acme").await;
+    let id = submit_job(&server, &key, "resize", Vec::new()).await;
+
+    let queue = cli(&server, &key, &["queue"]).await;
+    assert!(queue.status.success(), "{}", String::from_utf8_lossy(&queue.stderr));
+    let view: Value = serde_json::from_slice(&queue.stdout).expect("json");
+    assert_eq!(view["queued"], 1);
+
+    let listed = cli(&server, &key, &["job", "list", "--status", "queued", "--limit", "10"]).await;
+    let page: Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(page["jobs"][0]["id"], json!(id));
+
+    let cancelled = cli(&server, &key, &["job", "cancel", &id]).await;
+    let job: Value = serde_json::from_slice(&cancelled.stdout).expect("json");
+    assert_eq!(job["status"], "cancelled");
+    let again = cli(&server, &key, &["job", "cancel", &id]).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("job_not_queued"), "{again:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_is_503_with_retry_after() {
     let server = start_server_with(|c| {
