@@ -114,7 +114,7 @@ error_codes! {
     /// The tenant already has as many deploys compiling as it may (`--tenant-compiles`); retry when one ends.
     CompileBusy = "compile_busy", TOO_MANY_REQUESTS, retry_after: Some(5), retried: false;
     /// The guest trapped: a panic, a stack overflow, `exit`, an out-of-bounds access.
-    FunctionTrapped = "function_trapped", INTERNAL_SERVER_ERROR, retry_after: None, retried: true;
+    FunctionTrapped = "function_trapped", INTERNAL_SERVER_ERROR, retry_after: None, retried: false;
     /// The function reported an internal failure.
     FunctionError = "function_error", INTERNAL_SERVER_ERROR, retry_after: None, retried: false;
     /// The function tried to use more memory than its limit.

@@ -1,6 +1,9 @@
 //! Worker slots: each takes a job from the queue, runs it in the sandbox,
-//! logs its usage and settles the delivery. Traps and load-shedding are
-//! retried (they may be the host's fault); every other outcome is final.
+//! logs its usage and settles the delivery. Only what may be the node's
+//! fault is retried (load shedding before the guest ran, a function not
+//! loadable yet, a lost worker); whatever the guest did (a trap, an error,
+//! a limit) is final on the first attempt. Every attempt that ran guest
+//! code is billed once; a shed one is not.
 //!
 //! Slots live inside `sluice serve` (embedded) or in `sluice worker`
 //! processes that share a Redis queue. On shutdown a slot either keeps
@@ -13,8 +16,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_core::ErrorCode;
-use sluice_scheduler::{Completion, Delivery, JobError, NODE_HEARTBEAT, QueueConfig};
+use sluice_core::{ErrorCode, Outcome};
+use sluice_scheduler::{Completion, Delivery, JobError, JobId, NODE_HEARTBEAT, QueueConfig};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -168,12 +171,18 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
 
     let outcome = invocation.usage.outcome;
     platform.metrics.observe_invocation(&job.function, outcome.as_str(), invocation.usage.wall_us as f64 / 1e6);
-    if let Err(err) = platform.stores.usage.record(&job.id, &job.tenant, &job.function, &invocation.usage).await {
-        // Not settling the job now means it is retried after the
-        // visibility timeout and its usage logged then: billed once, late,
-        // rather than never.
-        tracing::error!(cause = %err, "cannot log usage; leaving the job to be retried");
-        return;
+    // Shed before any guest code ran (no instance slot was free): nothing
+    // to bill, and the job is tried again.
+    let ran = outcome != Outcome::Failed(ErrorCode::Overloaded);
+    if ran {
+        let billed = attempt_billing_id(&job.id, delivery.attempt);
+        if let Err(err) = platform.stores.usage.record(&billed, &job.tenant, &job.function, &invocation.usage).await {
+            // Not settling the job now means it is retried after the
+            // visibility timeout and that attempt billed: billed late
+            // rather than never.
+            tracing::error!(cause = %err, "cannot log usage; leaving the job to be retried");
+            return;
+        }
     }
     if !invocation.log.stderr.is_empty() {
         tracing::debug!(stderr = %invocation.log.stderr, "function stderr");
@@ -182,7 +191,8 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
     let completion = match invocation.result {
         Ok(output) => Completion::Succeeded { output, usage: invocation.usage },
         Err(err) if err.code().is_retried() => {
-            if let Err(queue_err) = queue.retry(&delivery, &err.to_job_error(), Some(invocation.usage)).await {
+            let usage = ran.then_some(invocation.usage);
+            if let Err(queue_err) = queue.retry(&delivery, &err.to_job_error(), usage).await {
                 tracing::warn!(cause = %queue_err, "cannot return the job for a retry");
             }
             return;
@@ -190,6 +200,13 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
         Err(err) => Completion::Failed { error: err.to_job_error(), usage: Some(invocation.usage) },
     };
     settle_with(platform, &delivery, completion).await;
+}
+
+/// The id `attempt` of job `id` is billed under: every attempt that ran
+/// guest code is billed once, however often a worker repeats the record
+/// (the ledger keeps one entry per id).
+pub fn attempt_billing_id(id: &JobId, attempt: u32) -> JobId {
+    JobId(format!("{id}#{attempt}"))
 }
 
 async fn settle_with(platform: &Platform, delivery: &Delivery, completion: Completion) {
