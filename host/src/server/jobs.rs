@@ -106,6 +106,7 @@ pub struct JobListing {
     /// Where to go on: the `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Jobs per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
