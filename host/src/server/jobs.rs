@@ -100,6 +100,7 @@ pub const MAX_PAGE: usize = 500;
 #[into_params(parameter_in = Query)]
 pub struct JobListing {
     /// Only jobs with this status: `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    #[param(value_type = Option<JobStatus>)]
     pub status: Option<String>,
     /// Only jobs of this function.
     pub function: Option<String>,
