@@ -3,8 +3,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{TestServer, guest, photo, start_server, start_server_with};
@@ -29,39 +27,23 @@ async fn invoke(server: &TestServer, key: &str, path_and_query: &str, body: Vec<
 
 /// Polls job `id` until its status is `status` (10 s at most).
 async fn wait_for_status(server: &TestServer, key: &str, id: &str, status: &str) -> Value {
-    for _ in 0..200 {
-        let job: Value = server
-            .request(Method::GET, &format!("/v1/jobs/{id}"), key)
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
-        if job["status"] == status {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("job {id} was not {status} within 10 s");
+    wait_until(server, key, id, |seen| seen == status).await
 }
 
+/// Polls job `id` until it has ended (10 s at most).
 async fn wait_for_job(server: &TestServer, key: &str, id: &str) -> Value {
+    wait_until(server, key, id, |seen| ["succeeded", "failed", "cancelled"].contains(&seen)).await
+}
+
+async fn wait_until(server: &TestServer, key: &str, id: &str, done: impl Fn(&str) -> bool) -> Value {
     for _ in 0..200 {
-        let job: Value = server
-            .request(Method::GET, &format!("/v1/jobs/{id}"), key)
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
-        if ["succeeded", "failed", "cancelled"].iter().any(|ended| job["status"] == *ended) {
+        let job = server.get_json(&format!("/v1/jobs/{id}"), key).await;
+        if done(job["status"].as_str().unwrap_or_default()) {
             return job;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("job {id} did not finish in 10 s");
+    panic!("job {id} did not reach the awaited status within 10 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -559,20 +541,7 @@ async fn a_tenant_over_its_queue_quota_gets_429_and_others_are_still_accepted() 
 async fn a_burst_of_400_async_jobs_is_accepted_whole_and_drains_while_another_tenant_is_served() {
     let server = start_server().await;
     let (noisy, quiet) = (server.tenant("noisy").await, server.tenant("quiet").await);
-    let photo = photo("jpg-size-1x1.jpg");
-    let stop = Arc::new(AtomicBool::new(false));
-    let calls = tokio::spawn(common::burst::quiet_calls(server.url.clone(), quiet, photo.clone(), Arc::clone(&stop)));
-    let burst = common::burst::submit(std::slice::from_ref(&server.url), &noisy, &photo, 400, 8).await;
-    assert_eq!(burst.answers, BTreeMap::from([(202, 400)]), "every job of the burst is accepted");
-    let ended = common::burst::settle(&server.url, &noisy, &burst.ids, Duration::from_secs(120)).await;
-    stop.store(true, Ordering::Relaxed);
-    assert_eq!(ended, BTreeMap::from([("succeeded".to_owned(), 400)]));
-    let answers = calls.await.expect("quiet calls");
-    assert_eq!(
-        answers.keys().copied().collect::<Vec<_>>(),
-        [200],
-        "the other tenant was served throughout: {answers:?}"
-    );
+    common::burst::drains_while_another_tenant_is_served(std::slice::from_ref(&server.url), &noisy, &quiet).await;
 }
 
 /// Submits an async resize of `body` for `key`; returns the job's id.

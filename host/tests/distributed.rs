@@ -8,8 +8,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::processes::{ADMIN, SluiceProcess};
@@ -166,21 +164,8 @@ async fn a_burst_of_400_async_jobs_over_two_front_doors_is_accepted_whole_and_dr
     ];
     wait_for_workers(&doors[0], 2).await;
     let (noisy, quiet) = (create_tenant(&doors[0], "noisy").await, create_tenant(&doors[1], "quiet").await);
-    let photo = common::photo("jpg-size-1x1.jpg");
-    let stop = Arc::new(AtomicBool::new(false));
-    let calls = tokio::spawn(common::burst::quiet_calls(doors[1].url.clone(), quiet, photo.clone(), Arc::clone(&stop)));
     let urls = [doors[0].url.clone(), doors[1].url.clone()];
-    let burst = common::burst::submit(&urls, &noisy, &photo, 400, 8).await;
-    assert_eq!(burst.answers, BTreeMap::from([(202, 400)]), "every job of the burst is accepted");
-    let ended = common::burst::settle(&doors[0].url, &noisy, &burst.ids, Duration::from_secs(120)).await;
-    stop.store(true, Ordering::Relaxed);
-    assert_eq!(ended, BTreeMap::from([("succeeded".to_owned(), 400)]));
-    let answers = calls.await.expect("quiet calls");
-    assert_eq!(
-        answers.keys().copied().collect::<Vec<_>>(),
-        [200],
-        "the other tenant was served throughout: {answers:?}"
-    );
+    common::burst::drains_while_another_tenant_is_served(&urls, &noisy, &quiet).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,28 @@ use serde_json::Value;
 /// The small resize every burst job and quiet call makes.
 pub const RESIZE: &str = "/v1/functions/resize";
 
+/// The fair-scheduling scenario: `noisy` submits 400 async resizes from 8
+/// parallel clients over the front doors `urls` while `quiet` makes sync
+/// calls through the last one. Every job is accepted and succeeds, and
+/// every quiet call is answered 200.
+pub async fn drains_while_another_tenant_is_served(urls: &[String], noisy: &str, quiet: &str) {
+    let photo = super::photo("jpg-size-1x1.jpg");
+    let stop = Arc::new(AtomicBool::new(false));
+    let quiet_url = urls.last().expect("a front door").clone();
+    let calls = tokio::spawn(quiet_calls(quiet_url, quiet.to_owned(), photo.clone(), Arc::clone(&stop)));
+    let burst = submit(urls, noisy, &photo, 400, 8).await;
+    assert_eq!(burst.answers, BTreeMap::from([(202, 400)]), "every job of the burst is accepted");
+    let ended = settle(&urls[0], noisy, &burst.ids, Duration::from_secs(120)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(ended, BTreeMap::from([("succeeded".to_owned(), 400)]));
+    let answers = calls.await.expect("quiet calls");
+    assert_eq!(
+        answers.keys().copied().collect::<Vec<_>>(),
+        [200],
+        "the other tenant was served throughout: {answers:?}"
+    );
+}
+
 /// What a burst's submissions were answered.
 #[derive(Debug, Default)]
 pub struct Burst {
