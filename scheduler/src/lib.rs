@@ -320,6 +320,14 @@ pub trait Queue: Send + Sync + 'static {
     async fn workers(&self) -> Result<usize, QueueError>;
 }
 
+/// The order [`Queue::busy_tenants`] answers in, whatever the backend: most
+/// waiting first, then most running, then by id; at most `limit` of them.
+fn busiest_first(mut busy: Vec<(TenantId, TenantQueue)>, limit: usize) -> Vec<(TenantId, TenantQueue)> {
+    busy.sort_by(|(a_id, a), (b_id, b)| b.queued.cmp(&a.queued).then(b.running.cmp(&a.running)).then(a_id.cmp(b_id)));
+    busy.truncate(limit);
+    busy
+}
+
 /// How often a worker node announces itself.
 pub const NODE_HEARTBEAT: Duration = Duration::from_secs(5);
 

@@ -631,11 +631,7 @@ impl Queue for MemoryQueue {
                 busy.push((tenant, queue));
             }
         }
-        busy.sort_by(|(a_id, a), (b_id, b)| {
-            b.queued.cmp(&a.queued).then(b.running.cmp(&a.running)).then(a_id.cmp(b_id))
-        });
-        busy.truncate(limit);
-        Ok(busy)
+        Ok(crate::busiest_first(busy, limit))
     }
 
     async fn jobs(

@@ -537,13 +537,9 @@ impl Queue for RedisQueue {
         let tenants: Vec<String> = con.smembers(&self.keys.busy).await.map_err(unavailable)?;
         let tenants: Vec<TenantId> = tenants.into_iter().map(TenantId::from).collect();
         let queues = self.tenant_queues(&tenants).await?;
-        let mut busy: Vec<(TenantId, TenantQueue)> =
+        let busy: Vec<(TenantId, TenantQueue)> =
             tenants.into_iter().zip(queues).filter(|(_, queue)| queue.queued + queue.running > 0).collect();
-        busy.sort_by(|(a_id, a), (b_id, b)| {
-            b.queued.cmp(&a.queued).then(b.running.cmp(&a.running)).then(a_id.cmp(b_id))
-        });
-        busy.truncate(limit);
-        Ok(busy)
+        Ok(crate::busiest_first(busy, limit))
     }
 
     async fn jobs(
