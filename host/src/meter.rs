@@ -15,7 +15,7 @@ pub use crate::runtime::bindings::meter::sluice::meter::usage::{
 /// Why a batch could not be aggregated.
 #[derive(Debug, thiserror::Error)]
 pub enum MeterError {
-    /// The meter refused the batch (a bad record, an overflow).
+    /// The meter refused the batch or the totals (a bad record, an overflow).
     #[error("the meter refused the batch: {0}")]
     Refused(String),
     /// The meter component itself failed in the sandbox.
@@ -60,27 +60,49 @@ impl Meter {
         Ok(Self { pre })
     }
 
-    /// Aggregates `records` into per-(tenant, function) totals priced by `prices`.
-    pub async fn aggregate(
-        &self,
-        runtime: &Runtime,
-        records: Vec<UsageRecord>,
-        prices: PriceTable,
-    ) -> Result<Vec<UsageTotal>, MeterError> {
+    /// Aggregates `records` into raw per-(tenant, function) totals.
+    pub async fn aggregate(&self, runtime: &Runtime, records: Vec<UsageRecord>) -> Result<Vec<UsageTotal>, MeterError> {
         let pre = self.pre.clone();
         let invocation = runtime
             .run_sandboxed(&CallLimits::from(runtime.config()), 0, async move |store: &mut Store<CallState>| {
                 let instance = pre.instantiate_async(&mut *store).await.map_err(Failure::Instantiate)?;
-                instance.call_aggregate(&mut *store, &records, prices).await.map_err(Failure::Call)
+                instance.call_aggregate(&mut *store, &records).await.map_err(Failure::Call)
             })
             .await;
-        match invocation.result {
-            Ok(Ok(totals)) => Ok(totals),
-            Ok(Err(GuestMeterError::InvalidRecord(reason) | GuestMeterError::Overflow(reason))) => {
-                Err(MeterError::Refused(reason))
-            }
-            Err(source) => Err(MeterError::Sandbox { code: source.code(), source }),
+        settle(invocation.result)
+    }
+
+    /// The cost of each of `totals` under `prices`, in micro-units, in order.
+    pub async fn price(
+        &self,
+        runtime: &Runtime,
+        totals: Vec<UsageTotal>,
+        prices: PriceTable,
+    ) -> Result<Vec<u64>, MeterError> {
+        let count = totals.len();
+        let pre = self.pre.clone();
+        let invocation = runtime
+            .run_sandboxed(&CallLimits::from(runtime.config()), 0, async move |store: &mut Store<CallState>| {
+                let instance = pre.instantiate_async(&mut *store).await.map_err(Failure::Instantiate)?;
+                instance.call_price(&mut *store, &totals, prices).await.map_err(Failure::Call)
+            })
+            .await;
+        let costs = settle(invocation.result)?;
+        if costs.len() != count {
+            return Err(MeterError::Refused(format!("priced {} totals, asked for {count}", costs.len())));
         }
+        Ok(costs)
+    }
+}
+
+/// The meter's answer, or why there is none.
+fn settle<T>(result: Result<Result<T, GuestMeterError>, InvokeError>) -> Result<T, MeterError> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(GuestMeterError::InvalidRecord(reason) | GuestMeterError::Overflow(reason))) => {
+            Err(MeterError::Refused(reason))
+        }
+        Err(source) => Err(MeterError::Sandbox { code: source.code(), source }),
     }
 }
 

@@ -24,13 +24,18 @@ use tokio::task::JoinSet;
 use crate::node::{BackendConfig, Node};
 use crate::platform::{Platform, PlatformConfig};
 use crate::priority;
-use crate::runtime::CallLimits;
 
 /// How long an idle slot waits on the queue before checking for shutdown.
 const IDLE_WAIT: Duration = Duration::from_millis(250);
 
 /// Longest pause between attempts while the queue is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How long a slot holds a job it had to shed (no instance slot free)
+/// before returning it, times its delivery count: returned at once, it
+/// would be taken again while the pool is still full and use up its
+/// deliveries within milliseconds.
+const SHED_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Worker slots a node runs by default: two per core. One tenant runs at
 /// most one job per core (the queue's default `tenant_concurrency`), so
@@ -150,7 +155,7 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
         }
     };
     let request = job.request.clone();
-    let limits = CallLimits::from(platform.runtime.config());
+    let limits = platform.call_limits(&job.limits);
 
     // Keep the lease while a long call runs, so it is never handed to a second worker.
     let heartbeat = async {
@@ -191,6 +196,9 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
     let completion = match invocation.result {
         Ok(output) => Completion::Succeeded { output, usage: invocation.usage },
         Err(err) if err.code().is_retried() => {
+            if !ran {
+                tokio::time::sleep(SHED_BACKOFF * delivery.attempt.max(1)).await;
+            }
             let usage = ran.then_some(invocation.usage);
             if let Err(queue_err) = queue.retry(&delivery, &err.to_job_error(), usage).await {
                 tracing::warn!(cause = %queue_err, "cannot return the job for a retry");

@@ -5,46 +5,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::http::{deploy, error_of, invoke, wait_for_job, wait_for_status};
 use common::{TestServer, guest, photo, start_server, start_server_with};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-async fn error_of(response: reqwest::Response) -> (StatusCode, String, String) {
-    let status = response.status();
-    let body: Value = response.json().await.expect("an error body is JSON");
-    let code = body["error"]["code"].as_str().expect("error.code").to_owned();
-    let message = body["error"]["message"].as_str().expect("error.message").to_owned();
-    (status, code, message)
-}
-
-async fn deploy(server: &TestServer, key: &str, name: &str, component: Vec<u8>) -> reqwest::Response {
-    server.request(Method::PUT, &format!("/v1/functions/{name}"), key).body(component).send().await.expect("sent")
-}
-
-async fn invoke(server: &TestServer, key: &str, path_and_query: &str, body: Vec<u8>) -> reqwest::Response {
-    server.request(Method::POST, path_and_query, key).body(body).send().await.expect("sent")
-}
-
-/// Polls job `id` until its status is `status` (10 s at most).
-async fn wait_for_status(server: &TestServer, key: &str, id: &str, status: &str) -> Value {
-    wait_until(server, key, id, |seen| seen == status).await
-}
-
-/// Polls job `id` until it has ended (10 s at most).
-async fn wait_for_job(server: &TestServer, key: &str, id: &str) -> Value {
-    wait_until(server, key, id, |seen| ["succeeded", "failed", "cancelled"].contains(&seen)).await
-}
-
-async fn wait_until(server: &TestServer, key: &str, id: &str, done: impl Fn(&str) -> bool) -> Value {
-    for _ in 0..200 {
-        let job = server.get_json(&format!("/v1/jobs/{id}"), key).await;
-        if done(job["status"].as_str().unwrap_or_default()) {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("job {id} did not reach the awaited status within 10 s");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creating_a_tenant_needs_the_admin_token() {

@@ -1,11 +1,11 @@
 //! Sluice's built-in `meter` function: turns a batch of per-call usage
-//! records into per-(tenant, function) totals with their cost.
+//! records into raw per-(tenant, function) totals, and prices totals.
 //!
 //! It runs in the sandbox like any tenant function, so pricing logic can be
-//! replaced by deploying a new component rather than a new host. Money is
-//! integer micro-units throughout; cost is computed once per total from the
-//! summed quantities, so rounding never depends on how calls were batched
-//! within a total.
+//! replaced by deploying a new component rather than a new host. The host
+//! stores only the raw integer counters and prices their sum over the
+//! period a bill covers, so rounding never depends on how calls were
+//! batched. Money is integer micro-units throughout.
 
 use std::collections::BTreeMap;
 
@@ -22,9 +22,9 @@ mod bindings {
 const MICROS_PER_SECOND: u128 = 1_000_000;
 const BYTES_PER_MIB: u128 = 1024 * 1024;
 
-/// Aggregates `records` under `prices`. A job id that appears more than once
-/// (a retried job) counts once, with its last record.
-pub fn aggregate(records: &[UsageRecord], prices: &PriceTable) -> Result<Vec<UsageTotal>, MeterError> {
+/// Aggregates `records` into raw totals. A record id that appears more than
+/// once (a record written again) counts once, with its last copy.
+pub fn aggregate(records: &[UsageRecord]) -> Result<Vec<UsageTotal>, MeterError> {
     let mut last_by_job: BTreeMap<&str, &UsageRecord> = BTreeMap::new();
     for record in records {
         if record.tenant.is_empty() || record.function.is_empty() || record.job_id.is_empty() {
@@ -47,7 +47,6 @@ pub fn aggregate(records: &[UsageRecord], prices: &PriceTable) -> Result<Vec<Usa
             wall_us: 0,
             bytes_in: 0,
             bytes_out: 0,
-            cost_micros: 0,
         });
         let overflow = || MeterError::Overflow(format!("totals for {}/{}", record.tenant, record.function));
         total.invocations = total.invocations.checked_add(1).ok_or_else(overflow)?;
@@ -60,13 +59,7 @@ pub fn aggregate(records: &[UsageRecord], prices: &PriceTable) -> Result<Vec<Usa
         total.bytes_out = total.bytes_out.checked_add(record.bytes_out).ok_or_else(overflow)?;
     }
 
-    totals
-        .into_values()
-        .map(|mut total| {
-            total.cost_micros = cost(&total, prices)?;
-            Ok(total)
-        })
-        .collect()
+    Ok(totals.into_values().collect())
 }
 
 /// The cost of `total` in micro-units, rounded down once.
@@ -83,8 +76,12 @@ pub fn cost(total: &UsageTotal, prices: &PriceTable) -> Result<u64, MeterError> 
 struct Meter;
 
 impl bindings::Guest for Meter {
-    fn aggregate(records: Vec<UsageRecord>, prices: PriceTable) -> Result<Vec<UsageTotal>, MeterError> {
-        aggregate(&records, &prices)
+    fn aggregate(records: Vec<UsageRecord>) -> Result<Vec<UsageTotal>, MeterError> {
+        aggregate(&records)
+    }
+
+    fn price(totals: Vec<UsageTotal>, prices: PriceTable) -> Result<Vec<u64>, MeterError> {
+        totals.iter().map(|total| cost(total, &prices)).collect()
     }
 }
 

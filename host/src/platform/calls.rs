@@ -9,6 +9,9 @@ use sluice_scheduler::{
     IdempotencyKey, Job, JobId, JobKind, JobRecord, JobStatus, QueueError, Submitted, TenantLimits, now_ms,
 };
 
+use crate::runtime::CallLimits;
+use crate::store::tenants::Tenant;
+
 use super::{Platform, Resolved};
 use crate::store::StoreError;
 
@@ -84,7 +87,7 @@ impl Platform {
     /// Queues `call` to `function` for `tenant` under a fresh id, as a sync
     /// call whose output is taken at once; the queue enforces its own and
     /// the tenant's bounds.
-    pub async fn enqueue(&self, tenant: &TenantId, function: Resolved, call: CallRequest) -> Result<JobId, QueueError> {
+    pub async fn enqueue(&self, tenant: &Tenant, function: Resolved, call: CallRequest) -> Result<JobId, QueueError> {
         let job = new_job(tenant, function, call, JobKind::Sync);
         let id = job.id.clone();
         self.queue.enqueue(job).await?;
@@ -96,12 +99,12 @@ impl Platform {
     /// it is returned: a sync call's result is not kept once delivered.
     pub async fn call_sync(
         &self,
-        tenant: &TenantId,
+        tenant: &Tenant,
         function: Resolved,
         call: CallRequest,
     ) -> Result<SyncCall, CallError> {
         let id = self.enqueue(tenant, function, call).await?;
-        let waited = self.runtime.config().timeout + SYNC_GRACE;
+        let waited = self.call_limits(&tenant.limits.for_jobs()).timeout + SYNC_GRACE;
         let record = self.queue.wait(&id, waited).await?.ok_or_else(|| CallError::Vanished(id.clone()))?;
         match record.status {
             JobStatus::Succeeded => {
@@ -121,7 +124,7 @@ impl Platform {
     /// submission never makes a second job.
     pub async fn submit(
         &self,
-        tenant: &TenantId,
+        tenant: &Tenant,
         function: Resolved,
         call: CallRequest,
         idempotency_key: Option<&str>,
@@ -136,23 +139,37 @@ impl Platform {
         }
     }
 
+    /// The limits one call of a job held to `limits` runs under: the
+    /// node's, lowered where the tenant's operator set lower ones.
+    pub fn call_limits(&self, limits: &TenantLimits) -> CallLimits {
+        let mut call = CallLimits::from(self.runtime.config());
+        if let Some(memory) = limits.memory_bytes {
+            call.memory = call.memory.min(usize::try_from(memory).unwrap_or(usize::MAX));
+        }
+        if let Some(timeout) = limits.timeout_ms {
+            call.timeout = call.timeout.min(Duration::from_millis(timeout));
+        }
+        call
+    }
+
     /// `tenant`'s job `id`; another tenant's job looks exactly like a missing one.
     pub async fn owned_job(&self, tenant: &TenantId, id: &JobId) -> Result<Option<JobRecord>, QueueError> {
         Ok(self.queue.job(id).await?.filter(|record| &record.tenant == tenant))
     }
 }
 
-/// A job of `tenant` running `function` on `call`, under a fresh id.
-fn new_job(tenant: &TenantId, function: Resolved, call: CallRequest, kind: JobKind) -> Job {
+/// A job of `tenant` running `function` on `call`, under a fresh id, held
+/// to the limits its operator set.
+fn new_job(tenant: &Tenant, function: Resolved, call: CallRequest, kind: JobKind) -> Job {
     Job {
         id: JobId::random(),
-        tenant: tenant.clone(),
+        tenant: tenant.id.clone(),
         function: function.name,
         version: function.version,
         request: call,
         submitted_at_ms: now_ms(),
         kind,
-        limits: TenantLimits::default(),
+        limits: tenant.limits.for_jobs(),
     }
 }
 

@@ -3,10 +3,12 @@
 //! and tests can drive it without HTTP.
 //!
 //! Submodules: [`calls`] (sync calls, async jobs and their idempotency
-//! keys), [`compile`] (bounded compile slots).
+//! keys), [`compile`] (bounded compile slots), [`tenants`] (deleting a
+//! tenant and everything it holds).
 
 pub mod calls;
 pub mod compile;
+pub mod tenants;
 
 pub use calls::{Accepted, CallError, SYNC_GRACE, SyncCall, fingerprint};
 
@@ -20,7 +22,7 @@ use sluice_core::{ErrorCode, TenantId, Version};
 use sluice_scheduler::Queue;
 
 use crate::builtins;
-use crate::meter::{DEFAULT_PRICES, Meter, PriceTable, UsageRecord};
+use crate::meter::{DEFAULT_PRICES, Meter, PriceTable, UsageRecord, UsageTotal};
 use crate::metrics::Metrics;
 use crate::runtime::MIB;
 use crate::runtime::{Function, LoadError, Runtime, RuntimeConfig};
@@ -398,11 +400,7 @@ impl Platform {
             }
             let mut deltas = Vec::new();
             for (hour_ms, records) in by_hour {
-                let totals = self
-                    .meter
-                    .aggregate(&self.runtime, records, self.config.prices)
-                    .await
-                    .context("the meter failed")?;
+                let totals = self.meter.aggregate(&self.runtime, records).await.context("the meter failed")?;
                 deltas.extend(totals.into_iter().map(|total| Bucket {
                     tenant: TenantId(total.tenant),
                     function: total.function,
@@ -413,7 +411,6 @@ impl Platform {
                     wall_us: total.wall_us,
                     bytes_in: total.bytes_in,
                     bytes_out: total.bytes_out,
-                    cost_micros: total.cost_micros,
                 }));
             }
             match self.stores.usage.commit(&batch, &deltas).await {
@@ -423,6 +420,30 @@ impl Platform {
                 Err(CommitError::Store(err)) => return Err(err).context("cannot save usage totals"),
             }
         }
+    }
+}
+
+impl Platform {
+    /// The cost in micro-units of each of `totals` (summed over the period a
+    /// bill covers), priced by the meter at the node's prices.
+    pub async fn price(&self, totals: &[Bucket]) -> anyhow::Result<Vec<u64>> {
+        if totals.is_empty() {
+            return Ok(Vec::new());
+        }
+        let totals = totals
+            .iter()
+            .map(|b| UsageTotal {
+                tenant: b.tenant.to_string(),
+                function: b.function.clone(),
+                invocations: b.invocations,
+                failures: b.failures,
+                cpu_us: b.cpu_us,
+                wall_us: b.wall_us,
+                bytes_in: b.bytes_in,
+                bytes_out: b.bytes_out,
+            })
+            .collect();
+        self.meter.price(&self.runtime, totals, self.config.prices).await.context("the meter cannot price usage")
     }
 }
 

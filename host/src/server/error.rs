@@ -12,6 +12,7 @@ use sluice_core::ErrorCode;
 use sluice_scheduler::QueueError;
 use utoipa::ToSchema;
 
+use crate::platform::tenants::DeleteTenantError;
 use crate::platform::{CallError, DeployError};
 use crate::store::StoreError;
 use crate::store::functions::RegistryError;
@@ -126,4 +127,4 @@ macro_rules! from_failures {
     )+};
 }
 
-from_failures!(QueueError, StoreError, TenantError, RegistryError, DeployError, CallError);
+from_failures!(QueueError, StoreError, TenantError, RegistryError, DeployError, CallError, DeleteTenantError);

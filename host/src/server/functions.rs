@@ -363,7 +363,7 @@ pub async fn invoke(
 ) -> Result<Response, ApiError> {
     let function = api.precheck(&tenant, &name).await?;
     let call = read_call(request, api.platform.config.max_body).await?;
-    match api.platform.call_sync(&tenant.id, function, call).await? {
+    match api.platform.call_sync(&tenant, function, call).await? {
         SyncCall::Succeeded { record, output } => Ok(output_response(&record, output)),
         SyncCall::Failed(record) => Ok(failure_response(&record)),
         SyncCall::Pending { record, waited } => Err(ApiError::new(
@@ -420,7 +420,7 @@ pub async fn submit(
     };
     let function = api.precheck(&tenant, &name).await?;
     let call = read_call(request, api.platform.config.max_body).await?;
-    let accepted = api.platform.submit(&tenant.id, function, call, key).await?;
+    let accepted = api.platform.submit(&tenant, function, call, key).await?;
     let mut response =
         (StatusCode::ACCEPTED, Json(JobAccepted { id: accepted.id.to_string(), status: accepted.status }))
             .into_response();

@@ -50,9 +50,12 @@ pub struct JobView {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,
-    /// What it consumed, once it ran.
+    /// What its last attempt consumed, once it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// What each attempt that ran guest code consumed, in order: each one
+    /// is billed. An attempt shed before the guest ran is not listed.
+    pub attempts: Vec<Usage>,
 }
 
 impl From<&JobRecord> for JobView {
@@ -67,6 +70,7 @@ impl From<&JobRecord> for JobView {
             finished_at: record.finished_at_ms.map(format_time),
             error: record.error.as_ref().map(|e| ErrorDetail { code: e.code, message: e.message.clone() }),
             usage: record.usage.clone(),
+            attempts: record.attempts.clone(),
         }
     }
 }

@@ -40,7 +40,7 @@ use axum::http::header::{CONNECTION, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use sluice_core::ErrorCode;
+use sluice_core::{ErrorCode, TenantId};
 use sluice_scheduler::QueueConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -115,6 +115,8 @@ pub struct Api {
     pub platform: Arc<Platform>,
     /// Per-tenant request rates on this front door.
     rates: TenantRates,
+    /// Per-tenant usage-report rates on this front door.
+    usage_rates: TenantRates,
     /// `/openapi.json`, rendered once.
     openapi: Bytes,
 }
@@ -128,9 +130,28 @@ impl std::fmt::Debug for Api {
 impl Api {
     /// Takes a rate token for `tenant`, or says when to come back.
     fn rate_limit(&self, tenant: &Tenant) -> Result<(), ApiError> {
-        self.rates.check(tenant.id.as_str()).map_err(|wait| {
+        let own = self.rates.rate_for(tenant.limits.rate_per_second, tenant.limits.burst);
+        self.rates.check(tenant.id.as_str(), own).map_err(|wait| {
             ApiError::new(ErrorCode::RateLimited, "too many requests for this tenant; slow down")
                 .retry_after(wait.as_secs_f64().ceil() as u64)
+        })
+    }
+
+    /// Drops a deleted tenant's rate buckets.
+    fn forget_rates(&self, tenant: &TenantId) {
+        self.rates.forget(tenant.as_str());
+        self.usage_rates.forget(tenant.as_str());
+    }
+
+    /// Takes a usage-report token for `tenant`, or says when to come back.
+    fn usage_rate_limit(&self, tenant: &TenantId) -> Result<(), ApiError> {
+        self.usage_rates.check(tenant.as_str(), None).map_err(|wait| {
+            let (per_second, burst) = usage::USAGE_RATE;
+            ApiError::new(
+                ErrorCode::RateLimited,
+                format!("usage reports are limited to {per_second} a second (bursts of {burst}) per tenant"),
+            )
+            .retry_after(wait.as_secs_f64().ceil() as u64)
         })
     }
 }
@@ -138,7 +159,12 @@ impl Api {
 /// Every route, with its OpenAPI annotations.
 fn routes() -> OpenApiRouter<Arc<Api>> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(tenants::create_tenant))
+        .routes(routes!(tenants::create_tenant, tenants::list_tenants))
+        .routes(routes!(tenants::get_tenant, tenants::delete_tenant))
+        .routes(routes!(tenants::rotate_key))
+        .routes(routes!(tenants::revoke_key))
+        .routes(routes!(tenants::set_limits))
+        .routes(routes!(tenants::tenant_usage))
         .routes(routes!(functions::list_functions))
         .routes(routes!(functions::deploy, functions::get_function, functions::delete_function))
         .routes(routes!(functions::rollback))
@@ -170,7 +196,8 @@ fn api_and_router(platform: Arc<Platform>) -> anyhow::Result<(Arc<Api>, axum::Ro
     let openapi =
         Bytes::from(openapi::finish(document).to_pretty_json().context("cannot render the OpenAPI document")?);
     let rates = TenantRates::new(platform.config.rate_per_second, platform.config.rate_burst);
-    let api = Arc::new(Api { platform, rates, openapi });
+    let usage_rates = TenantRates::new(usage::USAGE_RATE.0, usage::USAGE_RATE.1);
+    let api = Arc::new(Api { platform, rates, usage_rates, openapi });
     let router = router
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)

@@ -77,6 +77,6 @@ pub async fn queue_view(
         queued_bytes: mine.queued_bytes,
         running: mine.running,
         oldest_queued_age_ms: mine.oldest_queued_at_ms.map(|at| now.saturating_sub(at)),
-        quota: QueueQuota::effective(&queue.config(), &TenantLimits::default()),
+        quota: QueueQuota::effective(&queue.config(), &tenant.limits.for_jobs()),
     }))
 }

@@ -1,5 +1,8 @@
 //! `GET /v1/usage`: what a tenant's calls consumed and cost, per function,
-//! over hourly buckets.
+//! over hourly buckets. Totals are raw integer counters; the meter prices
+//! their sum over the period when the report is read, so a bill is the
+//! same however often it was looked at. Reading one aggregates the log
+//! first, so reports are rate-limited per tenant ([`USAGE_RATE`]).
 
 // utoipa's `path` macro names `params(...)` types by their full path.
 #![allow(unused_qualifications)]
@@ -10,6 +13,7 @@ use std::time::UNIX_EPOCH;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use sluice_core::TenantId;
 use sluice_scheduler::now_ms;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
 use utoipa::{IntoParams, ToSchema};
@@ -19,6 +23,11 @@ use super::extract::{AuthTenant, QueryParams};
 use super::openapi::api_errors;
 use super::{Api, format_time};
 use crate::store::usage::BUCKET_MS;
+
+/// Usage reports a tenant may read: one a second, in bursts of ten.
+/// Each one aggregates the log and runs the meter, work a tenant must not
+/// be able to make the node do at its request rate.
+pub const USAGE_RATE: (u32, u32) = (1, 10);
 
 /// The last instant [`format_time`] can write (RFC 3339 has four-digit years).
 const LATEST_MS: u64 = 253_402_300_799_000;
@@ -40,7 +49,8 @@ pub struct UsagePeriod {
 pub struct FunctionUsage {
     /// The function's name.
     pub function: String,
-    /// Calls that ran (a retried job counts once).
+    /// Attempts that ran guest code; each is billed (a job retried after
+    /// its worker was lost counts every attempt that ran).
     pub invocations: u64,
     /// Of those, calls that did not succeed.
     pub failures: u64,
@@ -52,7 +62,8 @@ pub struct FunctionUsage {
     pub bytes_in: u64,
     /// Output bytes.
     pub bytes_out: u64,
-    /// What it cost, in the price table's currency.
+    /// What it cost, in the price table's currency: the period's summed
+    /// counters priced once, rounded down to a micro-unit.
     pub cost: f64,
 }
 
@@ -71,10 +82,11 @@ pub struct UsageReport {
 
 api_errors!(
     /// What a usage report can answer.
-    UsageErrors: InvalidRequest, Unauthorized, StoreUnavailable, Internal
+    UsageErrors: InvalidRequest, Unauthorized, RateLimited, StoreUnavailable, Internal
 );
 
-/// Usage totals per function; hourly buckets count when their hour starts in `[from, to)`.
+/// Usage totals per function; hourly buckets count when their hour starts in
+/// `[from, to)`. At most one report a second per tenant, in bursts of ten.
 #[utoipa::path(
     get,
     path = "/v1/usage",
@@ -88,6 +100,17 @@ pub async fn usage_report(
     AuthTenant(tenant): AuthTenant,
     QueryParams(period): QueryParams<UsagePeriod>,
 ) -> Result<Json<UsageReport>, ApiError> {
+    api.usage_rate_limit(&tenant.id)?;
+    Ok(Json(report(&api, &tenant.id, tenant.name, &period).await?))
+}
+
+/// `tenant`'s usage over `period`, aggregated up to now and priced.
+pub(super) async fn report(
+    api: &Api,
+    tenant: &TenantId,
+    name: String,
+    period: &UsagePeriod,
+) -> Result<UsageReport, ApiError> {
     let from_ms = period.from.as_deref().map(|v| parse_time(v, "from")).transpose()?.unwrap_or(0);
     let to_ms = match period.to.as_deref() {
         Some(value) => parse_time(value, "to")?,
@@ -101,10 +124,12 @@ pub async fn usage_report(
         tracing::warn!(cause = %format!("{err:#}"), "usage aggregation before a query failed");
     }
     let from_bucket = from_ms / BUCKET_MS * BUCKET_MS;
-    let totals = api.platform.stores.usage.totals(&tenant.id, from_bucket, to_ms).await?;
+    let totals = api.platform.stores.usage.totals(tenant, from_bucket, to_ms).await?;
+    let costs = api.platform.price(&totals).await.map_err(|err| ApiError::internal(&format!("{err:#}")))?;
     let functions = totals
         .into_iter()
-        .map(|b| FunctionUsage {
+        .zip(costs)
+        .map(|(b, cost_micros)| FunctionUsage {
             function: b.function,
             invocations: b.invocations,
             failures: b.failures,
@@ -112,10 +137,10 @@ pub async fn usage_report(
             wall_ms: b.wall_us as f64 / 1000.0,
             bytes_in: b.bytes_in,
             bytes_out: b.bytes_out,
-            cost: b.cost_micros as f64 / 1e6,
+            cost: cost_micros as f64 / 1e6,
         })
         .collect();
-    Ok(Json(UsageReport { tenant: tenant.name, from: format_time(from_bucket), to: format_time(to_ms), functions }))
+    Ok(UsageReport { tenant: name, from: format_time(from_bucket), to: format_time(to_ms), functions })
 }
 
 /// What `from` and `to` accept: Unix seconds or an RFC 3339 date-time.

@@ -1,5 +1,6 @@
-//! Usage: a log of per-call records keyed by job id (a job finished twice is
-//! recorded once), and per-hour totals the meter produced from it. The
+//! Usage: a log of per-attempt records keyed by billing id (an attempt
+//! recorded twice is logged once), and per-hour raw totals the meter
+//! produced from it. The
 //! ledger remembers how far into the log it has aggregated (a cursor), and
 //! a commit names the cursor it started from, so a batch is added to the
 //! totals exactly once even when several front doors aggregate at once or
@@ -149,8 +150,10 @@ pub(crate) fn sum_by_function<'a>(
     by_function.into_values().collect()
 }
 
-/// Aggregated usage of one (tenant, function) in one hour; the default
-/// has every count zero, so a sum can start from it.
+/// Aggregated usage of one (tenant, function) in one hour: raw integer
+/// counters only, priced when a bill is read (so a bill does not depend on
+/// how records were batched); the default has every count zero, so a sum
+/// can start from it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bucket {
     /// Tenant id.
@@ -171,8 +174,6 @@ pub struct Bucket {
     pub bytes_in: u64,
     /// Bytes returned.
     pub bytes_out: u64,
-    /// Cost in micro-units.
-    pub cost_micros: u64,
 }
 
 impl Bucket {
@@ -184,6 +185,5 @@ impl Bucket {
         self.wall_us = self.wall_us.saturating_add(other.wall_us);
         self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
         self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
-        self.cost_micros = self.cost_micros.saturating_add(other.cost_micros);
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 pub mod burst;
+pub mod http;
 pub mod processes;
 pub mod stores;
 

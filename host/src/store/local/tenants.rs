@@ -1,6 +1,8 @@
-//! Tenants in `tenants.json`, indexed by key hash in memory.
+//! Tenants in `tenants.json` (rewritten whole on each change), indexed by
+//! key hash in memory.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock};
 
@@ -9,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::{read_json, write_json};
 use crate::store::StoreError;
 use crate::store::sha256_hex;
-use crate::store::tenants::{Tenant, TenantError, TenantStore, new_admin_token, new_tenant};
+use crate::store::tenants::{Changed, Tenant, TenantChange, TenantError, TenantStore, new_admin_token, new_tenant};
+use sluice_scheduler::now_ms;
 
 #[derive(Default, Serialize, Deserialize)]
 struct File {
@@ -24,11 +27,19 @@ pub struct LocalTenants {
     state: RwLock<State>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
-    tenants: Vec<Tenant>,
-    by_key: HashMap<String, usize>,
+    /// By name, so listing is in name order.
+    tenants: BTreeMap<String, Tenant>,
+    /// Key hash → tenant name.
+    by_key: HashMap<String, String>,
     admin_token_sha256: Option<String>,
+}
+
+impl State {
+    fn index(tenants: &BTreeMap<String, Tenant>) -> HashMap<String, String> {
+        tenants.values().flat_map(|t| t.keys.iter().map(|k| (k.sha256.clone(), t.name.clone()))).collect()
+    }
 }
 
 impl LocalTenants {
@@ -36,14 +47,29 @@ impl LocalTenants {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join("tenants.json");
         let file: File = read_json(&path)?;
-        let by_key = file.tenants.iter().enumerate().map(|(i, t)| (t.key_sha256.clone(), i)).collect();
-        let state = State { tenants: file.tenants, by_key, admin_token_sha256: file.admin_token_sha256 };
+        let tenants: BTreeMap<String, Tenant> = file.tenants.into_iter().map(|t| (t.name.clone(), t)).collect();
+        let by_key = State::index(&tenants);
+        let state = State { tenants, by_key, admin_token_sha256: file.admin_token_sha256 };
         Ok(Self { path, state: RwLock::new(state) })
     }
 
     fn save(&self, state: &State) -> Result<(), StoreError> {
-        let file = File { tenants: state.tenants.clone(), admin_token_sha256: state.admin_token_sha256.clone() };
+        let file = File {
+            tenants: state.tenants.values().cloned().collect(),
+            admin_token_sha256: state.admin_token_sha256.clone(),
+        };
         write_json(&self.path, &file)
+    }
+
+    /// Applies `edit` to the state and saves it; on a failed save the state
+    /// is left as it was.
+    fn update<T, E: From<StoreError>>(&self, edit: impl FnOnce(&mut State) -> Result<T, E>) -> Result<T, E> {
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        let mut next = state.clone();
+        let value = edit(&mut next)?;
+        self.save(&next)?;
+        *state = next;
+        Ok(value)
     }
 }
 
@@ -51,24 +77,59 @@ impl LocalTenants {
 impl TenantStore for LocalTenants {
     async fn create(&self, name: &str) -> Result<(Tenant, String), TenantError> {
         let (tenant, key) = new_tenant(name)?;
-        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        if state.tenants.iter().any(|t| t.name == name) {
-            return Err(TenantError::NameTaken(name.to_owned()));
-        }
-        let index = state.tenants.len();
-        state.by_key.insert(tenant.key_sha256.clone(), index);
-        state.tenants.push(tenant.clone());
-        if let Err(err) = self.save(&state) {
-            state.tenants.pop();
-            state.by_key.remove(&tenant.key_sha256);
-            return Err(err.into());
-        }
+        self.update(|state| {
+            if state.tenants.contains_key(name) {
+                return Err(TenantError::NameTaken(name.to_owned()));
+            }
+            for api_key in &tenant.keys {
+                state.by_key.insert(api_key.sha256.clone(), tenant.name.clone());
+            }
+            state.tenants.insert(tenant.name.clone(), tenant.clone());
+            Ok(())
+        })?;
         Ok((tenant, key))
     }
 
     async fn authenticate(&self, key: &str) -> Result<Option<Tenant>, StoreError> {
+        let hash = sha256_hex(key.as_bytes());
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
-        Ok(state.by_key.get(&sha256_hex(key.as_bytes())).map(|&i| state.tenants[i].clone()))
+        let tenant = state.by_key.get(&hash).and_then(|name| state.tenants.get(name));
+        Ok(tenant.filter(|t| t.accepts(&hash, now_ms())).cloned())
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+        Ok(self.state.read().unwrap_or_else(PoisonError::into_inner).tenants.get(name).cloned())
+    }
+
+    async fn list(&self, after: Option<&str>, limit: usize) -> Result<Vec<Tenant>, StoreError> {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let from = after.map_or(Bound::Unbounded, |name| Bound::Excluded(name.to_owned()));
+        Ok(state.tenants.range((from, Bound::Unbounded)).take(limit).map(|(_, t)| t.clone()).collect())
+    }
+
+    async fn change(&self, name: &str, change: &TenantChange) -> Result<Changed, TenantError> {
+        self.update(|state| {
+            let tenant = state.tenants.get(name).cloned().ok_or_else(|| TenantError::NotFound(name.to_owned()))?;
+            let changed = change.apply(tenant, now_ms())?;
+            for hash in &changed.removed {
+                state.by_key.remove(hash);
+            }
+            for hash in &changed.added {
+                state.by_key.insert(hash.clone(), name.to_owned());
+            }
+            state.tenants.insert(name.to_owned(), changed.tenant.clone());
+            Ok(changed)
+        })
+    }
+
+    async fn delete(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+        self.update::<_, StoreError>(|state| {
+            let Some(tenant) = state.tenants.remove(name) else { return Ok(None) };
+            for key in &tenant.keys {
+                state.by_key.remove(&key.sha256);
+            }
+            Ok(Some(tenant))
+        })
     }
 
     async fn configure_admin(&self, token: Option<&str>) -> Result<Option<String>, StoreError> {

@@ -2,8 +2,9 @@
 //!
 //! | key | what |
 //! |---|---|
-//! | `{p}:tenants` | hash: tenant name → tenant (JSON) |
-//! | `{p}:tenant-keys` | hash: SHA-256 of an API key → tenant (JSON) |
+//! | `{p}:tenants` | hash: tenant name → tenant (JSON, with its keys' hashes and limits) |
+//! | `{p}:tenant-keys` | hash: SHA-256 of an API key → tenant name (a tenant's JSON in records written before rotation) |
+//! | `{p}:tenant-changes` | pub/sub channel: a tenant name, published after each change, so every node drops what it cached |
 //! | `{p}:admin` | SHA-256 of the admin token |
 //! | `{p}:functions:{tenant}` | hash: function name → record (JSON) |
 //! | `{p}:component:{sha256}` | component bytes, written once, deleted when no function uses them |
@@ -51,6 +52,7 @@ fn corrupt(err: impl std::fmt::Display) -> StoreError {
 /// the Redis stores of a process.
 #[derive(Clone)]
 pub struct Shared {
+    client: redis::Client,
     con: ConnectionManager,
     prefix: String,
     _keep_alive: Arc<KeepAlive>,
@@ -68,7 +70,7 @@ impl Shared {
         let client = redis::Client::open(url).map_err(unavailable)?;
         let con = connection_manager(&client, Duration::from_secs(1)).await.map_err(unavailable)?;
         let keep_alive = Arc::new(KeepAlive::start(con.clone()));
-        Ok(Self { con, prefix: prefix.to_owned(), _keep_alive: keep_alive })
+        Ok(Self { client, con, prefix: prefix.to_owned(), _keep_alive: keep_alive })
     }
 
     /// The full name of key `suffix` under the prefix.

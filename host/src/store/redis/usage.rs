@@ -26,12 +26,12 @@ return 1
 /// Adds a batch to the totals and moves the cursor, if the cursor is still
 /// where the batch started; trims what was aggregated from the log.
 /// ARGV: from, through, trim-below, bucket count, then per bucket its field
-/// prefix, when its day's hash expires (ms) and seven counts; KEYS[3..] are
+/// prefix, when its day's hash expires (ms) and six counts; KEYS[3..] are
 /// the buckets' totals hashes (one per tenant and day).
 const COMMIT_USAGE: &str = r"
 local cursor = redis.call('GET', KEYS[1]) or '0-0'
 if cursor ~= ARGV[1] then return 0 end
-local metrics = {'invocations', 'failures', 'cpu_us', 'wall_us', 'bytes_in', 'bytes_out', 'cost_micros'}
+local metrics = {'invocations', 'failures', 'cpu_us', 'wall_us', 'bytes_in', 'bytes_out'}
 local at = 5
 for b = 1, tonumber(ARGV[4]) do
   local prefix = ARGV[at]
@@ -155,8 +155,7 @@ impl UsageLedger for RedisUsage {
                 .arg(count(delta.cpu_us))
                 .arg(count(delta.wall_us))
                 .arg(count(delta.bytes_in))
-                .arg(count(delta.bytes_out))
-                .arg(count(delta.cost_micros));
+                .arg(count(delta.bytes_out));
         }
         let committed: i64 = invocation.invoke_async(&mut self.shared.con()).await.map_err(unavailable)?;
         if committed == 1 { Ok(()) } else { Err(CommitError::AlreadyAggregated) }
@@ -200,7 +199,8 @@ impl UsageLedger for RedisUsage {
                 "wall_us" => bucket.wall_us = value,
                 "bytes_in" => bucket.bytes_in = value,
                 "bytes_out" => bucket.bytes_out = value,
-                "cost_micros" => bucket.cost_micros = value,
+                // Totals stored before costs were priced at read carry a
+                // `cost_micros` field, ignored like any unknown one.
                 _ => {}
             }
         }
