@@ -10,11 +10,13 @@
 //! - [`TenantId`] and [`Version`]: newtypes for the ids that travel together
 //!   with function names, so they cannot be swapped.
 //! - [`redact_url`]: how a connection URL (and its password) may be shown.
+//! - [`whole_number`]: counts in JSON bodies, written `5` or `5.0`.
 
 mod call;
 mod error_code;
 mod ids;
 mod url;
+pub mod whole_number;
 
 pub use call::{CallOutput, CallRequest, Outcome};
 pub use error_code::{ErrorCode, UnknownCode};

@@ -32,9 +32,8 @@ pub enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Run a worker node that takes jobs from a shared Redis queue.
     Worker(worker::WorkerArgs),
-    /// Manage tenants (admin).
-    #[command(subcommand)]
-    Tenant(client::TenantCommand),
+    /// Manage tenants: create, list, keys, limits, usage, delete (admin).
+    Tenant(client::TenantArgs),
     /// Deploy a component as a new version of a function.
     Deploy(client::DeployArgs),
     /// Call a function and wait for its output.

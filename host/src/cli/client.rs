@@ -1,6 +1,6 @@
 //! The HTTP client commands: `tenant`, `deploy`, `invoke`, `job`, `usage`.
 //! They talk to a running `sluice serve` at `SLUICE_URL` with
-//! `SLUICE_API_KEY` (or `SLUICE_ADMIN_TOKEN` for `tenant create`).
+//! `SLUICE_API_KEY` (or `SLUICE_ADMIN_TOKEN` for the admin's `tenant …`).
 //!
 //! Exit status: 0 on success, 1 when the server answered with an error
 //! (printed as `code: message`), 2 when the request could not be made.
@@ -9,6 +9,8 @@ use sluice_core::ErrorCode;
 
 use crate::server::error::ErrorBody;
 use crate::server::functions::{MAX_COMPONENT_HEADER, mib};
+use crate::server::tenants::TenantView;
+use crate::store::tenants::TenantLimits;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -30,17 +32,124 @@ pub struct Connection {
     pub api_key: Option<String>,
 }
 
-/// `sluice tenant …`
+/// `sluice tenant …`: the admin's commands, with the server's admin token.
+#[derive(Debug, Args)]
+pub struct TenantArgs {
+    /// The server's admin token.
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub admin_token: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: TenantCommand,
+}
+
+/// The admin's tenant commands; each prints the server's JSON answer.
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Create a tenant and print its API key (shown only once).
     Create {
         /// The tenant's name (a-z, 0-9, '-', '_').
         name: String,
-        /// The server's admin token.
-        #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: String,
     },
+    /// List tenants in name order, a page at a time.
+    List {
+        /// Where to go on: the previous page's `next_cursor`.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Tenants per page (1 to 500; the server's default is 50).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Show a tenant: its key ids, when they expire, and its limits.
+    Get {
+        /// The tenant's name.
+        name: String,
+    },
+    /// Delete a tenant: its keys, functions, queued jobs and results go;
+    /// its usage stays, readable by its id.
+    Delete {
+        /// The tenant's name.
+        name: String,
+        /// Confirms the deletion; nothing is deleted without it.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Give a tenant a new API key (printed once); its other keys keep
+    /// working for the grace period.
+    RotateKey {
+        /// The tenant's name.
+        name: String,
+        /// Seconds the replaced keys keep working (0 ends them now; the
+        /// server's default is a day, its maximum 30 days).
+        #[arg(long)]
+        grace_seconds: Option<u64>,
+    },
+    /// Revoke one of a tenant's keys at once, on every node.
+    RevokeKey {
+        /// The tenant's name.
+        name: String,
+        /// The key's id (`k_…`, from `tenant get`).
+        key_id: String,
+    },
+    /// Show a tenant's limits, or change the ones given (the others stay).
+    Limits(LimitsArgs),
+    /// Show a tenant's usage totals (by name, or by id once deleted).
+    Usage {
+        /// The tenant's name, or its id (`t_…`).
+        tenant: String,
+        /// The period.
+        #[command(flatten)]
+        period: UsageArgs,
+    },
+}
+
+/// Arguments of `sluice tenant limits`.
+#[derive(Debug, Args)]
+pub struct LimitsArgs {
+    /// The tenant's name.
+    pub name: String,
+    /// Start from no limits of the tenant's own (each node's applies).
+    #[arg(long)]
+    pub reset: bool,
+    /// Sustained requests a second.
+    #[arg(long)]
+    pub rate_per_second: Option<u32>,
+    /// Requests allowed in a burst above the rate.
+    #[arg(long)]
+    pub burst: Option<u32>,
+    /// Jobs that may run at once.
+    #[arg(long)]
+    pub running: Option<u32>,
+    /// Jobs that may wait at once.
+    #[arg(long)]
+    pub queued: Option<u32>,
+    /// Memory one call may use, MiB.
+    #[arg(long)]
+    pub memory_mb: Option<u32>,
+    /// How long one call may run, ms.
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+}
+
+impl LimitsArgs {
+    /// True when the command changes nothing and only shows the limits.
+    fn only_shows(&self) -> bool {
+        let given = [self.rate_per_second, self.burst, self.running, self.queued, self.memory_mb];
+        !self.reset && given.iter().all(Option::is_none) && self.timeout_ms.is_none()
+    }
+
+    /// `current` with the limits given here applied.
+    fn apply_to(&self, current: TenantLimits) -> TenantLimits {
+        let base = if self.reset { TenantLimits::default() } else { current };
+        TenantLimits {
+            rate_per_second: self.rate_per_second.or(base.rate_per_second),
+            burst: self.burst.or(base.burst),
+            running: self.running.or(base.running),
+            queued: self.queued.or(base.queued),
+            memory_mb: self.memory_mb.or(base.memory_mb),
+            timeout_ms: self.timeout_ms.or(base.timeout_ms),
+        }
+    }
 }
 
 /// `sluice job …`
@@ -123,7 +232,7 @@ pub struct InvokeArgs {
     pub params: Vec<(String, String)>,
 }
 
-/// Arguments of `sluice usage`.
+/// Arguments of `sluice usage`: the period.
 #[derive(Debug, Args)]
 pub struct UsageArgs {
     /// Start (RFC 3339 or Unix seconds).
@@ -138,7 +247,7 @@ pub struct UsageArgs {
 #[derive(Debug)]
 pub enum ClientCommand {
     /// `tenant …`
-    Tenant(TenantCommand),
+    Tenant(TenantArgs),
     /// `deploy`
     Deploy(DeployArgs),
     /// `invoke`
@@ -253,10 +362,7 @@ async fn save(response: reqwest::Response, path: &Path) -> anyhow::Result<()> {
 async fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<()> {
     let client = Client { http: reqwest::Client::new(), connection };
     match command {
-        ClientCommand::Tenant(TenantCommand::Create { name, admin_token }) => {
-            let request = client.request(Method::POST, "/v1/tenants", Some(&admin_token))?;
-            print_json(send(request.json(&serde_json::json!({ "name": name }))).await?).await
-        }
+        ClientCommand::Tenant(args) => tenant(&client, args).await,
         ClientCommand::Deploy(args) => deploy(&client, &args).await,
         ClientCommand::Invoke(args) => {
             let body = read(&args.input)?;
@@ -305,16 +411,77 @@ async fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<
             }
         },
         ClientCommand::Usage(args) => {
-            let mut params = Vec::new();
-            if let Some(from) = args.from {
-                params.push(("from".to_owned(), from));
-            }
-            if let Some(to) = args.to {
-                params.push(("to".to_owned(), to));
-            }
-            print_json(send(client.request(Method::GET, &format!("/v1/usage{}", query(&params)), None)?).await?).await
+            print_json(send(client.request(Method::GET, &format!("/v1/usage{}", args.query()), None)?).await?).await
         }
     }
+}
+
+impl UsageArgs {
+    /// The period as a query string (empty when neither end is given).
+    fn query(&self) -> String {
+        let ends = [("from", &self.from), ("to", &self.to)];
+        let params: Vec<(String, String)> =
+            ends.into_iter().filter_map(|(name, value)| Some((name.to_owned(), value.clone()?))).collect();
+        query(&params)
+    }
+}
+
+/// Runs an admin `tenant` command.
+async fn tenant(client: &Client<'_>, args: TenantArgs) -> anyhow::Result<()> {
+    let token = args.admin_token.as_deref().context("no admin token: set SLUICE_ADMIN_TOKEN or pass --admin-token")?;
+    let admin = |method: Method, path: &str| client.request(method, path, Some(token));
+    let tenant_path = |name: &str| format!("/v1/tenants/{}", segment(name));
+    let response = match args.command {
+        TenantCommand::Create { name } => {
+            send(admin(Method::POST, "/v1/tenants")?.json(&serde_json::json!({ "name": name }))).await?
+        }
+        TenantCommand::List { cursor, limit } => {
+            let page = [("cursor", cursor), ("limit", limit.map(|n| n.to_string()))];
+            let params: Vec<(String, String)> =
+                page.into_iter().filter_map(|(name, value)| Some((name.to_owned(), value?))).collect();
+            send(admin(Method::GET, &format!("/v1/tenants{}", query(&params)))?).await?
+        }
+        TenantCommand::Get { name } => send(admin(Method::GET, &tenant_path(&name))?).await?,
+        TenantCommand::Delete { name, yes } => {
+            if !yes {
+                anyhow::bail!(
+                    "deleting tenant {name:?} removes its keys, functions, queued jobs and results; \
+                     pass --yes to confirm"
+                );
+            }
+            send(admin(Method::DELETE, &tenant_path(&name))?).await?
+        }
+        TenantCommand::RotateKey { name, grace_seconds } => {
+            let body = match grace_seconds {
+                Some(grace) => serde_json::json!({ "grace_seconds": grace }),
+                None => serde_json::json!({}),
+            };
+            send(admin(Method::POST, &format!("{}/keys", tenant_path(&name)))?.json(&body)).await?
+        }
+        TenantCommand::RevokeKey { name, key_id } => {
+            send(admin(Method::DELETE, &format!("{}/keys/{}", tenant_path(&name), segment(&key_id)))?).await?
+        }
+        TenantCommand::Limits(limits) => {
+            let current = send(admin(Method::GET, &tenant_path(&limits.name))?).await?;
+            if limits.only_shows() {
+                current
+            } else {
+                let view: TenantView =
+                    current.json().await.context("the server's tenant is not what this CLI reads")?;
+                let body = limits.apply_to(view.limits);
+                send(admin(Method::PUT, &format!("{}/limits", tenant_path(&limits.name)))?.json(&body)).await?
+            }
+        }
+        TenantCommand::Usage { tenant, period } => {
+            send(admin(Method::GET, &format!("{}/usage{}", tenant_path(&tenant), period.query()))?).await?
+        }
+    };
+    print_json(response).await
+}
+
+/// `value` percent-encoded as one URL path segment.
+fn segment(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 /// The refusal of a component over the server's limit, worded the same

@@ -85,9 +85,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for QueryPa
     }
 }
 
-/// A small JSON body (at most [`MAX_JSON_BODY`]); an empty body reads as
-/// `{}`, so optional fields may be left out entirely. The media type is not
-/// checked: curl's default form type is a common honest mistake.
+/// A small JSON body (at most [`MAX_JSON_BODY`]). An empty body is `None`
+/// for a handler that takes `JsonBody<Option<T>>` (its body is optional)
+/// and 400 for any other. The media type is not checked: curl's default
+/// form type is a common honest mistake.
 #[derive(Debug, Clone)]
 pub struct JsonBody<T>(pub T);
 
@@ -96,8 +97,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
         let bytes = read_body(request, MAX_JSON_BODY).await?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
-        serde_json::from_slice(bytes)
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            // No body reads as `null`: an `Option<T>` body is then `None`,
+            // and any other is refused as missing.
+            return serde_json::from_slice(b"null")
+                .map(Self)
+                .map_err(|_| ApiError::bad_request("this request needs a JSON body"));
+        }
+        // Every body of this API is an object; serde would also read a
+        // struct from an array of its fields in order.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request("a JSON body must be an object"));
+        }
+        serde_json::from_slice(&bytes)
             .map(Self)
             .map_err(|err| ApiError::bad_request(format!("invalid JSON body: {err}")))
     }

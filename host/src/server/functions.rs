@@ -214,9 +214,6 @@ pub async fn list_functions(
     Ok(Json(FunctionList { functions: records.iter().map(function_view).collect(), builtins, limits }))
 }
 
-/// Operations whose body may be left out entirely.
-pub(crate) const OPTIONAL_BODIES: &[&str] = &["invoke", "submit", "rollback"];
-
 /// Deploys a new version of a function (the body is the component).
 #[utoipa::path(
     put,

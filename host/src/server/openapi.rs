@@ -81,14 +81,18 @@ pub fn error_responses(codes: &[ErrorCode]) -> BTreeMap<String, RefOr<Response>>
         .collect()
 }
 
-/// What the annotations cannot say: call bodies and the rollback body may
+/// Operations whose body may be left out entirely: calls (their input may
+/// be empty), a rollback (to the previous version) and a key rotation (with
+/// the default grace period).
+const OPTIONAL_BODIES: &[&str] = &["invoke", "submit", "rollback", "rotate_key"];
+
+/// What the annotations cannot say: the bodies of [`OPTIONAL_BODIES`] may
 /// be left out (the macro marks every non-`Option` body required, and an
 /// `Option` would make a binary body nullable JSON).
 pub fn finish(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     for item in document.paths.paths.values_mut() {
         for operation in [&mut item.post, &mut item.put].into_iter().flatten() {
-            let optional =
-                operation.operation_id.as_deref().is_some_and(|id| super::functions::OPTIONAL_BODIES.contains(&id));
+            let optional = operation.operation_id.as_deref().is_some_and(|id| OPTIONAL_BODIES.contains(&id));
             if let (true, Some(body)) = (optional, operation.request_body.as_mut()) {
                 body.required = Some(utoipa::openapi::Required::False);
             }

@@ -124,6 +124,7 @@ pub struct RotateKey {
     /// How long the keys it replaces keep working, seconds (0 to 2 592 000;
     /// default 86 400). 0 ends them at once.
     #[schema(minimum = 0, maximum = 2_592_000)]
+    #[serde(default, deserialize_with = "sluice_core::whole_number::optional")]
     pub grace_seconds: Option<u64>,
 }
 
@@ -267,7 +268,7 @@ pub async fn delete_tenant(
     path = "/v1/tenants/{tenant}/keys",
     tag = "tenants",
     params(("tenant" = String, Path, description = "The tenant's name")),
-    request_body = RotateKey,
+    request_body(content = RotateKey, description = "Optional; an empty body means the default grace period"),
     responses((status = 201, description = "Rotated; the new key is shown once", body = KeyRotated), ChangeTenantErrors),
     security(("admin" = []))
 )]
@@ -275,9 +276,9 @@ pub async fn rotate_key(
     State(api): State<Arc<Api>>,
     _admin: Admin,
     PathParam(name): PathParam<String>,
-    JsonBody(body): JsonBody<RotateKey>,
+    JsonBody(body): JsonBody<Option<RotateKey>>,
 ) -> Result<(StatusCode, Json<KeyRotated>), ApiError> {
-    let grace = body.grace_seconds.map_or(DEFAULT_GRACE, Duration::from_secs);
+    let grace = body.and_then(|body| body.grace_seconds).map_or(DEFAULT_GRACE, Duration::from_secs);
     if grace > MAX_GRACE {
         return Err(TenantError::GraceTooLong(grace).into());
     }

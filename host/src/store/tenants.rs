@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sluice_core::TenantId;
+use sluice_core::{TenantId, whole_number};
 
 use super::{StoreError, random_hex, sha256_hex};
 
@@ -94,30 +94,30 @@ impl ApiKey {
 #[serde(deny_unknown_fields)]
 pub struct TenantLimits {
     /// Sustained requests a second (1 to 100 000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole_number::optional")]
     #[schema(minimum = 1, maximum = 100_000)]
     pub rate_per_second: Option<u32>,
     /// Requests allowed in a burst above the rate (1 to 1 000 000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole_number::optional")]
     #[schema(minimum = 1, maximum = 1_000_000)]
     pub burst: Option<u32>,
     /// Jobs that may run at once (1 to 10 000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole_number::optional")]
     #[schema(minimum = 1, maximum = 10_000)]
     pub running: Option<u32>,
     /// Jobs that may wait at once (1 to 10 000 000; the queue's capacity
     /// still bounds every tenant together).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole_number::optional")]
     #[schema(minimum = 1, maximum = 10_000_000)]
     pub queued: Option<u32>,
     /// Memory one call may use, MiB (1 to 65 536; a node never gives more
     /// than its own limit).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole_number::optional")]
     #[schema(minimum = 1, maximum = 65_536)]
     pub memory_mb: Option<u32>,
     /// How long one call may run, ms (1 to 3 600 000; a node never gives
     /// more than its own limit).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole_number::optional")]
     #[schema(minimum = 1, maximum = 3_600_000)]
     pub timeout_ms: Option<u64>,
 }

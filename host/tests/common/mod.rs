@@ -121,6 +121,24 @@ impl TestServer {
     pub async fn tenant(&self, name: &str) -> String {
         create_tenant(&self.url, &self.admin, name).await
     }
+
+    /// Runs the `sluice` CLI against this server with `key` as
+    /// `SLUICE_API_KEY` (admin commands take `--admin-token`).
+    pub async fn cli(&self, key: &str, args: &[&str]) -> std::process::Output {
+        let (url, key) = (self.url.clone(), key.to_owned());
+        let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .args(&args)
+                .env("SLUICE_URL", url)
+                .env("SLUICE_API_KEY", key)
+                .env_remove("SLUICE_ADMIN_TOKEN")
+                .output()
+                .expect("sluice runs")
+        })
+        .await
+        .expect("joined")
+    }
 }
 
 impl Drop for TestServer {

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The admin token every test front door shares.
 pub const ADMIN: &str = "test-admin-token";
@@ -155,5 +155,20 @@ impl SluiceProcess {
 impl Drop for SluiceProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Waits until `door` sees `count` live worker nodes.
+pub async fn wait_for_workers(door: &SluiceProcess, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = reqwest::get(format!("{}/readyz", door.url)).await.expect("sent");
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if status == reqwest::StatusCode::OK && body["worker_nodes"] == count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "expected {count} worker nodes, readyz says {status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
