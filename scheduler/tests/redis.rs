@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{PAST_VISIBILITY, config, job, job_of, key, success, trapped};
 use redis::AsyncCommands;
-use sluice_scheduler::{JobId, JobStatus, Queue, QueueConfig, QueueError, RedisQueue, RedisQueueConfig};
+use sluice_core::CallRequest;
+use sluice_scheduler::{Job, JobId, JobStatus, Queue, QueueConfig, QueueError, RedisQueue, RedisQueueConfig};
 use sluice_testkit::spawn_redis;
 
 async fn connect(url: &str) -> std::sync::Arc<RedisQueue> {
@@ -330,4 +331,65 @@ async fn a_tenants_listing_forgets_jobs_whose_records_expired() {
     assert_eq!((ids, page.cursor), (vec!["waiting"], None));
     let indexed: Vec<String> = con.zrange("sluice:index:t", 0, -1).await.expect("zrange");
     assert_eq!(indexed, ["waiting"], "the expired job left the index");
+}
+
+/// Writes job `id` the way the layout before per-tenant queues did: a hash
+/// with the job as JSON (no body, none of the newer fields), its record and
+/// status, and an entry in the `sluice:jobs` stream carrying the body
+/// inline or naming the hash's copy.
+async fn queue_the_older_way(con: &mut redis::aio::MultiplexedConnection, id: &str, body: &[u8], status: &str) {
+    let full = job(id, body);
+    let record = serde_json::to_string(&sluice_scheduler::JobRecord::queued(&full)).expect("record");
+    let mut header =
+        serde_json::to_value(Job { request: CallRequest { body: Vec::new(), ..full.request.clone() }, ..full })
+            .expect("header");
+    let fields = header.as_object_mut().expect("an object");
+    fields.remove("kind");
+    fields.remove("limits");
+    let key = format!("sluice:job:{id}");
+    let _: () = con
+        .hset_multiple(&key, &[("job", header.to_string()), ("record", record), ("status", status.to_owned())])
+        .await
+        .expect("hset");
+    let _: () = con.hset(&key, "deliveries", 1).await.expect("hset");
+    let _: String = if body.len() > 8 {
+        let _: () = con.hset(&key, "body", body).await.expect("hset");
+        con.xadd("sluice:jobs", "*", &[("id", id.as_bytes())]).await.expect("xadd")
+    } else {
+        con.xadd("sluice:jobs", "*", &[("id", id.as_bytes()), ("body", body)]).await.expect("xadd")
+    };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_an_older_release_queued_in_its_stream_are_moved_into_tenant_queues_and_run() {
+    let redis = spawn_redis();
+    let mut con = raw(&redis.url).await;
+    let large: Vec<u8> = (0..(64 << 10)).map(|n: u32| (n % 251) as u8).collect();
+    queue_the_older_way(&mut con, "waiting", b"tiny", "queued").await;
+    queue_the_older_way(&mut con, "held", &large, "running").await;
+    queue_the_older_way(&mut con, "ended", b"done", "succeeded").await;
+    let _: String = con.xadd("sluice:jobs", "*", &[("id", "expired")]).await.expect("xadd");
+    // What the older layout counted: both unfinished jobs, one of them waiting.
+    let _: () = con.mset(&[("sluice:depth", 2), ("sluice:waiting", 1), ("sluice:active:t", 2)]).await.expect("mset");
+
+    let queue = connect(&redis.url).await;
+    let mut ran = Vec::new();
+    for _ in 0..2 {
+        let delivery = queue.reserve("w", Duration::from_secs(5)).await.expect("reserve").expect("a moved job");
+        let expected = if delivery.job.id.0 == "held" { large.clone() } else { b"tiny".to_vec() };
+        assert_eq!(delivery.job.request.body, expected, "{}", delivery.job.id);
+        assert_eq!(delivery.job.request.params, [("width".to_owned(), "10".to_owned())]);
+        queue.complete(&delivery, success(b"out")).await.expect("completed");
+        ran.push(delivery.job.id.0.clone());
+    }
+    ran.sort();
+    assert_eq!(ran, ["held", "waiting"]);
+    assert_eq!(queue.reserve("w", Duration::ZERO).await, Ok(None), "nothing else was queued");
+    let ended = queue.job(&JobId("ended".to_owned())).await.expect("read").expect("kept");
+    assert_eq!(ended.status, JobStatus::Succeeded, "an ended job is left as it was");
+
+    let left = keys(&mut con).await;
+    for gone in ["sluice:jobs", "sluice:depth", "sluice:waiting", "sluice:active:t"] {
+        assert!(!left.iter().any(|k| k == gone), "{gone} is left: {left:?}");
+    }
 }

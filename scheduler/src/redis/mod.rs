@@ -23,6 +23,7 @@
 //! | `{p}:dead` | stream of dead-lettered job ids with their last error, trimmed to about `max_dead_letters` |
 //! | `{p}:done` | channel: ids of jobs that just ended |
 //! | `{p}:nodes` | sorted set: worker node → last heartbeat (ms) |
+//! | `{p}:jobs`, `{p}:active:{tenant}` | left by releases before per-tenant queues: every node moves the stream's unfinished jobs into their tenants' queues (same ids) and deletes the stream once empty |
 //!
 //! Every state change is a Lua script ([`scripts`]), so any number of front
 //! doors and workers share one consistent queue. Taking pops the front of
@@ -64,6 +65,10 @@ use crate::{
 pub use config::{DEFAULT_PREFIX, RedisQueueConfig};
 pub use connection::{KeepAlive, connection_manager};
 use keys::Keys;
+
+/// How often a node looks for jobs an older release queued in its job
+/// stream (one `EXISTS` while there are none).
+const ADOPT_EVERY: Duration = Duration::from_secs(10);
 
 /// The job-hash fields a record is assembled from, in the order the
 /// scripts' `RECORD` list names them.
@@ -171,18 +176,66 @@ impl RedisQueue {
             _keep_alive: keep_alive,
         });
         queue.start_subscriber();
-        queue.warn_of_an_older_layout().await;
+        queue.start_adopting_older_layout();
         Ok(queue)
     }
 
-    /// Says so when this prefix still holds the job stream of the layout
-    /// before per-tenant queues: jobs waiting in it are not taken.
-    async fn warn_of_an_older_layout(&self) {
-        let mut con = self.commands.clone();
+    /// Moves the jobs an older release left in its job stream (the layout
+    /// before per-tenant queues) into their tenants' queues: at connect,
+    /// then every [`ADOPT_EVERY`] while a front door of the older release
+    /// may still be adding to it during a rolling upgrade. No accepted job
+    /// is left behind by an upgrade.
+    fn start_adopting_older_layout(self: &Arc<Self>) {
+        let queue = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            loop {
+                let Some(strong) = queue.upgrade() else { return };
+                match strong.adopt_older_layout().await {
+                    Ok(0) => {}
+                    Ok(moved) => {
+                        tracing::info!(jobs = moved, "moved jobs queued by an older release into tenant queues")
+                    }
+                    Err(err) => tracing::debug!(cause = %err, "cannot look for jobs queued by an older release yet"),
+                }
+                drop(strong);
+                tokio::time::sleep(ADOPT_EVERY).await;
+            }
+        });
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(task);
+    }
+
+    /// One pass over the older layout's job stream; returns the jobs moved.
+    async fn adopt_older_layout(&self) -> Result<usize, QueueError> {
         let stream = format!("{}:jobs", self.keys.prefix());
-        if let Ok(true) = con.exists::<_, bool>(&stream).await {
-            tracing::warn!(key = %stream, "this Redis holds jobs queued in an older layout; they will not be run");
+        let mut con = self.commands.clone();
+        if !con.exists::<_, bool>(&stream).await.map_err(unavailable)? {
+            return Ok(0);
         }
+        let mut moved = 0;
+        loop {
+            // Each entry is deleted as it is handled, so every batch starts at the front.
+            let batch: StreamRangeReply = con.xrange_count(&stream, "-", "+", 100).await.map_err(unavailable)?;
+            if batch.ids.is_empty() {
+                break;
+            }
+            for entry in &batch.ids {
+                let id: String = entry.get("id").unwrap_or_default();
+                let inline: Option<Vec<u8>> = entry.get("body");
+                let header: Option<String> = if id.is_empty() {
+                    None
+                } else {
+                    con.hget(self.keys.job(&JobId(id.clone())), "job").await.map_err(unavailable)?
+                };
+                let job = header.as_deref().and_then(|header| serde_json::from_str::<Job>(header).ok());
+                if job.is_none() && header.is_some() {
+                    tracing::warn!(job_id = %id, "a job queued by an older release cannot be read; it is dropped");
+                }
+                let adopt = scripts::Adopt { entry: &entry.id, id: &id, inline: inline.as_deref(), job: job.as_ref() };
+                moved += usize::from(scripts::adopt(&mut con, &self.common, &adopt).await?);
+            }
+        }
+        scripts::drop_empty_stream(&mut con, &stream).await?;
+        Ok(moved)
     }
 
     /// One task per process listens for finished jobs and fans them out to

@@ -760,6 +760,88 @@ pub(super) async fn forget(con: &mut ConnectionManager, common: &Common, tenant:
     common.invoke(&FORGET).arg(tenant).invoke_async(con).await.map_err(unavailable)
 }
 
+/// Moves one entry of the job stream of the layout before per-tenant
+/// queues into its tenant's queue, keeping the job's id: the entry goes,
+/// and a job that has not ended (waiting, or held by a worker of the older
+/// layout, which no longer runs) gets the fields of the current layout and
+/// waits as an async job (its caller, if it was a sync call, went with the
+/// old front door). The older layout counted it in `depth` (still right),
+/// in `waiting` while it waited, and in `active:{tenant}`; those counts
+/// move with it. A job already moved by another node, ended, or expired is
+/// left alone. Answers 1 when a job was moved.
+static ADOPT: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local entry, id, has_inline, inline = ARGV[9], ARGV[10], ARGV[11] == '1', ARGV[12]
+local tenant, submitted, fn = ARGV[13], ARGV[14], ARGV[15]
+redis.call('XDEL', P .. ':jobs', entry)
+if id == '' or tenant == '' then return 0 end
+local jk = k_job(id)
+local f = redis.call('HMGET', jk, 'job', 'body', 'status', 'tenant')
+if not f[1] or f[4] or is_final(f[3]) then return 0 end
+if f[3] == 'queued' then add(K_WAITING, -1) end
+add(P .. ':active:' .. tenant, -1)
+local body = f[2]
+if not body then
+  if has_inline then body = inline else body = '' end
+end
+local bytes = #body
+redis.call('HSET', jk, 'body', body, 'status', 'queued', 'tenant', tenant, 'kind', 'async', 'bytes', bytes,
+  'submitted', submitted, 'function', fn)
+local index = k_index(tenant)
+redis.call('ZADD', index, submitted, id)
+redis.call('PERSIST', index)
+push_waiting(id, tenant, 'async', bytes, submitted)
+return 1
+",
+    )
+});
+
+/// One entry of the older layout's job stream to move.
+pub(super) struct Adopt<'a> {
+    /// The stream entry's id.
+    pub entry: &'a str,
+    /// The job id it names (empty when it names none).
+    pub id: &'a str,
+    /// The body, when it rode in the entry rather than the job hash.
+    pub inline: Option<&'a [u8]>,
+    /// The job as its hash describes it; `None` when it cannot be read.
+    pub job: Option<&'a crate::Job>,
+}
+
+/// Moves one entry of the older layout's stream; true when a job moved.
+pub(super) async fn adopt(con: &mut ConnectionManager, common: &Common, adopt: &Adopt<'_>) -> Result<bool, QueueError> {
+    let (tenant, submitted, function) = match adopt.job {
+        Some(job) => (job.tenant.as_str(), job.submitted_at_ms, job.function.as_str()),
+        None => ("", 0, ""),
+    };
+    let moved: i64 = common
+        .invoke(&ADOPT)
+        .arg(adopt.entry)
+        .arg(adopt.id)
+        .arg(if adopt.inline.is_some() { "1" } else { "0" })
+        .arg(adopt.inline.unwrap_or_default())
+        .arg(tenant)
+        .arg(submitted)
+        .arg(function)
+        .invoke_async(con)
+        .await
+        .map_err(unavailable)?;
+    Ok(moved == 1)
+}
+
+/// Deletes the older layout's job stream once it is empty (atomically, so
+/// an entry an older front door adds meanwhile is kept for the next pass).
+static DROP_EMPTY_STREAM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new("if redis.call('XLEN', KEYS[1]) == 0 then return redis.call('DEL', KEYS[1]) end return 0")
+});
+
+/// Deletes `stream` if it is empty.
+pub(super) async fn drop_empty_stream(con: &mut ConnectionManager, stream: &str) -> Result<(), QueueError> {
+    let _: i64 = DROP_EMPTY_STREAM.key(stream).invoke_async(con).await.map_err(unavailable)?;
+    Ok(())
+}
+
 /// Lists a tenant's kept jobs newest first (by submission time, then id,
 /// the order of its index), after the cursor position, matching the
 /// filters; index entries whose job has expired are pruned on the way. At
