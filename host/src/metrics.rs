@@ -46,6 +46,8 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     /// Jobs waiting and running per tenant, as of the last scrape.
     tenant_jobs: IntGaugeVec,
+    /// Compiled functions this node holds in memory, as of the last scrape.
+    pub loaded_functions: IntGauge,
 }
 
 impl Default for Metrics {
@@ -86,6 +88,11 @@ impl Metrics {
             &["tenant", "state"],
         )
         .expect("valid metric");
+        let loaded_functions = IntGauge::new(
+            "sluice_loaded_functions",
+            "Compiled functions held in memory (built-ins included), bounded by --max-loaded-functions",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_seconds.clone()),
@@ -93,10 +100,20 @@ impl Metrics {
             Box::new(invocation_seconds.clone()),
             Box::new(queue_depth.clone()),
             Box::new(tenant_jobs.clone()),
+            Box::new(loaded_functions.clone()),
         ] {
             registry.register(collector).expect("each metric is registered once");
         }
-        Self { registry, requests, request_seconds, invocations, invocation_seconds, queue_depth, tenant_jobs }
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            invocations,
+            invocation_seconds,
+            queue_depth,
+            tenant_jobs,
+            loaded_functions,
+        }
     }
 
     /// Counts one call of `function` that ended with `outcome` after `seconds`.

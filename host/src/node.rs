@@ -78,6 +78,7 @@ impl Node {
             let platform = Arc::clone(&platform);
             async move { platform.warm().await }
         });
+        tokio::spawn(drop_stale_versions_every(Arc::downgrade(&platform)));
         let (stop_slots, stop) = watch::channel(false);
         let slot_runtime = match slots {
             0 => None,
@@ -137,6 +138,21 @@ pub async fn warn_if_evicting(queue: &dyn Queue) -> Option<String> {
         Err(err) => {
             tracing::warn!(cause = %err, "cannot read the Redis eviction policy");
             None
+        }
+    }
+}
+
+/// Drops, every `stale_sweep_every`, what this node holds of versions other
+/// nodes deleted; ends with the platform.
+async fn drop_stale_versions_every(platform: std::sync::Weak<Platform>) {
+    loop {
+        let Some(every) = platform.upgrade().map(|platform| platform.config.stale_sweep_every) else { return };
+        tokio::time::sleep(every).await;
+        let Some(platform) = platform.upgrade() else { return };
+        match platform.drop_stale_versions().await {
+            Ok(0) => {}
+            Ok(dropped) => tracing::info!(versions = dropped, "dropped compiled code of deleted versions"),
+            Err(err) => tracing::debug!(cause = %err, "cannot check for deleted versions now"),
         }
     }
 }

@@ -255,6 +255,10 @@ pub struct SandboxArgs {
     /// Linear memory a function may use.
     #[arg(long, env = "SLUICE_MEMORY_MB", default_value_t = runtime_defaults().memory_limit / MIB)]
     pub memory_mb: usize,
+    /// Compiled functions kept in memory besides the built-ins; the least
+    /// recently used beyond it are dropped and reload from the artifact cache.
+    #[arg(long, env = "SLUICE_MAX_LOADED_FUNCTIONS", default_value_t = platform_defaults().max_loaded_functions, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_loaded_functions: usize,
 }
 
 impl SandboxArgs {
@@ -262,6 +266,7 @@ impl SandboxArgs {
     pub fn apply(&self, platform: &mut PlatformConfig) {
         platform.runtime.timeout = Duration::from_millis(self.timeout_ms);
         platform.runtime.memory_limit = self.memory_mb.saturating_mul(MIB);
+        platform.max_loaded_functions = self.max_loaded_functions;
     }
 }
 

@@ -8,13 +8,14 @@
 
 pub mod calls;
 pub mod compile;
+mod loaded;
 pub mod tenants;
 
 pub use calls::{Accepted, CallError, SYNC_GRACE, SyncCall, fingerprint};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -30,6 +31,7 @@ use crate::store::functions::{FunctionRecord, RegistryError};
 use crate::store::usage::{BUCKET_MS, Bucket, CommitError};
 use crate::store::{StoreError, Stores};
 use compile::Compilers;
+use loaded::LoadedFunctions;
 
 /// Settings of one node.
 #[derive(Debug, Clone)]
@@ -64,6 +66,13 @@ pub struct PlatformConfig {
     pub rate_burst: u32,
     /// Longest a deploy may spend compiling.
     pub compile_timeout: Duration,
+    /// Compiled functions kept in memory besides the built-ins; past it the
+    /// least recently used is dropped and loads again from the artifact
+    /// cache when next called.
+    pub max_loaded_functions: usize,
+    /// How often a node drops what it holds of versions deleted elsewhere
+    /// (see [`Platform::drop_stale_versions`]).
+    pub stale_sweep_every: Duration,
     /// Prices the meter applies.
     pub prices: PriceTable,
 }
@@ -84,6 +93,8 @@ impl PlatformConfig {
             rate_per_second: 100,
             rate_burst: 1000,
             compile_timeout: Duration::from_secs(60),
+            max_loaded_functions: 256,
+            stale_sweep_every: Duration::from_secs(300),
             prices: DEFAULT_PRICES,
         }
     }
@@ -174,8 +185,11 @@ pub struct Platform {
     pub config: PlatformConfig,
     meter: Meter,
     builtin_versions: HashMap<&'static str, Version>,
-    /// Compiled functions by version; filled on deploy, on demand and at start.
-    loaded: RwLock<HashMap<String, Function>>,
+    /// The built-in meter's version, whose artifact is kept.
+    meter_version: String,
+    /// Compiled functions by version; filled on deploy, on demand and at
+    /// start, bounded by `max_loaded_functions`.
+    loaded: LoadedFunctions<Function>,
     /// Serializes aggregations so a record is never counted twice.
     aggregation: tokio::sync::Mutex<()>,
     /// Bounds compiles on the node and per tenant.
@@ -196,14 +210,15 @@ impl Platform {
         let runtime = Arc::new(Runtime::new(config.runtime.clone()).context("cannot start the runtime")?);
         let meter = Meter::builtin(&runtime).context("the built-in meter does not load")?;
 
-        let mut loaded = HashMap::new();
+        let loaded = LoadedFunctions::new(config.max_loaded_functions);
         let mut builtin_versions = HashMap::new();
         for builtin in builtins::TRANSFORMS {
             let function = runtime
                 .load(builtin.component)
                 .with_context(|| format!("the built-in `{}` does not load", builtin.name))?;
             builtin_versions.insert(builtin.name, Version::from(function.version()));
-            loaded.insert(function.version().to_owned(), function);
+            let version = function.version().to_owned();
+            loaded.pin(&version, function);
         }
         let compilers = Compilers::new(config.compile_concurrency, config.tenant_compiles);
         Ok(Arc::new(Self {
@@ -214,7 +229,8 @@ impl Platform {
             config,
             meter,
             builtin_versions,
-            loaded: RwLock::new(loaded),
+            meter_version: crate::runtime::version_of(builtins::METER),
+            loaded,
             aggregation: tokio::sync::Mutex::new(()),
             compilers,
         }))
@@ -265,8 +281,8 @@ impl Platform {
 
     /// The compiled function for `version`, loading it from the registry on first use.
     pub async fn function(&self, version: &str) -> anyhow::Result<Function> {
-        if let Some(function) = self.loaded.read().unwrap_or_else(PoisonError::into_inner).get(version) {
-            return Ok(function.clone());
+        if let Some(function) = self.loaded.get(version) {
+            return Ok(function);
         }
         let bytes = self
             .stores
@@ -285,7 +301,7 @@ impl Platform {
         .await
         .context("the compile task failed")?
         .context("the stored component no longer loads")?;
-        self.loaded.write().unwrap_or_else(PoisonError::into_inner).insert(version.to_owned(), function.clone());
+        self.loaded.insert(version, function.clone());
         Ok(function)
     }
 
@@ -338,7 +354,7 @@ impl Platform {
         let version = Version(function.version().to_owned());
         let deployment =
             self.stores.functions.deploy_keeping(tenant, name, &version, &bytes, self.config.max_versions).await?;
-        self.loaded.write().unwrap_or_else(PoisonError::into_inner).insert(version.0, function);
+        self.loaded.insert(&version.0, function);
         self.forget(&deployment.collected);
         Ok((deployment.record, deployment.is_new))
     }
@@ -351,19 +367,55 @@ impl Platform {
         Ok(removal.record)
     }
 
-    /// Drops the compiled code of collected versions (this node's; other
-    /// nodes keep theirs until they restart).
+    /// The versions this node holds compiled in memory, built-ins included.
+    pub fn loaded_versions(&self) -> Vec<String> {
+        self.loaded.versions()
+    }
+
+    /// Drops what this node holds of versions no function references any
+    /// more: compiled functions in memory and artifacts on disk. The node
+    /// that collects a version forgets it at once; every other node (a
+    /// worker that ran it, a front door that served it) forgets it here,
+    /// every `stale_sweep_every`. Artifacts younger than the compile
+    /// timeout are left, as they may be a deploy's not yet recorded.
+    /// Returns how many versions were dropped.
+    pub async fn drop_stale_versions(&self) -> Result<usize, StoreError> {
+        let stored: std::collections::HashSet<String> =
+            self.stores.functions.all_versions().await?.into_iter().map(|version| version.0).collect();
+        let keep = |version: &str| {
+            stored.contains(version)
+                || version == self.meter_version
+                || self.builtin_versions.values().any(|builtin| builtin.as_str() == version)
+        };
+        let mut dropped = 0;
+        for version in self.loaded.versions() {
+            if !keep(&version) {
+                self.loaded.remove(&version);
+                dropped += 1;
+            }
+        }
+        let settled = self.config.compile_timeout + SYNC_GRACE;
+        for version in self.runtime.cached_versions(settled) {
+            if !keep(&version) {
+                self.runtime.forget(&version);
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Drops the compiled code of collected versions on this node (other
+    /// nodes drop theirs in [`Self::drop_stale_versions`]).
     fn forget(&self, collected: &[Version]) {
         if collected.is_empty() {
             return;
         }
-        let mut loaded = self.loaded.write().unwrap_or_else(PoisonError::into_inner);
         for version in collected {
             // A tenant may have deployed a built-in's exact bytes; the built-in stays.
             if self.builtin_versions.values().any(|builtin| builtin == version) {
                 continue;
             }
-            loaded.remove(version.as_str());
+            self.loaded.remove(version.as_str());
             self.runtime.forget(version.as_str());
         }
     }

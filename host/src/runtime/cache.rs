@@ -101,6 +101,23 @@ impl ArtifactCache {
         }
     }
 
+    /// The digests of this engine's artifacts last written more than `age`
+    /// ago. Artifacts of another engine configuration are left alone: a
+    /// node with other settings may share the directory.
+    pub(crate) fn digests_older_than(&self, age: std::time::Duration) -> Vec<String> {
+        let suffix = format!("-{}.cwasm", &self.fingerprint[..16]);
+        let Ok(entries) = fs::read_dir(&self.dir) else { return Vec::new() };
+        entries
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                let modified = entry.metadata().and_then(|meta| meta.modified());
+                modified.is_ok_and(|at| at.elapsed().is_ok_and(|elapsed| elapsed > age))
+            })
+            .filter_map(|entry| entry.file_name().to_str()?.strip_suffix(&suffix).map(str::to_owned))
+            .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .collect()
+    }
+
     /// Stores `component`'s artifact. Failures only cost a recompile later,
     /// so they are logged, not returned.
     pub(crate) fn store(&self, digest_hex: &str, component: &Component) {

@@ -64,6 +64,11 @@ pub struct Invocation<T = CallOutput> {
     pub log: CallLog,
 }
 
+/// A component's version: the content address of its bytes, `sha256:<hex>`.
+pub fn version_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
 /// A component that passed validation: compiled, linked, ready to
 /// instantiate cheaply for every call.
 #[derive(Clone)]
@@ -184,8 +189,8 @@ impl Runtime {
         // components compiled under the old one.
         let shape = shape::count(bytes).map_err(|err| LoadError::Compile(err.to_string()))?;
         self.check_shape(shape)?;
-        let digest_hex = hex::encode(Sha256::digest(bytes));
-        let version = format!("sha256:{digest_hex}");
+        let version = version_of(bytes);
+        let digest_hex = version.trim_start_matches("sha256:").to_owned();
         let component = match self.cache.as_ref().and_then(|cache| cache.load(&self.engine, &digest_hex)) {
             Some(component) => component,
             None => {
@@ -222,6 +227,14 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+
+    /// The versions (`sha256:<hex>`) whose compiled artifacts are in the
+    /// cache and were written more than `settled` ago (younger ones may
+    /// belong to a deploy not yet recorded).
+    pub fn cached_versions(&self, settled: Duration) -> Vec<String> {
+        let Some(cache) = &self.cache else { return Vec::new() };
+        cache.digests_older_than(settled).into_iter().map(|hex| format!("sha256:{hex}")).collect()
     }
 
     /// Drops the cached artifact of `version` (`sha256:<hex>`) once no

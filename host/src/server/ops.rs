@@ -97,6 +97,8 @@ async fn exposition(api: &Api) -> Response {
     if let Ok(Ok(busy)) = tokio::time::timeout(QUEUE_CHECK_TIMEOUT, busy).await {
         api.platform.metrics.set_tenant_queues(&busy);
     }
+    let loaded = api.platform.loaded_versions().len();
+    api.platform.metrics.loaded_functions.set(i64::try_from(loaded).unwrap_or(i64::MAX));
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], api.platform.metrics.render()).into_response()
 }
 
