@@ -25,6 +25,10 @@ pub const VICTIM_RATE: f64 = 10.0;
 pub struct AttackRun {
     /// What the attacker does.
     pub name: &'static str,
+    /// The victim's calls alone, just before the attack: the baseline of
+    /// the same minutes, so load elsewhere on a shared machine that comes
+    /// and goes during the section weighs on both sides of the ratio.
+    pub solo: LoadResult,
     /// The victim's calls during the attack.
     pub victim: LoadResult,
     /// What the attacker was answered: HTTP status (or `closed`) → count.
@@ -46,18 +50,18 @@ pub struct AbuseRuns {
 }
 
 impl AbuseRuns {
-    /// The worst victim p99 during an attack over its solo p99; infinite
-    /// when any of the victim's calls failed during an attack.
+    /// The worst victim p99 during an attack over its p99 alone just
+    /// before; infinite when any of the victim's calls failed during an attack.
     pub fn worst_p99_ratio(&self) -> f64 {
         self.attacks.iter().map(|run| self.p99_ratio(run)).fold(f64::NAN, f64::max)
     }
 
-    /// The victim's p99 during `run` over its solo p99 (infinite if any call failed).
+    /// The victim's p99 during `run` over its p99 alone just before (infinite if any call failed).
     pub fn p99_ratio(&self, run: &AttackRun) -> f64 {
         if run.victim.errors > 0 || run.victim.ok == 0 {
             return f64::INFINITY;
         }
-        run.victim.latency_ms(0.99) / self.solo.latency_ms(0.99)
+        run.victim.latency_ms(0.99) / run.solo.latency_ms(0.99)
     }
 }
 
@@ -404,7 +408,13 @@ pub async fn abuse_runs(effort: Effort) -> anyhow::Result<AbuseRuns> {
     }
     let rss_solo_mib = node.memory_mib("VmRSS");
     let mut attacks = Vec::new();
+    let mut before = Some(solo.clone());
     for attack in Attack::ALL {
+        // The first attack follows the solo run; each later one gets its own.
+        let alone = match before.take() {
+            Some(alone) => alone,
+            None => victim_calls(&target, duration).await?,
+        };
         eprintln!("abuse: {}", attack.name());
         let tally = Tally::default();
         let (victim, attacked) = tokio::join!(
@@ -417,6 +427,7 @@ pub async fn abuse_runs(effort: Effort) -> anyhow::Result<AbuseRuns> {
         tokio::time::sleep(Duration::from_secs(2)).await;
         attacks.push(AttackRun {
             name: attack.name(),
+            solo: alone,
             victim,
             attacker: tally.take().await,
             rss_after_mib: node.memory_mib("VmRSS"),

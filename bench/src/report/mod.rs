@@ -506,35 +506,35 @@ fn render_abuse(out: &mut String, abuse: &AbuseRuns) {
     let _ = writeln!(out, "## A1 — isolation under abuse\n");
     let _ = writeln!(
         out,
-        "A `sluice serve` process with default flags. A victim tenant sends small sync resizes (a 2 KB JPEG → 50 px) at {:.0} requests/s, open loop, alone and then while one anonymous client or one other tenant attacks the node; each attack runs as long as the victim's run and stops by itself. The victim's client runs on a thread of its own and the attacker's client on threads at a lower CPU priority (nice +10), as separate machines would be; the node under test keeps its default priorities. Node RSS after the solo run: {:.0} MiB; peak over every run: {:.0} MiB.\n",
+        "A `sluice serve` process with default flags. A victim tenant sends small sync resizes (a 2 KB JPEG → 50 px) at {:.0} requests/s, open loop, alone and then while one anonymous client or one other tenant attacks the node; each attack runs as long as the victim's run and stops by itself, and is compared with the victim alone in the minute just before it (the first with the solo run), so load that comes and goes on a shared machine weighs on both sides of each ratio. The victim's client runs on a thread of its own and the attacker's client on threads at a lower CPU priority (nice +10), as separate machines would be; the node under test keeps its default priorities. Node RSS after the solo run: {:.0} MiB; peak over every run: {:.0} MiB.\n",
         abuse::VICTIM_RATE,
         abuse.rss_solo_mib,
         abuse.peak_rss_mib
     );
-    let solo_p99 = abuse.solo.latency_ms(0.99);
     let _ = writeln!(
         out,
-        "| attack | victim ok | victim errors | p50 ms | p99 ms | p99 / solo | node RSS after, MiB | the attacker was answered |\n|---|---|---|---|---|---|---|---|"
+        "| attack | victim ok | victim errors | p50 ms | p99 ms | p99 alone just before, ms | p99 / alone | node RSS after, MiB | the attacker was answered |\n|---|---|---|---|---|---|---|---|---|"
     );
     let _ = writeln!(
         out,
-        "| none (solo) | {} | {} | {:.1} | {:.1} | 1.00 | {:.0} | |",
+        "| none (solo) | {} | {} | {:.1} | {:.1} | | 1.00 | {:.0} | |",
         abuse.solo.ok,
         abuse.solo.errors,
         abuse.solo.latency_ms(0.5),
-        solo_p99,
+        abuse.solo.latency_ms(0.99),
         abuse.rss_solo_mib
     );
     for run in &abuse.attacks {
         let answered: Vec<String> = run.attacker.iter().map(|(outcome, count)| format!("{outcome}: {count}")).collect();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.0} | {} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.0} | {} |",
             run.name,
             run.victim.ok,
             run.victim.errors,
             run.victim.latency_ms(0.5),
             run.victim.latency_ms(0.99),
+            run.solo.latency_ms(0.99),
             abuse.p99_ratio(run),
             run.rss_after_mib,
             answered.join(", ")

@@ -119,6 +119,11 @@ pub struct ConnectionArgs {
     /// Most bytes read and discarded while lingering (MiB).
     #[arg(long, env = "SLUICE_LINGER_MAX_MB", default_value_t = connection_defaults().linger_bytes / MIB as u64)]
     pub linger_max_mb: u64,
+    /// Bytes read and discarded a second by every lingering connection
+    /// together (MiB/s); past it, clients still sending refused bodies are
+    /// slowed down by TCP's flow control.
+    #[arg(long, env = "SLUICE_LINGER_RATE_MB", default_value_t = connection_defaults().linger_rate / MIB as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub linger_rate_mb: u64,
 }
 
 impl ConnectionArgs {
@@ -134,6 +139,7 @@ impl ConnectionArgs {
             },
             linger_timeout: *self.linger_timeout,
             linger_bytes: self.linger_max_mb.saturating_mul(MIB as u64),
+            linger_rate: self.linger_rate_mb.saturating_mul(MIB as u64),
         }
     }
 }

@@ -83,13 +83,19 @@ pub struct ConnectionConfig {
     pub linger_timeout: Duration,
     /// Most bytes a closing connection reads and discards.
     pub linger_bytes: u64,
+    /// Bytes a second every closing connection together reads and
+    /// discards: past it reads wait, and TCP's flow control slows the
+    /// senders, so refused uploads cannot make the node copy bytes as fast
+    /// as clients can send them.
+    pub linger_rate: u64,
 }
 
 impl Default for ConnectionConfig {
     /// A 10 s header timeout (nginx and Apache use 60 s and 20-40 s; a
     /// request head is a few hundred bytes), 30 s of keep-alive, the body
     /// rate's defaults, and lingering for up to 10 s or 64 MiB (enough for
-    /// a body at the upload limits to be read by the server on loopback or a LAN).
+    /// a body at the upload limits to be read by the server on loopback or
+    /// a LAN) at 64 MiB/s for every lingering connection together.
     fn default() -> Self {
         Self {
             max_connections: None,
@@ -98,6 +104,7 @@ impl Default for ConnectionConfig {
             body_rate: BodyRate::default(),
             linger_timeout: Duration::from_secs(10),
             linger_bytes: 64 * 1024 * 1024,
+            linger_rate: 64 * 1024 * 1024,
         }
     }
 }
@@ -441,6 +448,7 @@ struct Shared {
     router: Router,
     config: ConnectionConfig,
     registry: Arc<Registry>,
+    linger_pace: Arc<DrainPace>,
 }
 
 /// Serves `router` on `listener` under `config` with at most `max`
@@ -454,7 +462,8 @@ pub async fn serve(
     max: usize,
     shutdown: impl Future<Output = ()>,
 ) {
-    let shared = Arc::new(Shared { router, config, registry: Arc::new(Registry::new(max)) });
+    let linger_pace = Arc::new(DrainPace::new(config.linger_rate));
+    let shared = Arc::new(Shared { router, config, registry: Arc::new(Registry::new(max)), linger_pace });
     let (stop, stopping) = watch::channel(false);
     let (open, mut all_closed) = mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -560,12 +569,13 @@ async fn connection(
             } else {
                 state.set(Phase::Lingering);
                 let (timeout, bytes) = (shared.config.linger_timeout, shared.config.linger_bytes);
+                let pace = Arc::clone(&shared.linger_pace);
                 // Draining may read tens of megabytes: it runs on the
                 // low-priority drain thread, off the threads answering requests.
                 let Ok(stream) = stream.into_std() else { return };
                 let drain = async move {
                     if let Ok(stream) = TcpStream::from_std(stream) {
-                        linger(stream, timeout, bytes).await;
+                        linger(stream, timeout, bytes, &pace).await;
                     }
                 };
                 let drained = match drain_runtime() {
@@ -598,14 +608,15 @@ fn drain_runtime() -> Option<&'static tokio::runtime::Handle> {
 /// client still sends until it closes, for at most `timeout` and `max_bytes`.
 /// Closing with unread data would make the kernel reset the connection,
 /// and a reset can destroy the answer before the client reads it.
-async fn linger(mut stream: TcpStream, timeout: Duration, max_bytes: u64) {
+async fn linger(mut stream: TcpStream, timeout: Duration, max_bytes: u64, pace: &DrainPace) {
     if stream.shutdown().await.is_err() {
         return;
     }
-    let mut buffer = vec![0u8; 64 * 1024];
+    let mut buffer = vec![0u8; LINGER_CHUNK];
     let mut discarded = 0u64;
     let _ = tokio::time::timeout(timeout, async {
         while discarded < max_bytes {
+            pace.take(LINGER_CHUNK as u64).await;
             match stream.read(&mut buffer).await {
                 Ok(0) | Err(_) => break,
                 Ok(read) => discarded += read as u64,
@@ -615,9 +626,68 @@ async fn linger(mut stream: TcpStream, timeout: Duration, max_bytes: u64) {
     .await;
 }
 
+/// What a lingering connection reads at a time.
+const LINGER_CHUNK: usize = 64 * 1024;
+
+/// Paces the reads of every lingering connection together to a byte rate.
+/// Each read books the next slot of the shared budget and waits for it;
+/// a budget left unused is banked for at most [`PACE_BANK`], so a lone
+/// refused client is read at full speed for its first chunks.
+struct DrainPace {
+    bytes_per_second: f64,
+    next_free: Mutex<Instant>,
+}
+
+/// How much unused drain budget is kept for a burst.
+const PACE_BANK: Duration = Duration::from_millis(250);
+
+impl DrainPace {
+    fn new(bytes_per_second: u64) -> Self {
+        Self {
+            bytes_per_second: bytes_per_second.max(1) as f64,
+            // The bank starts full.
+            next_free: Mutex::new({
+                let now = Instant::now();
+                now.checked_sub(PACE_BANK).unwrap_or(now)
+            }),
+        }
+    }
+
+    /// Waits until `bytes` more may be read.
+    async fn take(&self, bytes: u64) {
+        let start = {
+            let mut next_free = self.next_free.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = Instant::now();
+            let banked_from = now.checked_sub(PACE_BANK).unwrap_or(now);
+            let start = (*next_free).max(banked_from);
+            *next_free = start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_second);
+            start
+        };
+        tokio::time::sleep_until(start).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn lingering_reads_share_one_byte_rate() {
+        let pace = Arc::new(DrainPace::new(1024 * 1024));
+        let started = Instant::now();
+        // 1 MiB in 64 KiB reads by two connections at once: the first
+        // quarter second of budget is banked, the rest comes at 1 MiB/s, so
+        // the last read starts at 15/16 s less the bank, whoever makes it.
+        let reader = |pace: Arc<DrainPace>| async move {
+            for _ in 0..8 {
+                pace.take(64 * 1024).await;
+            }
+        };
+        tokio::join!(reader(Arc::clone(&pace)), reader(Arc::clone(&pace)));
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(680), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    }
 
     #[test]
     fn a_derived_cap_keeps_the_reserve_and_stays_sane() {
