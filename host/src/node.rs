@@ -84,8 +84,8 @@ impl Node {
             0 => None,
             _ => Some(worker::SlotRuntime::new(slots).context("cannot start the worker slots' threads")?),
         };
-        let slot_set = match slot_runtime.as_ref().and_then(worker::SlotRuntime::handle) {
-            Some(handle) => worker::spawn_slots(Arc::clone(&platform), slots, &name, drain, stop, handle),
+        let slot_set = match slot_runtime.as_ref().and_then(worker::SlotRuntime::handles) {
+            Some(handles) => worker::spawn_slots(Arc::clone(&platform), slots, &name, drain, stop, &handles),
             None => JoinSet::new(),
         };
         let heartbeat = match slots {

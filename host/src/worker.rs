@@ -16,7 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_core::{ErrorCode, Outcome};
+use sluice_core::{ErrorCode, Outcome, TenantId};
 use sluice_scheduler::{Completion, Delivery, JobError, JobId, NODE_HEARTBEAT, QueueConfig};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -57,19 +57,33 @@ pub enum Drain {
 /// The threads worker slots run on, apart from the ones serving HTTP: a
 /// guest computing for its whole time slice then never delays accepting,
 /// parsing or answering a request, and the operating system shares the
-/// cores between calls at a finer grain than a guest's yields. The slot
-/// threads run at [`priority::SLOT_NICENESS`] below the HTTP threads.
-pub struct SlotRuntime(Option<tokio::runtime::Runtime>);
+/// cores between calls at a finer grain than a guest's yields.
+///
+/// There are two sets. A tenant's first running job on this node runs on
+/// the `first` threads, at [`priority::SLOT_NICENESS`] below the HTTP
+/// threads; any further job it runs at once goes to the `extra` threads,
+/// lower still ([`priority::EXTRA_SLOT_NICENESS`]). The operating system
+/// shares cores between threads, not tenants: with equal priorities a
+/// tenant running two long jobs would get two thirds of the cores against
+/// another's one short call, and that call would wait for a time slice.
+/// Lower priority costs nothing when the cores are free.
+pub struct SlotRuntime {
+    first: Option<tokio::runtime::Runtime>,
+    extra: Option<tokio::runtime::Runtime>,
+}
 
 impl SlotRuntime {
-    /// A runtime with one thread per slot.
+    /// Runtimes with one thread per slot each.
     pub fn new(slots: usize) -> std::io::Result<Self> {
-        Ok(Self(Some(priority::lowered_runtime("sluice-slot", slots, priority::SLOT_NICENESS)?)))
+        Ok(Self {
+            first: Some(priority::lowered_runtime("sluice-slot", slots, priority::SLOT_NICENESS)?),
+            extra: Some(priority::lowered_runtime("sluice-slot-extra", slots, priority::EXTRA_SLOT_NICENESS)?),
+        })
     }
 
     /// Where slots are spawned.
-    pub fn handle(&self) -> Option<&tokio::runtime::Handle> {
-        self.0.as_ref().map(tokio::runtime::Runtime::handle)
+    pub fn handles(&self) -> Option<SlotHandles> {
+        Some(SlotHandles { first: self.first.as_ref()?.handle().clone(), extra: self.extra.as_ref()?.handle().clone() })
     }
 }
 
@@ -77,8 +91,60 @@ impl Drop for SlotRuntime {
     fn drop(&mut self) {
         // Dropped from async code (a node's drain), where waiting for the
         // threads would block a runtime thread; they end on their own.
-        if let Some(runtime) = self.0.take() {
+        for runtime in [self.first.take(), self.extra.take()].into_iter().flatten() {
             runtime.shutdown_background();
+        }
+    }
+}
+
+/// Handles to a [`SlotRuntime`]'s two sets of threads.
+#[derive(Debug, Clone)]
+pub struct SlotHandles {
+    /// Where slots wait for jobs and run each tenant's first job.
+    pub first: tokio::runtime::Handle,
+    /// Where a tenant's further jobs run while its first still does.
+    pub extra: tokio::runtime::Handle,
+}
+
+/// How many jobs each tenant is running on this node, to choose the
+/// threads a job runs on (see [`SlotRuntime`]).
+#[derive(Debug, Default)]
+pub struct RunningJobs(std::sync::Mutex<std::collections::HashMap<TenantId, usize>>);
+
+impl RunningJobs {
+    /// Counts a job of `tenant` as running until the guard drops; the guard
+    /// says whether it is the tenant's only one.
+    pub fn enter(self: &Arc<Self>, tenant: &TenantId) -> RunningJob {
+        let mut running = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = running.entry(tenant.clone()).or_default();
+        *count += 1;
+        RunningJob { jobs: Arc::clone(self), tenant: tenant.clone(), first: *count == 1 }
+    }
+}
+
+/// One job counted in [`RunningJobs`].
+#[derive(Debug)]
+pub struct RunningJob {
+    jobs: Arc<RunningJobs>,
+    tenant: TenantId,
+    first: bool,
+}
+
+impl RunningJob {
+    /// Whether no other job of the tenant was running when this one began.
+    pub fn is_first(&self) -> bool {
+        self.first
+    }
+}
+
+impl Drop for RunningJob {
+    fn drop(&mut self) {
+        let mut running = self.jobs.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = running.get_mut(&self.tenant) {
+            *count -= 1;
+            if *count == 0 {
+                running.remove(&self.tenant);
+            }
         }
     }
 }
@@ -91,28 +157,61 @@ pub fn spawn_slots(
     node: &str,
     drain: Drain,
     stop: watch::Receiver<bool>,
-    runtime: &tokio::runtime::Handle,
+    runtime: &SlotHandles,
 ) -> JoinSet<()> {
     let mut set = JoinSet::new();
+    let running = Arc::new(RunningJobs::default());
     for slot in 0..slots {
-        let platform = Arc::clone(&platform);
-        let name = format!("{node}/{slot}");
+        let slot = Slot {
+            platform: Arc::clone(&platform),
+            name: format!("{node}/{slot}"),
+            running: Arc::clone(&running),
+            extra: runtime.extra.clone(),
+        };
         let stop = stop.clone();
-        set.spawn_on(async move { run_slot(platform, name, drain, stop).await }, runtime);
+        set.spawn_on(async move { run_slot(slot, drain, stop).await }, &runtime.first);
     }
     set
 }
 
-async fn run_slot(platform: Arc<Platform>, name: String, drain: Drain, stop: watch::Receiver<bool>) {
+/// What one worker slot works with.
+struct Slot {
+    platform: Arc<Platform>,
+    name: String,
+    running: Arc<RunningJobs>,
+    /// Where a job runs when its tenant already runs another here.
+    extra: tokio::runtime::Handle,
+}
+
+impl Slot {
+    /// Runs `delivery` on the threads its tenant's running jobs call for.
+    async fn run(&self, delivery: Delivery) {
+        let running = self.running.enter(&delivery.job.tenant);
+        if running.is_first() {
+            run_job(&self.platform, delivery).await;
+        } else {
+            let platform = Arc::clone(&self.platform);
+            let id = delivery.job.id.clone();
+            if let Err(err) = self.extra.spawn(async move { run_job(&platform, delivery).await }).await {
+                // The job's lease expires and it is delivered again.
+                tracing::error!(worker = %self.name, job_id = %id, cause = %err, "a job's task ended abnormally");
+            }
+        }
+        drop(running);
+    }
+}
+
+async fn run_slot(slot: Slot, drain: Drain, stop: watch::Receiver<bool>) {
+    let Slot { platform, name, .. } = &slot;
     let mut backoff = Duration::from_millis(250);
     loop {
         if drain == Drain::InFlight && *stop.borrow() {
             return;
         }
-        match platform.queue.reserve(&name, IDLE_WAIT).await {
+        match platform.queue.reserve(name, IDLE_WAIT).await {
             Ok(Some(delivery)) => {
                 backoff = Duration::from_millis(250);
-                run_job(&platform, delivery).await;
+                slot.run(delivery).await;
             }
             Ok(None) if *stop.borrow() => return,
             Ok(None) => backoff = Duration::from_millis(250),
@@ -277,4 +376,28 @@ pub async fn run_node(
     tracing::info!("stopping: no new jobs; finishing the ones in hand");
     node.drain(tokio::time::Instant::now() + config.drain_timeout).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_tenants_first_running_job_counts_as_first() {
+        let running = Arc::new(RunningJobs::default());
+        let (a, b) = (TenantId("a".to_owned()), TenantId("b".to_owned()));
+        let first_of_a = running.enter(&a);
+        let second_of_a = running.enter(&a);
+        let first_of_b = running.enter(&b);
+        assert!(first_of_a.is_first());
+        assert!(!second_of_a.is_first());
+        assert!(first_of_b.is_first());
+        drop(first_of_a);
+        // One of a's jobs still runs, so the next is not its first.
+        assert!(!running.enter(&a).is_first());
+        drop(second_of_a);
+        assert!(running.enter(&a).is_first());
+        drop(first_of_b);
+        assert!(running.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty());
+    }
 }
