@@ -54,7 +54,8 @@ fn main() {
 
     let out = guest_target_dir.join(GUEST_TARGET).join("release");
     for name in [
-        "sluice_resize",
+        "sluice_resize_component",
+        "sluice_bench_resize_stages",
         "sluice_meter",
         "sluice_example_grayscale",
         "sluice_fixture_hostile",

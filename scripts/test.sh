@@ -2,7 +2,8 @@
 # The one test command (README "Quick start"; CI runs it via .ci/run).
 # Installs what is missing — the wasm32-wasip2 target, rustfmt/clippy,
 # redis-server, curl (the README walkthrough uses it), Pillow (the resize
-# quality yardstick), schemathesis (the API fuzzer) — then runs every
+# quality yardstick), schemathesis (the API fuzzer), pyvips with its
+# libvips build (the report's libvips column) — then runs every
 # check: formatting, clippy with warnings denied, and every test of the host
 # workspace and of the guest crates.
 set -euo pipefail
@@ -38,7 +39,7 @@ fi
 redis-server --version
 curl --version | head -1
 
-step "python3 with Pillow and schemathesis"
+step "python3 with Pillow, schemathesis and pyvips"
 pip_install() {
     python3 -m pip install --quiet --disable-pip-version-check "$@" \
         || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$@"
@@ -47,6 +48,8 @@ python3 -c 'import PIL' 2>/dev/null || pip_install pillow
 python3 -c 'import schemathesis' 2>/dev/null || pip_install 'schemathesis>=4.32,<5'
 python3 -c 'import PIL; print("Pillow", PIL.__version__)'
 python3 -c 'import schemathesis; print("schemathesis", schemathesis.__version__)'
+python3 -c 'import pyvips' 2>/dev/null || pip_install pyvips pyvips-binary
+python3 -c 'import pyvips; print("libvips %d.%d" % (pyvips.version(0), pyvips.version(1)))'
 
 step "formatting"
 cargo fmt --all --check

@@ -6,43 +6,19 @@
 //!   ms per job at p50.
 //! - `payload`: the same round trip on Redis with a 256 B, 64 KiB and 1 MiB
 //!   request body; prints each size's p50.
-//! - `throughput`: 4000 tiny jobs through Redis from 4 producers to 8
+//! - `throughput`: 20 000 tiny jobs through Redis from 4 producers to 8
 //!   concurrent workers; prints jobs per second.
 //!
 //! Run: `cargo bench -p sluice-bench --bench queue` (needs `redis-server`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
 use sluice_bench::Recorder;
-use sluice_core::{CallOutput, CallRequest, Outcome, TenantId, Version};
-use sluice_scheduler::{Completion, Job, JobId, JobKind, Queue, QueueConfig, TenantLimits, Usage};
+use sluice_bench::queue_load::{self, done, job_of};
+use sluice_scheduler::Queue;
 use sluice_testkit::spawn_redis;
-
-fn job_of(size: usize) -> Job {
-    Job {
-        id: JobId::random(),
-        tenant: TenantId::from("bench"),
-        function: "echo".to_owned(),
-        version: Version::from("sha256:0"),
-        request: CallRequest { body: vec![7; size], content_type: String::new(), params: Vec::new() },
-        submitted_at_ms: 0,
-        kind: JobKind::Sync,
-        limits: TenantLimits::default(),
-    }
-}
-
-fn tiny_job() -> Job {
-    job_of(256)
-}
-
-fn done() -> Completion {
-    Completion::Succeeded {
-        output: CallOutput { body: vec![9; 256], content_type: "application/octet-stream".to_owned() },
-        usage: Usage { outcome: Outcome::Ok, ..Usage::default() },
-    }
-}
 
 /// One job through the whole queue protocol, as a sync call sees it.
 async fn round_trip(queue: &Arc<dyn Queue>, size: usize) {
@@ -67,7 +43,7 @@ fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
     let redis = spawn_redis();
-    let config = QueueConfig { tenant_concurrency: usize::MAX, ..QueueConfig::default() };
+    let config = queue_load::unthrottled_config();
     let memory = tokio.block_on(sluice_scheduler::connect("memory:", config, "")).expect("memory queue");
     let redis_queue = tokio
         .block_on(sluice_scheduler::connect(&redis.url, config, sluice_scheduler::DEFAULT_PREFIX))
@@ -92,40 +68,10 @@ fn main() {
     group.finish();
     criterion.final_summary();
 
-    let jobs = if std::env::args().any(|a| a == "--test") { 50 } else { 4000 };
-    let started = Instant::now();
-    tokio.block_on(async {
-        let workers: Vec<_> = (0..8)
-            .map(|w| {
-                let queue = Arc::clone(&redis_queue);
-                tokio::spawn(async move {
-                    let name = format!("w{w}");
-                    while let Some(delivery) = queue.reserve(&name, Duration::from_millis(200)).await.expect("reserve")
-                    {
-                        queue.complete(&delivery, done()).await.expect("complete");
-                    }
-                })
-            })
-            .collect();
-        let producers: Vec<_> = (0..4)
-            .map(|_| {
-                let queue = Arc::clone(&redis_queue);
-                tokio::spawn(async move {
-                    for _ in 0..jobs / 4 {
-                        queue.enqueue(tiny_job()).await.expect("enqueue");
-                    }
-                })
-            })
-            .collect();
-        for producer in producers {
-            producer.await.expect("producer");
-        }
-        for worker in workers {
-            worker.await.expect("worker");
-        }
-    });
-    // The workers stop 200 ms after the last job; take that idle wait off.
-    let elapsed = started.elapsed().saturating_sub(Duration::from_millis(200));
+    let jobs = if std::env::args().any(|a| a == "--test") { 50 } else { 20_000 };
+    let moved = tokio
+        .block_on(queue_load::tiny_jobs(&redis_queue, jobs, 4, 8, Duration::from_secs(120)))
+        .expect("tiny jobs through redis");
 
     let (memory_ns, redis_ns) = (recorder.median_ns("memory"), recorder.median_ns("redis"));
     println!("\nQueue round trip per tiny job (p50 of sample means):");
@@ -140,8 +86,10 @@ fn main() {
         println!("  {size:>8} B: {:.3} ms", recorder.median_ns(&format!("redis/{size}")) / 1e6);
     }
     println!(
-        "Tiny jobs through one Redis, 4 producers, 8 workers: {jobs} in {:.2} s = {:.0} jobs/s (goal ≥ 25000)",
-        elapsed.as_secs_f64(),
-        jobs as f64 / elapsed.as_secs_f64()
+        "Tiny jobs through one Redis, {} producers, {} workers: {jobs} in {:.2} s = {:.0} jobs/s (goal ≥ 25000)",
+        moved.producers,
+        moved.workers,
+        moved.elapsed.as_secs_f64(),
+        moved.per_second()
     );
 }

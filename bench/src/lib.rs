@@ -1,9 +1,11 @@
 //! Sluice's benchmarks: shared pieces of the criterion benches (`benches/`:
 //! where the photos are, a recorder that keeps per-iteration times so a
 //! bench can print ratios when criterion is done), the HTTP load generator
-//! ([`loadgen`]) and the one-command report ([`report`]).
+//! ([`loadgen`]), tiny jobs through a queue ([`queue_load`]) and the
+//! one-command report ([`report`]).
 
 pub mod loadgen;
+pub mod queue_load;
 pub mod report;
 
 use std::collections::BTreeMap;

@@ -42,14 +42,18 @@ pub struct Target {
 impl Target {
     /// A target after checking that `url` points at this machine.
     pub fn new(url: &str, key: &str, body: Bytes) -> Result<Self, LoadError> {
-        let parsed = reqwest::Url::parse(url).map_err(|_| LoadError::InvalidUrl(url.to_owned()))?;
-        let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-        let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
-            return Err(LoadError::NotLoopback(url.to_owned()));
-        }
+        ensure_loopback_url(url)?;
         Ok(Self { url: url.to_owned(), key: key.to_owned(), body })
     }
+}
+
+/// Refuses a URL (`http://`, `redis://`, …) whose host is not this machine:
+/// load is only ever aimed at loopback.
+pub fn ensure_loopback_url(url: &str) -> Result<(), LoadError> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| LoadError::InvalidUrl(url.to_owned()))?;
+    let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback { Ok(()) } else { Err(LoadError::NotLoopback(url.to_owned())) }
 }
 
 /// What a run measured. Latencies are in microseconds.

@@ -46,8 +46,7 @@ impl Backend {
         data_dir: &Path,
         usage_retention: Duration,
     ) -> anyhow::Result<Self> {
-        // A job id stays known as billed as long as the job itself exists.
-        let retention = UsageRetention { billed_ids: queue.result_ttl, totals: usage_retention };
+        let retention = UsageRetention { billed_ids: billed_id_window(&queue), totals: usage_retention };
         let queue_url = redis_url.unwrap_or(IN_PROCESS_QUEUE);
         let queue = sluice_scheduler::connect(queue_url, queue, prefix)
             .await
@@ -66,6 +65,15 @@ impl Backend {
             }
         }
     }
+}
+
+/// How long a billed attempt's id stays known. An attempt is recorded by
+/// the delivery that ran it, and only while that delivery holds its lease
+/// (a lapsed lease is a new delivery, billed under a new id), so twice the
+/// visibility timeout covers every repeat; keeping ids for the whole job
+/// TTL would grow with the request rate. Never longer than the job TTL.
+pub fn billed_id_window(queue: &QueueConfig) -> Duration {
+    queue.result_ttl.min(queue.visibility_timeout.saturating_mul(2))
 }
 
 /// A name for this process among worker nodes: host name and process id.

@@ -18,7 +18,7 @@ pub const TRANSFORMS: &[Builtin] = &[
     Builtin {
         name: "resize",
         summary: "resize, crop and convert JPEG, PNG, GIF, WebP, BMP and TIFF images",
-        component: include_bytes!(concat!(env!("SLUICE_GUEST_DIR"), "/sluice_resize.wasm")),
+        component: include_bytes!(concat!(env!("SLUICE_GUEST_DIR"), "/sluice_resize_component.wasm")),
     },
     Builtin {
         name: "grayscale",

@@ -1,8 +1,9 @@
 //! CPU priority of the threads doing bulk work. Request handling is short
-//! and latency-bound; guest code and draining what a refused client still
-//! sends are long and throughput-bound. Bulk work runs on threads of its
-//! own at a lower priority (a `nice` increment), so a request is read,
-//! queued and answered at once even while the cores are busy; with nothing
+//! and latency-bound; guest code, usage aggregation and draining what a
+//! refused client still sends are long and throughput-bound. Bulk work
+//! runs on threads of its own at a lower priority (a `nice` increment), so
+//! a request is read, queued and answered at once even while the cores are
+//! busy; with nothing
 //! else runnable, bulk threads still get every core. Lowering a thread's
 //! priority needs no privilege (raising it back would).
 
@@ -13,6 +14,9 @@ pub const SLOT_NICENESS: i32 = 5;
 /// later jobs running at once: each step is about a quarter less CPU
 /// weight, so five steps give such a job about a third of a first job's.
 pub const EXTRA_SLOT_NICENESS: i32 = 10;
+
+/// How much lower the thread aggregating usage runs.
+pub const METER_NICENESS: i32 = 5;
 
 /// How much lower the thread draining refused requests' bodies runs.
 pub const DRAIN_NICENESS: i32 = 10;

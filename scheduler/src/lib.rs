@@ -91,7 +91,19 @@ pub struct QueueConfig {
     pub result_bytes: u64,
     /// Dead letters kept for operators; older ones are trimmed.
     pub max_dead_letters: usize,
+    /// Ended sync jobs kept per tenant (for `GET /v1/jobs`), newest
+    /// first; older ones are dropped before their TTL. A sync caller gets
+    /// its answer on the connection, so keeping every call's record for
+    /// the whole TTL would grow with the request rate, not with what
+    /// callers asked to keep.
+    pub sync_records_per_tenant: usize,
 }
+
+/// How long a sync job's record dropped early (past
+/// [`QueueConfig::sync_records_per_tenant`]) may still be read where the
+/// backend cannot tell whether its caller is reading it right now (Redis);
+/// the in-memory queue keeps a record exactly while a caller waits on it.
+pub const SYNC_RECORD_GRACE: Duration = Duration::from_secs(5);
 
 impl Default for QueueConfig {
     fn default() -> Self {
@@ -107,6 +119,7 @@ impl Default for QueueConfig {
             tenant_result_bytes: 256 * MIB,
             result_bytes: 1024 * MIB,
             max_dead_letters: 1000,
+            sync_records_per_tenant: 1000,
         }
     }
 }

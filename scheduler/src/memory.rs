@@ -15,7 +15,8 @@
 //! Every deadline is on tokio's clock, so tests run it on paused time and
 //! let hours pass in an instant.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -115,6 +116,20 @@ struct State {
     nodes: HashMap<String, Instant>,
     next_receipt: u64,
     last_sweep: Option<Instant>,
+    /// When ended entries reach the end of their TTL, soonest first; an
+    /// entry dropped earlier leaves with its place here, so housekeeping
+    /// costs what expires and this holds only what is kept.
+    expiries: BTreeSet<(Instant, JobId)>,
+    /// When leases lapse, soonest first; an extended or settled lease is
+    /// skipped when its old time comes.
+    lease_deadlines: BinaryHeap<Reverse<(Instant, JobId)>>,
+    /// When `Idempotency-Key`s lapse, soonest first.
+    key_expiries: BinaryHeap<Reverse<(Instant, (TenantId, String))>>,
+    /// Each tenant's ended sync jobs still kept, oldest first: past
+    /// `sync_records_per_tenant` the oldest are dropped before their TTL.
+    ended_sync: HashMap<TenantId, VecDeque<JobId>>,
+    /// Entries not yet ended (the queue's depth).
+    unfinished: usize,
 }
 
 impl State {
@@ -220,6 +235,67 @@ impl State {
         None
     }
 
+    /// Books the job `id`, which just ended, for dropping after its TTL
+    /// (`expires`), or earlier once its tenant has more than `keep_sync`
+    /// newer ended sync jobs.
+    fn ended(&mut self, id: &JobId, expires: Instant, keep_sync: usize) {
+        self.unfinished = self.unfinished.saturating_sub(1);
+        self.expiries.insert((expires, id.clone()));
+        let Some(entry) = self.entries.get(id) else { return };
+        if entry.job.kind != JobKind::Sync {
+            return;
+        }
+        let tenant = entry.job.tenant.clone();
+        let mut ended = self.ended_sync.remove(&tenant).unwrap_or_default();
+        ended.push_back(id.clone());
+        // A record still being read by its caller (a waiter holds its
+        // status, or its output is still to be taken) is never dropped
+        // under it: one being read goes back in line, one whose output
+        // nobody took is left to its TTL and the result budget.
+        let mut being_read = Vec::new();
+        while ended.len() + being_read.len() > keep_sync.max(1)
+            && let Some(old) = ended.pop_front()
+        {
+            let Some(entry) = self.entries.get(&old) else { continue };
+            if entry.status.receiver_count() > 0 {
+                being_read.push(old);
+            } else if entry.output.is_none()
+                && let Some(entry) = self.entries.remove(&old)
+            {
+                if let Some(expires) = entry.expires {
+                    self.expiries.remove(&(expires, old));
+                }
+                self.refund(&tenant, entry.stored);
+            }
+        }
+        for old in being_read.into_iter().rev() {
+            ended.push_front(old);
+        }
+        self.ended_sync.insert(tenant, ended);
+    }
+
+    /// Drops the entry `id` at the end of its TTL; false if it had none due.
+    fn expire(&mut self, id: &JobId, now: Instant) -> bool {
+        let due = self.entries.get(id).is_some_and(|entry| entry.expires.is_some_and(|at| at <= now));
+        if !due {
+            return false;
+        }
+        let Some(entry) = self.entries.remove(id) else { return false };
+        let tenant = entry.job.tenant.clone();
+        if let Some(ended) = self.ended_sync.get_mut(&tenant) {
+            // Entries end and expire in the same order, so what expired is
+            // at the front; ids already dropped are cleared on the way.
+            while ended.front().is_some_and(|kept| kept == id || !self.entries.contains_key(kept)) {
+                ended.pop_front();
+            }
+            if ended.is_empty() {
+                self.ended_sync.remove(&tenant);
+            }
+        }
+        self.refund(&tenant, entry.stored);
+        entry.stored > 0
+    }
+
     /// `bytes` of `tenant`'s outputs are now kept.
     fn charge(&mut self, tenant: &TenantId, bytes: u64) {
         *self.stored.entry(tenant.clone()).or_default() += bytes;
@@ -258,8 +334,8 @@ fn decode_cursor(cursor: &str) -> Option<(u64, String)> {
     Some((at.parse().ok()?, id.to_owned()))
 }
 
-/// Housekeeping scans every entry, so it runs at most this often: calls in
-/// between see leases and TTLs at most this stale.
+/// Housekeeping runs at most this often: calls in between see leases and
+/// TTLs at most this stale.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The in-memory [`Queue`].
@@ -292,37 +368,45 @@ impl MemoryQueue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Hands expired leases' jobs out again and drops expired finished jobs.
+    /// Hands expired leases' jobs out again and drops expired finished
+    /// jobs and keys. Each costs only what is due (see the heaps in
+    /// `State`), so a node holding many finished jobs sweeps as fast as an
+    /// empty one.
     fn housekeep(&self, state: &mut State) {
         let now = Instant::now();
         if state.last_sweep.is_some_and(|last| now.duration_since(last) < SWEEP_INTERVAL) {
             return;
         }
         state.last_sweep = Some(now);
-        let gone: Vec<(TenantId, u64)> = state
-            .entries
-            .values()
-            .filter(|entry| entry.expires.is_some_and(|at| at <= now))
-            .map(|entry| (entry.job.tenant.clone(), entry.stored))
-            .collect();
-        state.entries.retain(|_, entry| entry.expires.is_none_or(|at| at > now));
-        let freed = gone.iter().any(|(_, bytes)| *bytes > 0);
-        for (tenant, bytes) in gone {
-            state.refund(&tenant, bytes);
+        let mut freed = false;
+        while let Some((at, _)) = state.expiries.first()
+            && *at <= now
+        {
+            let Some((_, id)) = state.expiries.pop_first() else { break };
+            freed |= state.expire(&id, now);
         }
         if freed && state.reoffer_turns() {
             self.job_ready.notify_waiters();
         }
-        state.keys.retain(|_, key| key.expires > now);
-        let expired: Vec<JobId> = state
-            .entries
-            .iter()
-            .filter(|(_, e)| !e.record.status.is_final() && e.lease.as_ref().is_some_and(|l| l.expires <= now))
-            .map(|(id, _)| id.clone())
-            .collect();
+        while let Some(Reverse((at, _))) = state.key_expiries.peek()
+            && *at <= now
+        {
+            let Some(Reverse((_, slot))) = state.key_expiries.pop() else { break };
+            if state.keys.get(&slot).is_some_and(|key| key.expires <= now) {
+                state.keys.remove(&slot);
+            }
+        }
         let lost = JobError::worker_lost();
-        for id in expired {
-            self.release(state, &id, &lost, None);
+        while let Some(Reverse((at, _))) = state.lease_deadlines.peek()
+            && *at <= now
+        {
+            let Some(Reverse((_, id))) = state.lease_deadlines.pop() else { break };
+            let lapsed = state.entries.get(&id).is_some_and(|entry| {
+                !entry.record.status.is_final() && entry.lease.as_ref().is_some_and(|lease| lease.expires <= now)
+            });
+            if lapsed {
+                self.release(state, &id, &lost, None);
+            }
         }
     }
 
@@ -341,7 +425,8 @@ impl MemoryQueue {
                 message: format!("{} (gave up after {} deliveries)", last_error.message, entry.record.deliveries),
             };
             let usage = entry.record.attempts.last().cloned();
-            finish(entry, JobStatus::Failed, Some(error), usage, None, ttl);
+            let expires = finish(entry, JobStatus::Failed, Some(error), usage, None, ttl);
+            state.ended(id, expires, self.config.sync_records_per_tenant);
             state.dead_letters.push_back((id.clone(), last_error.clone()));
             while state.dead_letters.len() > self.config.max_dead_letters {
                 state.dead_letters.pop_front();
@@ -384,6 +469,7 @@ impl MemoryQueue {
         let (status, _) = watch::channel(JobStatus::Queued);
         let entry = Entry { job, record, output: None, stored: 0, lease: None, expires: None, status };
         state.entries.insert(id.clone(), entry);
+        state.unfinished += 1;
         state.push_waiting(&tenant, id, kind, bytes);
         Ok(())
     }
@@ -403,7 +489,9 @@ impl MemoryQueue {
             }
             entry.record.deliveries += 1;
             entry.lease = Some(Lease { receipt: receipt.clone(), expires });
-            return Some(Delivery { job: entry.job.clone(), receipt, attempt: entry.record.deliveries });
+            let delivery = Delivery { job: entry.job.clone(), receipt, attempt: entry.record.deliveries };
+            state.lease_deadlines.push(Reverse((expires, id)));
+            return Some(delivery);
         }
         None
     }
@@ -425,7 +513,7 @@ fn finish(
     usage: Option<Usage>,
     output: Option<CallOutput>,
     ttl: Duration,
-) {
+) -> Instant {
     entry.record.status = status;
     entry.record.error = error;
     entry.record.usage = usage;
@@ -433,10 +521,12 @@ fn finish(
     entry.stored = output.as_ref().map_or(0, output_bytes);
     entry.output = output;
     entry.lease = None;
-    entry.expires = Some(Instant::now() + ttl);
+    let expires = Instant::now() + ttl;
+    entry.expires = Some(expires);
     // The request body is no longer needed once the job has ended.
     entry.job.request.body = Vec::new();
     entry.status.send_replace(status);
+    expires
 }
 
 #[async_trait::async_trait]
@@ -474,6 +564,7 @@ impl Queue for MemoryQueue {
         self.admit(&mut state, job)?;
         if let Some((slot, key)) = slot.zip(key) {
             let expires = Instant::now() + self.config.result_ttl;
+            state.key_expiries.push(Reverse((expires, slot.clone())));
             state.keys.insert(slot, KeyRecord { fingerprint: key.fingerprint.clone(), job: id, expires });
         }
         drop(state);
@@ -502,9 +593,11 @@ impl Queue for MemoryQueue {
     async fn extend(&self, delivery: &Delivery) -> Result<(), QueueError> {
         let mut state = self.lock();
         let entry = Self::leased(&mut state, delivery)?;
+        let expires = Instant::now() + self.config.visibility_timeout;
         if let Some(lease) = entry.lease.as_mut() {
-            lease.expires = Instant::now() + self.config.visibility_timeout;
+            lease.expires = expires;
         }
+        state.lease_deadlines.push(Reverse((expires, delivery.job.id.clone())));
         Ok(())
     }
 
@@ -537,18 +630,19 @@ impl Queue for MemoryQueue {
             return Ok(());
         }
         let held = entry.lease.is_some();
-        match completion.capped() {
+        let expires = match completion.capped() {
             Completion::Succeeded { output, usage } => {
                 entry.record.attempts.push(usage.clone());
-                finish(entry, JobStatus::Succeeded, None, Some(usage), Some(output), ttl);
+                finish(entry, JobStatus::Succeeded, None, Some(usage), Some(output), ttl)
             }
             Completion::Failed { error, usage } => {
                 entry.record.attempts.extend(usage.clone());
-                finish(entry, JobStatus::Failed, Some(error), usage, None, ttl);
+                finish(entry, JobStatus::Failed, Some(error), usage, None, ttl)
             }
-        }
+        };
         let (tenant, stored) = (entry.job.tenant.clone(), entry.stored);
         state.charge(&tenant, stored);
+        state.ended(&delivery.job.id, expires, self.config.sync_records_per_tenant);
         // A job completed after its lease lapsed is waiting again, not running.
         if !held {
             state.remove_waiting(&delivery.job);
@@ -599,8 +693,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn depth(&self) -> Result<usize, QueueError> {
-        let state = self.lock();
-        Ok(state.entries.values().filter(|e| !e.record.status.is_final()).count())
+        Ok(self.lock().unfinished)
     }
 
     async fn tenant_queue(&self, tenant: &TenantId) -> Result<TenantQueue, QueueError> {
@@ -671,8 +764,9 @@ impl Queue for MemoryQueue {
             return Ok(Cancel::TooLate(entry.record.clone()));
         }
         let job = entry.job.clone();
-        finish(entry, JobStatus::Cancelled, None, None, None, ttl);
+        let expires = finish(entry, JobStatus::Cancelled, None, None, None, ttl);
         let record = entry.record.clone();
+        state.ended(id, expires, self.config.sync_records_per_tenant);
         state.remove_waiting(&job);
         state.drop_idle(tenant);
         Ok(Cancel::Cancelled(record))
@@ -683,13 +777,17 @@ impl Queue for MemoryQueue {
         let ids: Vec<JobId> =
             state.entries.iter().filter(|(_, entry)| &entry.job.tenant == tenant).map(|(id, _)| id.clone()).collect();
         for id in &ids {
-            if let Some(entry) = state.entries.remove(id)
-                && !entry.record.status.is_final()
-            {
+            let Some(entry) = state.entries.remove(id) else { continue };
+            if let Some(expires) = entry.expires {
+                state.expiries.remove(&(expires, id.clone()));
+            }
+            if !entry.record.status.is_final() {
+                state.unfinished = state.unfinished.saturating_sub(1);
                 // Wake anyone waiting on it: the job will never end otherwise.
                 entry.status.send_replace(JobStatus::Cancelled);
             }
         }
+        state.ended_sync.remove(tenant);
         if let Some(queue) = state.tenants.remove(tenant) {
             state.waiting = state.waiting.saturating_sub(queue.waiting());
             state.waiting_bytes = state.waiting_bytes.saturating_sub(queue.waiting_bytes);
@@ -755,6 +853,25 @@ mod tests {
         assert_eq!(queue.workers().await, Ok(2));
         tokio::time::advance(crate::NODE_TTL / 2).await;
         assert_eq!(queue.workers().await, Ok(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_run_of_sync_calls_keeps_only_the_newest_records_and_their_expiries() {
+        let queue = MemoryQueue::new(QueueConfig { sync_records_per_tenant: 3, ..QueueConfig::default() });
+        for n in 0..100 {
+            let id = format!("s{n}");
+            queue.enqueue(Job { kind: JobKind::Sync, ..job(&id) }).await.expect("enqueue");
+            let delivery = queue.reserve("w", Duration::ZERO).await.expect("reserve").expect("a job");
+            let output = CallOutput { body: b"out".to_vec(), content_type: "text/plain".to_owned() };
+            let usage = Usage::default();
+            queue.complete(&delivery, Completion::Succeeded { output, usage }).await.expect("complete");
+            assert!(queue.take_output(&delivery.job.id).await.expect("take").is_some(), "{id}");
+        }
+        let state = queue.lock();
+        let mut kept: Vec<&str> = state.entries.keys().map(|id| id.0.as_str()).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["s97", "s98", "s99"]);
+        assert_eq!((state.expiries.len(), state.unfinished, state.stored_total), (3, 0, 0));
     }
 
     #[tokio::test(start_paused = true)]

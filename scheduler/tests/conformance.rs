@@ -12,7 +12,7 @@ use common::{Backend, PAST_VISIBILITY, config, job, job_of, key, success, sync_j
 use sluice_core::{CallOutput, ErrorCode};
 use sluice_scheduler::{
     Cancel, Completion, JobError, JobFilter, JobId, JobPage, JobStatus, MAX_GUEST_TEXT, Queue, QueueConfig, QueueError,
-    Submitted, TenantLimits, TenantQueue,
+    SYNC_RECORD_GRACE, Submitted, TenantLimits, TenantQueue,
 };
 use tokio::time::Instant;
 
@@ -390,6 +390,54 @@ async fn a_forgotten_tenant_leaves_nothing_behind(backend: &impl Backend) {
     assert_eq!(queue.tenant_queue(&"t".into()).await, Ok(TenantQueue::default()));
     assert_eq!(reserve(&*queue, "w").await.job.id.0, "theirs", "only the other tenant's job is left");
     assert_eq!(queue.submit(job_of("t", "new"), Some(&k)).await, Ok(Submitted::Accepted), "the key is gone");
+}
+
+/// Runs `tenant`'s sync job `id` to success; its caller takes the output
+/// when `taken`.
+async fn run_sync(queue: &dyn Queue, tenant: &str, id: &str, taken: bool) {
+    queue.enqueue(sync_job_of(tenant, id)).await.expect("enqueued");
+    let delivery = reserve(queue, "w").await;
+    queue.complete(&delivery, success(b"out")).await.expect("completed");
+    if taken {
+        assert!(queue.take_output(&delivery.job.id).await.expect("taken").is_some(), "{id}");
+    }
+}
+
+async fn kept(queue: &dyn Queue, id: &str) -> bool {
+    queue.job(&JobId(id.to_owned())).await.expect("job").is_some()
+}
+
+async fn only_a_tenants_newest_ended_sync_records_are_kept(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { capacity: 100, sync_records_per_tenant: 2, ..config() }).await;
+    run_sync(&*queue, "u", "theirs", true).await;
+    queue.enqueue(job_of("t", "async")).await.expect("enqueued");
+    run_to_success(&*queue, b"out").await;
+    for id in ["s1", "s2", "s3", "s4"] {
+        run_sync(&*queue, "t", id, true).await;
+    }
+    backend.elapse(SYNC_RECORD_GRACE + Duration::from_millis(500)).await;
+    for (id, expected) in [("s1", false), ("s2", false), ("s3", true), ("s4", true), ("async", true), ("theirs", true)]
+    {
+        assert_eq!(kept(&*queue, id).await, expected, "{id}");
+    }
+    let page = queue.jobs(&"t".into(), &JobFilter::default(), None, 10).await.expect("listed");
+    let mut listed: Vec<String> = page.jobs.into_iter().map(|job| job.id.0).collect();
+    listed.sort();
+    assert_eq!(listed, ["async", "s3", "s4"]);
+}
+
+async fn an_ended_sync_jobs_output_nobody_took_outlives_the_newer_records(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { capacity: 100, sync_records_per_tenant: 1, ..config() }).await;
+    run_sync(&*queue, "t", "untaken", false).await;
+    for id in ["s1", "s2"] {
+        run_sync(&*queue, "t", id, true).await;
+    }
+    backend.elapse(SYNC_RECORD_GRACE + Duration::from_millis(500)).await;
+    for (id, expected) in [("untaken", true), ("s1", false), ("s2", true)] {
+        assert_eq!(kept(&*queue, id).await, expected, "{id}");
+    }
+    let output = queue.take_output(&JobId("untaken".to_owned())).await.expect("taken");
+    assert_eq!(output.map(|output| output.body), Some(b"out".to_vec()), "still there for whoever looks it up");
 }
 
 async fn a_retried_job_is_delivered_again_with_the_next_attempt(backend: &impl Backend) {
@@ -805,6 +853,8 @@ conformance!(
     busy_tenants_are_listed_most_waiting_first,
     jobs_are_listed_newest_first_a_page_at_a_time,
     a_forgotten_tenant_leaves_nothing_behind,
+    only_a_tenants_newest_ended_sync_records_are_kept,
+    an_ended_sync_jobs_output_nobody_took_outlives_the_newer_records,
     a_retried_job_is_delivered_again_with_the_next_attempt,
     a_job_that_keeps_failing_is_dead_lettered_with_its_last_error,
     an_expired_lease_is_handed_to_another_worker,

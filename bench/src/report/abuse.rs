@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 use super::node::{Address, Node};
-use super::scenarios::{Effort, repo_root};
+use super::scenarios::{Effort, guest};
 use crate::loadgen::{self, LoadResult, Target};
 
 /// The victim's steady rate, requests per second.
@@ -269,13 +269,8 @@ async fn big_outputs(node: &Address, key: &str, route: &str, clients: usize, dea
     while tasks.join_next().await.is_some() {}
 }
 
-/// A guest component built into `target/guests`.
-fn guest(name: &str) -> Option<Vec<u8>> {
-    std::fs::read(repo_root().join(format!("target/guests/wasm32-wasip2/release/{name}.wasm"))).ok()
-}
-
 async fn many_memories(node: &Address, key: &str, clients: usize, deadline: Instant, tally: &Tally) {
-    let Some(component) = guest("many-memories") else {
+    let Some(component) = guest("many-memories").ok() else {
         tally.add("no component to deploy").await;
         return;
     };
@@ -305,7 +300,7 @@ async fn many_memories(node: &Address, key: &str, clients: usize, deadline: Inst
 }
 
 async fn deploy_flood(node: &Address, key: &str, deadline: Instant, tally: &Tally) {
-    let Some(component) = guest("sluice_example_grayscale") else {
+    let Some(component) = guest("sluice_example_grayscale").ok() else {
         tally.add("no component to deploy").await;
         return;
     };

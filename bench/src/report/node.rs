@@ -26,7 +26,7 @@ pub struct Node {
     pub url: String,
     /// `127.0.0.1:port`.
     pub addr: String,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl Node {
@@ -55,7 +55,7 @@ impl Node {
         // Keep draining so the node never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
         let addr = url.trim_start_matches("http://").to_owned();
-        Ok(Self { child, url, addr, _data: data })
+        Ok(Self { child, url, addr, data })
     }
 
     /// A memory figure of the node's process from `/proc` (`VmRSS`, `VmHWM`), MiB.
@@ -66,6 +66,26 @@ impl Node {
             .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+
+    /// The size of the file `name` in the node's data directory, bytes (0 if absent).
+    pub fn data_file_bytes(&self, name: &str) -> u64 {
+        std::fs::metadata(self.data.path().join(name)).map_or(0, |meta| meta.len())
+    }
+
+    /// Deploys `component` as `tenant_key`'s function `name`.
+    pub async fn deploy(&self, tenant_key: &str, name: &str, component: &[u8]) -> anyhow::Result<()> {
+        let response = reqwest::Client::new()
+            .put(format!("{}/v1/functions/{name}", self.url))
+            .bearer_auth(tenant_key)
+            .body(component.to_vec())
+            .send()
+            .await
+            .with_context(|| format!("deploy {name}"))?;
+        if !response.status().is_success() {
+            bail!("deploying {name} answered {}", response.status());
+        }
+        Ok(())
     }
 
     /// Where the node listens.

@@ -1,4 +1,4 @@
-//! The measurements behind each goal of the report (P1–P6).
+//! The measurements behind each goal of the report (P1–P6, P10).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use sluice_core::CallRequest;
 use sluice_resize::ResizeParams;
 
 use crate::loadgen::{self, LoadResult, Target};
+use crate::queue_load::{self, QueueThroughput};
 
 /// How long and how often each scenario runs.
 #[derive(Debug, Clone, Copy)]
@@ -28,12 +29,18 @@ pub struct Effort {
     pub sequential_calls: usize,
     /// Offered load as fractions of the maximum (P4's curve).
     pub load_fractions: &'static [f64],
-    /// Async jobs in the noisy tenant's burst (N1).
+    /// Async jobs in the noisy tenant's burst (P11).
     pub backlog_jobs: usize,
+    /// Length of the soak (P8), and of each of its windows.
+    pub soak: Duration,
+    /// See `soak`.
+    pub soak_window: Duration,
+    /// Tiny jobs moved through one Redis (P10).
+    pub queue_jobs: usize,
 }
 
 impl Effort {
-    /// Under five minutes on two cores.
+    /// About six minutes on two cores.
     pub const QUICK: Self = Self {
         photo_runs: 3,
         trivial_calls: 3_000,
@@ -41,6 +48,9 @@ impl Effort {
         sequential_calls: 300,
         load_fractions: &[0.5, 0.7, 0.9],
         backlog_jobs: 2_000,
+        soak: Duration::from_secs(40),
+        soak_window: Duration::from_secs(4),
+        queue_jobs: 5_000,
     };
     /// The full run.
     pub const FULL: Self = Self {
@@ -50,7 +60,58 @@ impl Effort {
         sequential_calls: 2_000,
         load_fractions: &[0.3, 0.5, 0.7, 0.8, 0.9],
         backlog_jobs: 10_000,
+        soak: Duration::from_secs(600),
+        soak_window: Duration::from_secs(20),
+        queue_jobs: 50_000,
     };
+}
+
+/// Producers and workers of the tiny-jobs run (P10): a few front doors'
+/// worth of enqueuers and a node's worth of worker slots.
+pub const QUEUE_PRODUCERS: usize = 4;
+/// See [`QUEUE_PRODUCERS`].
+pub const QUEUE_WORKERS: usize = 8;
+
+/// P10: tiny jobs through the Redis at `redis_url`, under a prefix of
+/// their own so no other scenario's keys are touched.
+pub async fn tiny_jobs_through_redis(redis_url: &str, effort: Effort) -> anyhow::Result<QueueThroughput> {
+    tiny_jobs_on(redis_url, effort.queue_jobs, QUEUE_PRODUCERS, QUEUE_WORKERS).await
+}
+
+async fn tiny_jobs_on(
+    redis_url: &str,
+    jobs: usize,
+    producers: usize,
+    workers: usize,
+) -> anyhow::Result<QueueThroughput> {
+    let queue = sluice_scheduler::connect(redis_url, queue_load::unthrottled_config(), "sluice-p10")
+        .await
+        .context("connect to redis for the tiny jobs")?;
+    queue_load::tiny_jobs(&queue, jobs, producers, workers, Duration::from_secs(600)).await
+}
+
+/// `sluice-bench queue`: P10 with the caller's counts, on the loopback
+/// Redis at `redis_url` or on a `redis-server` started for it.
+pub async fn tiny_jobs_cli(
+    redis_url: Option<&str>,
+    jobs: u64,
+    producers: u64,
+    workers: u64,
+) -> anyhow::Result<QueueThroughput> {
+    let count = |n: u64| usize::try_from(n).context("count");
+    let (jobs, producers, workers) = (count(jobs)?, count(producers)?, count(workers)?);
+    match redis_url {
+        Some(url) => {
+            loadgen::ensure_loopback_url(url)?;
+            tiny_jobs_on(url, jobs, producers, workers).await
+        }
+        None => {
+            let redis = tokio::task::spawn_blocking(sluice_testkit::spawn_redis)
+                .await
+                .context("start redis-server (scripts/test.sh installs it)")?;
+            tiny_jobs_on(&redis.url, jobs, producers, workers).await
+        }
+    }
 }
 
 /// Cores this process may use.
@@ -88,6 +149,13 @@ pub struct PhotoTiming {
     pub native_ms: f64,
     /// Median WASM ms (fresh sandbox per call).
     pub wasm_ms: f64,
+    /// Bytes of the encoded output (the same both sides).
+    pub output_bytes: usize,
+    /// Median native ms of decode, resize and encode.
+    pub native_stages: [f64; 3],
+    /// Median ms of the same stages timed inside the sandbox (the
+    /// `resize-stages` probe: the resize's code, a clock around each stage).
+    pub wasm_stages: [f64; 3],
 }
 
 impl PhotoTiming {
@@ -97,53 +165,102 @@ impl PhotoTiming {
     }
 }
 
-/// P1: decode → resize 400 px wide → encode, the same code natively and as
-/// the built-in component, per test photo. Photos the resize refuses
-/// (either side) are returned separately with the reason.
-pub async fn native_vs_wasm(effort: Effort) -> anyhow::Result<(Vec<PhotoTiming>, Vec<(String, String)>)> {
+/// The resize parameters P1 and P9 use.
+pub fn report_params() -> Vec<(String, String)> {
+    vec![("width".to_owned(), "400".to_owned())]
+}
+
+/// P1: decode → resize as `params` ask → encode, the same code natively
+/// and as the built-in component, `runs` times per photo. Photos the
+/// resize refuses (either side) are returned separately with the reason.
+pub async fn native_vs_wasm(
+    photos: &[PathBuf],
+    params: &[(String, String)],
+    runs: usize,
+) -> anyhow::Result<(Vec<PhotoTiming>, Vec<(String, String)>)> {
     let runtime = runtime()?;
     let component = sluice::builtins::transform("resize").context("the built-in resize")?.component;
     let resize = runtime.load(component).context("resize loads")?;
-    let params = vec![("width".to_owned(), "400".to_owned())];
-    let native_params = ResizeParams::parse(&params).context("params")?;
-    let mut photos: Vec<PathBuf> = std::fs::read_dir(crate::photos_dir())
-        .context("the test photos")?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.is_file())
-        .collect();
-    photos.sort();
+    let stages_probe = runtime.load(&guest(RESIZE_STAGES_PROBE)?).context("the stages probe loads")?;
+    let params = params.to_vec();
+    let native_params = ResizeParams::parse(&params).context("resize parameters")?;
     let (mut timings, mut skipped) = (Vec::new(), Vec::new());
     let bar = indicatif::ProgressBar::new(photos.len() as u64);
     bar.set_prefix("P1 native vs WASM");
     for path in photos {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         bar.set_message(name.clone());
-        let input = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+        let input = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
         let request = || CallRequest { body: input.clone(), content_type: String::new(), params: params.clone() };
-        if let Err(err) = sluice_resize::transform(&input, &native_params) {
-            skipped.push((name, format!("refused natively: {err}")));
-            bar.inc(1);
-            continue;
-        }
+        let output_bytes = match sluice_resize::transform(&input, &native_params) {
+            Ok(encoded) => encoded.bytes.len(),
+            Err(err) => {
+                skipped.push((name, format!("refused natively: {err}")));
+                bar.inc(1);
+                continue;
+            }
+        };
         if let Err(err) = runtime.invoke(&resize, request()).await.result {
             skipped.push((name, format!("refused in WASM: {err}")));
             bar.inc(1);
             continue;
         }
         let (mut native, mut wasm) = (Vec::new(), Vec::new());
-        for _ in 0..effort.photo_runs {
-            let started = Instant::now();
-            std::hint::black_box(sluice_resize::transform(&input, &native_params).ok());
-            native.push(started.elapsed().as_secs_f64() * 1e3);
+        let (mut native_stages, mut wasm_stages) = (<[Vec<f64>; 3]>::default(), <[Vec<f64>; 3]>::default());
+        for _ in 0..runs.max(1) {
+            let (total, stages) = native_in_stages(&input, &native_params);
+            native.push(total);
+            for (kept, ms) in native_stages.iter_mut().zip(stages) {
+                kept.push(ms);
+            }
             let started = Instant::now();
             std::hint::black_box(runtime.invoke(&resize, request()).await.result.ok());
             wasm.push(started.elapsed().as_secs_f64() * 1e3);
+            let timed = runtime.invoke(&stages_probe, request()).await.result.context("the stages probe")?;
+            for (kept, ms) in wasm_stages.iter_mut().zip(probe_stages(&timed.body)?) {
+                kept.push(ms);
+            }
         }
-        timings.push(PhotoTiming { name, native_ms: median(&mut native), wasm_ms: median(&mut wasm) });
+        timings.push(PhotoTiming {
+            name,
+            native_ms: median(&mut native),
+            wasm_ms: median(&mut wasm),
+            output_bytes,
+            native_stages: native_stages.each_mut().map(|v| median(v)),
+            wasm_stages: wasm_stages.each_mut().map(|v| median(v)),
+        });
         bar.inc(1);
     }
     bar.finish_and_clear();
     Ok((timings, skipped))
+}
+
+/// The resize's stage-timing probe, built with the other guests.
+pub const RESIZE_STAGES_PROBE: &str = "sluice_bench_resize_stages";
+
+/// One native resize: the whole in ms, and decode, resize and encode.
+fn native_in_stages(input: &[u8], params: &ResizeParams) -> (f64, [f64; 3]) {
+    let started = Instant::now();
+    let mut ends = [0.0; 3];
+    let result = sluice_resize::transform_in_stages(input, params, |stage| {
+        let at = match stage {
+            sluice_resize::Stage::Decoded => 0,
+            sluice_resize::Stage::Resized => 1,
+            sluice_resize::Stage::Encoded => 2,
+        };
+        ends[at] = started.elapsed().as_secs_f64() * 1e3;
+    });
+    let total = started.elapsed().as_secs_f64() * 1e3;
+    std::hint::black_box(result.ok());
+    (total, [ends[0], ends[1] - ends[0], ends[2] - ends[1]])
+}
+
+/// The probe's answer as decode, resize and encode ms.
+fn probe_stages(body: &[u8]) -> anyhow::Result<[f64; 3]> {
+    let answer: serde_json::Value = serde_json::from_slice(body).context("the stages probe answers JSON")?;
+    let ms =
+        |key: &str| answer[key].as_f64().map(|ns| ns / 1e6).with_context(|| format!("no {key} in the probe's answer"));
+    Ok([ms("decode_ns")?, ms("resize_ns")?, ms("encode_ns")?])
 }
 
 /// P2: µs per call (p50) to instantiate, call and drop a trivial function
@@ -421,4 +538,28 @@ pub async fn http_runs(input: &[u8], effort: Effort) -> anyhow::Result<HttpRuns>
     }
     node.abort();
     Ok(HttpRuns { max, open })
+}
+
+/// Runs the future `work` makes on a runtime of its own on a thread of its own, so the
+/// load generator's timing does not wait on the report's other tasks.
+pub async fn on_own_thread<T: Send + 'static>(
+    work: impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = T>>> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        Ok(runtime.block_on(work()))
+    })
+    .await
+    .context("the load generator's thread")?
+}
+
+/// The hostile fixture: its `echo` (the default act) is the no-op function
+/// of the soak and tail scenarios.
+pub const HOSTILE_FIXTURE: &str = "sluice_fixture_hostile";
+
+/// The guest component `name` built into `target/guests` by the host's
+/// build (the test run or any `cargo build` of the host).
+pub fn guest(name: &str) -> anyhow::Result<Vec<u8>> {
+    let path = repo_root().join(format!("target/guests/wasm32-wasip2/release/{name}.wasm"));
+    std::fs::read(&path).with_context(|| format!("cannot read {} (built with the host)", path.display()))
 }

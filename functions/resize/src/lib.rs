@@ -1,10 +1,10 @@
 //! Sluice's built-in `resize` function.
 //!
-//! One crate, two builds: natively it is a plain library (the benchmark and
-//! the host's tests call [`transform`] directly), and on `wasm32-wasip2` the
-//! [`component`] module exports it as a `transform` component. Both builds run
-//! exactly the same decode → resize → encode code, so a native-vs-WASM ratio
-//! measures the sandbox and nothing else.
+//! A plain library: the benchmark and the host's tests call [`transform`]
+//! natively, and `sluice-resize-component` (beside this crate) exports it
+//! as the `transform` component. Both run exactly the same
+//! decode → resize → encode code, so a native-vs-WASM ratio measures the
+//! sandbox and nothing else.
 //!
 //! Layout: [`params`] parses caller parameters, [`decode`] turns bytes into
 //! pixels (format sniffing, pixel budget, EXIF orientation), [`geometry`]
@@ -14,9 +14,6 @@ pub mod decode;
 pub mod encode;
 pub mod geometry;
 pub mod params;
-
-#[cfg(all(target_arch = "wasm32", feature = "component"))]
-mod component;
 
 use fast_image_resize as fir;
 use image::DynamicImage;
@@ -108,11 +105,36 @@ impl ResizeError {
 /// Decodes `input`, resizes it as `params` asks and encodes the result.
 /// This is the whole function; the component only adapts types around it.
 pub fn transform(input: &[u8], params: &ResizeParams) -> Result<Encoded, ResizeError> {
+    transform_in_stages(input, params, |_| {})
+}
+
+/// A stage of [`transform`], as [`transform_in_stages`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The input is decoded to pixels.
+    Decoded,
+    /// The pixels are resampled to the output size.
+    Resized,
+    /// The output is encoded.
+    Encoded,
+}
+
+/// [`transform`], calling `finished` as each stage ends, so a benchmark
+/// can time decode, resize and encode of the very code callers run.
+pub fn transform_in_stages(
+    input: &[u8],
+    params: &ResizeParams,
+    mut finished: impl FnMut(Stage),
+) -> Result<Encoded, ResizeError> {
     let decoded = decode_for(input, DEFAULT_MAX_PIXELS, |w, h| geometry::output_size(w, h, params))?;
+    finished(Stage::Decoded);
     let (width, height) = geometry::output_size(decoded.source_size.0, decoded.source_size.1, params);
     geometry::check_budget(width, height, DEFAULT_MAX_PIXELS)?;
     let resized = resample(&decoded.image, width, height, params)?;
-    encode::encode(&resized, params.format, decoded.format, params.quality)
+    finished(Stage::Resized);
+    let encoded = encode::encode(&resized, params.format, decoded.format, params.quality)?;
+    finished(Stage::Encoded);
+    Ok(encoded)
 }
 
 /// Resamples `src` to exactly `width`×`height`, cropping to the output's
@@ -136,4 +158,31 @@ pub fn resample(
     }
     fir::Resizer::new().resize(src, &mut dst, &options).map_err(|err| ResizeError::Resample(err.to_string()))?;
     Ok(dst)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    #[test]
+    fn stages_are_reported_in_order_and_the_output_is_the_plain_transforms() {
+        let mut png = Cursor::new(Vec::new());
+        DynamicImage::new_rgb8(40, 20).write_to(&mut png, image::ImageFormat::Png).expect("encodes");
+        let params = ResizeParams::parse(&[("width".to_owned(), "10".to_owned())]).expect("params");
+        let mut seen = Vec::new();
+        let staged = transform_in_stages(png.get_ref(), &params, |stage| seen.push(stage)).expect("staged");
+        let plain = transform(png.get_ref(), &params).expect("plain");
+        assert_eq!(seen, [Stage::Decoded, Stage::Resized, Stage::Encoded]);
+        assert_eq!(staged.bytes, plain.bytes);
+    }
+
+    #[test]
+    fn a_refused_input_reports_no_stage() {
+        let params = ResizeParams::parse(&[("width".to_owned(), "10".to_owned())]).expect("params");
+        let mut seen = Vec::new();
+        assert!(transform_in_stages(b"not an image", &params, |stage| seen.push(stage)).is_err());
+        assert!(seen.is_empty());
+    }
 }

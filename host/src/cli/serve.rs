@@ -78,6 +78,11 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight work.
     #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value_t = serve_defaults().drain_timeout.into())]
     pub drain_timeout: humantime::Duration,
+    /// How often the calls recorded since are aggregated into the usage
+    /// totals (and the usage log compacted): shorter keeps `/v1/usage`
+    /// fresher, longer makes fewer, larger batches; at least 1 s.
+    #[arg(long, env = "SLUICE_METER_INTERVAL", default_value_t = serve_defaults().meter_interval.into())]
+    pub meter_interval: humantime::Duration,
     /// Also serve `/metrics` without a token on this address (e.g.
     /// `127.0.0.1:9464`, for a local scraper). Without it, `/metrics` on
     /// the API address needs the admin token.
@@ -211,6 +216,7 @@ impl ServeArgs {
         };
         config.admin_token = self.admin_token.clone();
         config.drain_timeout = *self.drain_timeout;
+        config.meter_interval = (*self.meter_interval).max(Duration::from_secs(1));
         config.connections = self.connections.config();
         config.backend = self.backend.config();
         config.metrics_listen = self.metrics_listen;
@@ -305,6 +311,12 @@ pub struct DeliveryArgs {
     /// Redis the stream is trimmed approximately).
     #[arg(long, env = "SLUICE_MAX_DEAD_LETTERS", default_value_t = QueueConfig::default().max_dead_letters)]
     pub max_dead_letters: usize,
+    /// Ended sync calls whose job records each tenant keeps (for `GET
+    /// /v1/jobs` and the job's record), newest first; older ones are
+    /// dropped before the job TTL, so records of sync calls do not grow
+    /// with the request rate.
+    #[arg(long, env = "SLUICE_SYNC_JOBS_KEPT", default_value_t = QueueConfig::default().sync_records_per_tenant, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub sync_jobs_kept: usize,
     /// Jobs one tenant may have running at once, over every worker; its
     /// other jobs wait their turn while other tenants' run [default: one per
     /// core].
@@ -322,6 +334,7 @@ impl DeliveryArgs {
             tenant_result_bytes: self.tenant_result_mb.saturating_mul(MIB as u64),
             result_bytes: self.result_storage_mb.saturating_mul(MIB as u64),
             max_dead_letters: self.max_dead_letters,
+            sync_records_per_tenant: self.sync_jobs_kept,
             tenant_concurrency: self
                 .tenant_concurrency
                 .map_or(QueueConfig::default().tenant_concurrency, |n| usize::try_from(n).unwrap_or(usize::MAX)),

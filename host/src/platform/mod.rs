@@ -436,7 +436,18 @@ impl Platform {
     /// Runs the meter over every usage record not yet aggregated and adds
     /// the results to the hourly totals. With several front doors sharing
     /// Redis, a batch another node committed first is simply skipped.
-    pub async fn aggregate_usage(&self) -> anyhow::Result<()> {
+    ///
+    /// The work runs on the meter's own thread, below the threads answering
+    /// requests: a minute of calls is hundreds of meter calls back to back,
+    /// each holding its thread for milliseconds, which on a request thread
+    /// would stall every connection that thread serves.
+    pub async fn aggregate_usage(self: &Arc<Self>) -> anyhow::Result<()> {
+        let Some(meter_thread) = meter_runtime() else { return self.aggregate_here().await };
+        let platform = Arc::clone(self);
+        meter_thread.spawn(async move { platform.aggregate_here().await }).await.context("the meter thread failed")?
+    }
+
+    async fn aggregate_here(&self) -> anyhow::Result<()> {
         const BATCH: usize = 1000;
         let _serialized = self.aggregation.lock().await;
         loop {
@@ -503,4 +514,15 @@ impl Platform {
 pub fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// The thread usage aggregation runs on, at [`crate::priority::METER_NICENESS`]
+/// below the threads answering requests; `None` (aggregate where the
+/// caller runs) if it cannot be started.
+fn meter_runtime() -> Option<&'static tokio::runtime::Handle> {
+    static METER: std::sync::OnceLock<Option<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
+    METER
+        .get_or_init(|| crate::priority::lowered_runtime("sluice-meter", 1, crate::priority::METER_NICENESS).ok())
+        .as_ref()
+        .map(tokio::runtime::Runtime::handle)
 }

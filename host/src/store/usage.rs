@@ -35,7 +35,8 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
 /// How long the ledger remembers what it records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UsageRetention {
-    /// How long a job id stays known as recorded: the job TTL.
+    /// How long a job id stays known as recorded (see
+    /// `backend::billed_id_window`).
     pub billed_ids: Duration,
     /// How long hourly totals are kept.
     pub totals: Duration,

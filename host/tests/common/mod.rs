@@ -56,7 +56,7 @@ pub fn runtime() -> Arc<Runtime> {
 /// The built-in resize, compiled once per test binary.
 pub fn resize() -> Function {
     static RESIZE: OnceLock<Function> = OnceLock::new();
-    RESIZE.get_or_init(|| runtime().load(&guest("sluice_resize")).expect("resize loads")).clone()
+    RESIZE.get_or_init(|| runtime().load(&guest("sluice_resize_component")).expect("resize loads")).clone()
 }
 
 /// The hostile fixture, compiled once per test binary.

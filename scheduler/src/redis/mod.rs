@@ -161,6 +161,7 @@ impl RedisQueue {
             visibility_ms: millis(queue.visibility_timeout),
             tenant_result_bytes: queue.tenant_result_bytes,
             result_bytes: queue.result_bytes,
+            sync_records_per_tenant: queue.sync_records_per_tenant,
         };
         let (finished, _) = broadcast::channel(4096);
         let keep_alive = KeepAlive::start(commands.clone());

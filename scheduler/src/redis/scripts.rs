@@ -2,10 +2,10 @@
 //! (admission under the bounds, taking a delivery by turns, lease checks,
 //! completion, retry, cancel, forgetting a tenant), each beside the one
 //! Rust function that runs it. Every script starts with [`PRELUDE`]: the
-//! arguments all of them share ([`Common`], `ARGV[1..8]`), the key names
+//! arguments all of them share ([`Common`], `ARGV[1..9]`), the key names
 //! (the table in the module docs) and the helpers that keep the tenants'
 //! queues, the ring of turns and the counters consistent. A script's own
-//! arguments follow from `ARGV[9]`, in the order its first lines name them,
+//! arguments follow from `ARGV[10]`, in the order its first lines name them,
 //! so the order is written down once, next to the script.
 //!
 //! Counters are decremented with `add`/`hadd`, which delete a counter that
@@ -41,6 +41,7 @@ const PRELUDE: &str = r"
 local P, DEFAULT_LIMIT, TTL_MS = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local MAX_DELIVERIES, MAX_DEAD, VISIBILITY_MS = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 local TENANT_RESULTS, ALL_RESULTS = tonumber(ARGV[7]), tonumber(ARGV[8])
+local KEEP_SYNC = tonumber(ARGV[9])
 local K_DEPTH, K_WAITING, K_WAITING_BYTES = P .. ':depth', P .. ':waiting', P .. ':waiting_bytes'
 local K_TURNS, K_BUSY, K_LEASES, K_READY = P .. ':turns', P .. ':busy', P .. ':leases', P .. ':ready'
 local K_RESULTS, K_RESULT_BYTES, K_DEAD, K_DONE = P .. ':results', P .. ':result_bytes', P .. ':dead', P .. ':done'
@@ -50,6 +51,7 @@ local function k_tenant(t) return P .. ':tenant:' .. t end
 local function k_lane(t, kind) return P .. ':lane:' .. kind .. ':' .. t end
 local function k_oldest(t) return P .. ':oldest:' .. t end
 local function k_index(t) return P .. ':index:' .. t end
+local function k_ended_sync(t) return P .. ':ended_sync:' .. t end
 local RECORD = {'record', 'status', 'deliveries', 'error', 'usage', 'attempts', 'finished'}
 
 local function num(v) if not v then return 0 end return tonumber(v) or 0 end
@@ -161,6 +163,28 @@ local function append_attempt(jk, usage)
   if attempts then attempts = attempts .. ',' .. usage else attempts = usage end
   redis.call('HSET', jk, 'attempts', attempts, 'last_usage', usage)
 end
+-- A sync job of t just ended: past KEEP_SYNC newer ones, the oldest
+-- ended sync records are dropped before their TTL (their callers had the
+-- answer on the connection). One whose output is still to be taken is left
+-- to its TTL and the result budget; the others lapse after a short grace,
+-- so a caller reading its record right now still finds it. At most a few
+-- are dropped per job, so each costs the same however far behind.
+local function trim_ended_sync(id, jk, t)
+  if redis.call('HGET', jk, 'kind') ~= 'sync' then return end
+  local kept = k_ended_sync(t)
+  redis.call('RPUSH', kept, id)
+  redis.call('PEXPIRE', kept, TTL_MS)
+  local grace = math.min(TTL_MS, SYNC_RECORD_GRACE_MS)
+  for _ = 1, 4 do
+    if redis.call('LLEN', kept) <= KEEP_SYNC then return end
+    local old = redis.call('LPOP', kept)
+    local ok = k_job(old)
+    if redis.call('HEXISTS', ok, 'output_body') == 0 and redis.call('PTTL', ok) > grace then
+      redis.call('PEXPIRE', ok, grace)
+      redis.call('ZREM', k_index(t), old)
+    end
+  end
+end
 -- Ends job id once: status, error, usage, output (budgeted), expiry, notice.
 local function finish(id, jk, t, status, err, usage, out_body, out_type)
   redis.call('HSET', jk, 'status', status, 'finished', now_ms())
@@ -178,6 +202,7 @@ local function finish(id, jk, t, status, err, usage, out_body, out_type)
   redis.call('HDEL', jk, 'body', 'lease', 'worker', 'taken')
   redis.call('ZREM', K_LEASES, id)
   redis.call('PEXPIRE', jk, TTL_MS)
+  trim_ended_sync(id, jk, t)
   add(K_DEPTH, -1)
   redis.call('PUBLISH', K_DONE, id)
 end
@@ -210,10 +235,11 @@ end
 
 /// A script with [`PRELUDE`] in front of `body`.
 fn script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}{body}"))
+    let grace_ms = crate::SYNC_RECORD_GRACE.as_millis().to_string();
+    Script::new(&format!("{PRELUDE}{body}").replace("SYNC_RECORD_GRACE_MS", &grace_ms))
 }
 
-/// The arguments every script takes first (`ARGV[1..8]`).
+/// The arguments every script takes first (`ARGV[1..9]`).
 #[derive(Debug, Clone)]
 pub(super) struct Common {
     /// The deployment's key prefix.
@@ -233,6 +259,8 @@ pub(super) struct Common {
     pub tenant_result_bytes: u64,
     /// Bytes of outputs all tenants may have stored before async jobs wait.
     pub result_bytes: u64,
+    /// Ended sync jobs' records kept per tenant before their TTL.
+    pub sync_records_per_tenant: usize,
 }
 
 impl Common {
@@ -247,7 +275,8 @@ impl Common {
             .arg(self.max_dead_letters)
             .arg(self.visibility_ms.max(1))
             .arg(self.tenant_result_bytes)
-            .arg(self.result_bytes);
+            .arg(self.result_bytes)
+            .arg(self.sync_records_per_tenant.max(1));
         invocation
     }
 }
@@ -264,12 +293,12 @@ pub(super) type RecordFields = Vec<Option<String>>;
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local id, header, body, record = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
-local tenant, kind, submitted, fn = ARGV[13], ARGV[14], ARGV[15], ARGV[16]
-local capacity, queue_bytes, quota = tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19])
-local tenant_bytes, limit = tonumber(ARGV[20]), ARGV[21]
-local budgeted, tenant_budget, total_budget = ARGV[22] == '1', tonumber(ARGV[23]), tonumber(ARGV[24])
-local has_key, fingerprint, idem_key = ARGV[25] == '1', ARGV[26], ARGV[27]
+local id, header, body, record = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local tenant, kind, submitted, fn = ARGV[14], ARGV[15], ARGV[16], ARGV[17]
+local capacity, queue_bytes, quota = tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
+local tenant_bytes, limit = tonumber(ARGV[21]), ARGV[22]
+local budgeted, tenant_budget, total_budget = ARGV[23] == '1', tonumber(ARGV[24]), tonumber(ARGV[25])
+local has_key, fingerprint, idem_key = ARGV[26] == '1', ARGV[27], ARGV[28]
 if has_key then
   local held = redis.call('GET', idem_key)
   if held then
@@ -436,7 +465,7 @@ pub(super) async fn enqueue(
 static TAKE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local receipt, worker, lost_code, lost_message = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local receipt, worker, lost_code, lost_message = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now_ms(), 'LIMIT', 0, 16)) do
   release(id, lost_code, lost_message, nil)
 end
@@ -521,7 +550,7 @@ pub(super) async fn take(
 static EXTEND: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local id, receipt = ARGV[9], ARGV[10]
+local id, receipt = ARGV[10], ARGV[11]
 if redis.call('HGET', k_job(id), 'lease') ~= receipt then return 0 end
 redis.call('ZADD', K_LEASES, 'XX', now_ms() + VISIBILITY_MS, id)
 return 1
@@ -547,8 +576,8 @@ pub(super) async fn extend(
 static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local id, status, err, usage = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
-local has_output, out_body, out_type = ARGV[13] == '1', ARGV[14], ARGV[15]
+local id, status, err, usage = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local has_output, out_body, out_type = ARGV[14] == '1', ARGV[15], ARGV[16]
 local jk = k_job(id)
 local f = redis.call('HMGET', jk, 'tenant', 'kind', 'bytes', 'status', 'lease')
 if not f[1] or is_final(f[4]) then return 0 end
@@ -610,7 +639,7 @@ pub(super) async fn complete(
 static RETRY: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local id, receipt, code, message, usage = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local id, receipt, code, message, usage = ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14]
 if redis.call('HGET', k_job(id), 'lease') ~= receipt then return -1 end
 if usage == '' then usage = nil end
 return release(id, code, message, usage)
@@ -676,7 +705,7 @@ pub(super) async fn retry(
 static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local tenant, id = ARGV[9], ARGV[10]
+local tenant, id = ARGV[10], ARGV[11]
 local jk = k_job(id)
 local f = redis.call('HMGET', jk, 'tenant', 'kind', 'bytes', 'status', 'lease')
 if f[1] ~= tenant then return {0, {}} end
@@ -723,7 +752,7 @@ pub(super) async fn cancel(
 static FORGET: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local tenant = ARGV[9]
+local tenant = ARGV[10]
 local index = k_index(tenant)
 local count = 0
 for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
@@ -744,7 +773,8 @@ end
 local mine = redis.call('HMGET', k_tenant(tenant), 'waiting', 'bytes')
 add(K_WAITING, -num(mine[1]))
 add(K_WAITING_BYTES, -num(mine[2]))
-redis.call('DEL', k_tenant(tenant), k_lane(tenant, 'sync'), k_lane(tenant, 'async'), k_oldest(tenant), index)
+redis.call('DEL', k_tenant(tenant), k_lane(tenant, 'sync'), k_lane(tenant, 'async'), k_oldest(tenant), index,
+  k_ended_sync(tenant))
 redis.call('LREM', K_TURNS, 0, tenant)
 redis.call('SREM', K_BUSY, tenant)
 redis.call('SREM', K_PARKED, tenant)
@@ -772,8 +802,8 @@ pub(super) async fn forget(con: &mut ConnectionManager, common: &Common, tenant:
 static ADOPT: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local entry, id, has_inline, inline = ARGV[9], ARGV[10], ARGV[11] == '1', ARGV[12]
-local tenant, submitted, fn = ARGV[13], ARGV[14], ARGV[15]
+local entry, id, has_inline, inline = ARGV[10], ARGV[11], ARGV[12] == '1', ARGV[13]
+local tenant, submitted, fn = ARGV[14], ARGV[15], ARGV[16]
 redis.call('XDEL', P .. ':jobs', entry)
 if id == '' or tenant == '' then return 0 end
 local jk = k_job(id)
@@ -850,7 +880,7 @@ pub(super) async fn drop_empty_stream(con: &mut ConnectionManager, stream: &str)
 static LIST: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local tenant, at, after, status, fn, limit = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], tonumber(ARGV[14])
+local tenant, at, after, status, fn, limit = ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], tonumber(ARGV[15])
 local index = k_index(tenant)
 local max = '+inf'
 if at ~= '' then max = at end
@@ -927,7 +957,7 @@ pub(super) async fn list(con: &mut ConnectionManager, common: &Common, page: &Li
 static TAKE_OUTPUT: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local jk = k_job(ARGV[9])
+local jk = k_job(ARGV[10])
 local output = redis.call('HMGET', jk, 'output_body', 'output_type', 'output_member')
 if not output[1] then return false end
 if output[3] and redis.call('ZREM', K_RESULTS, output[3]) == 1 then

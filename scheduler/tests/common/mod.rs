@@ -78,6 +78,7 @@ pub fn config() -> QueueConfig {
         tenant_result_bytes: 1 << 20,
         result_bytes: 1 << 30,
         max_dead_letters: 100,
+        sync_records_per_tenant: 1000,
     }
 }
 

@@ -1,18 +1,20 @@
 //! The usage ledger of one data directory: `usage.log` is append-only JSON
 //! lines, each with its position (`seq`); `usage-totals.json` holds the
 //! totals and the cursor (the last `seq` aggregated); `usage-billed.json`
-//! holds the ids of jobs recorded within the job TTL whose lines were
-//! compacted away.
+//! holds digests of the ids recorded within their retention whose lines
+//! were compacted away.
 //!
 //! Compaction, after a commit once the log holds more aggregated lines
-//! than ids are known (so its cost is spread over as many records): the
-//! totals (with the cursor) are already saved, then the billed ids are
-//! saved, then the log is replaced by its lines not yet aggregated, each
-//! file through a temporary file and a rename. A crash between the steps
+//! than ids are known (so its cost is spread over as many records) and the
+//! meter has caught up: the totals (with the cursor) are already saved,
+//! then the billed ids are saved, then the log is replaced by its lines
+//! not yet aggregated, each file through a temporary file and a rename;
+//! the writes and fsyncs happen without the ledger's lock, so calls being
+//! recorded meanwhile do not wait. A crash between the steps
 //! leaves aggregated lines in the log, which a restart skips (their ids
 //! still count as recorded).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -30,15 +32,20 @@ use crate::store::usage::{Bucket, CommitError, UsageBatch, UsageEntry, UsageLedg
 /// (and at least as many as known ids).
 const COMPACT_AFTER: usize = 1024;
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Totals {
     aggregated_through: u64,
     buckets: Vec<Bucket>,
 }
 
-/// Job ids recorded within the job TTL, with when they were recorded.
+/// Job ids recorded within their retention, with when they were recorded.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Billed {
+    /// Digests (hex, see [`IdDigest`]) and when, oldest first.
+    #[serde(default)]
+    digests: Vec<(String, u64)>,
+    /// Whole ids and when, as earlier releases saved them; read, never written.
+    #[serde(default, skip_serializing)]
     ids: BTreeMap<String, u64>,
 }
 
@@ -53,13 +60,82 @@ struct Logged {
 #[derive(Debug)]
 struct State {
     log: File,
-    /// Recorded job ids and when; expired past the job TTL at compaction.
-    seen: HashMap<JobId, u64>,
-    pending: Vec<Logged>,
+    /// Recorded job ids and when, forgotten past their retention.
+    seen: RecordedIds,
+    /// Lines not yet aggregated, in `seq` order; aggregation takes them
+    /// from the front while calls append at the back.
+    pending: VecDeque<Logged>,
     /// Lines in the log already aggregated.
     aggregated_lines: usize,
     next_seq: u64,
     totals: Totals,
+}
+
+/// The first 128 bits of a job id's SHA-256: what the ledger remembers of
+/// a recorded id. A node records thousands of calls a second and keeps
+/// their ids for minutes; 16 bytes each instead of the id's string (and
+/// its allocation, twice) keeps that to a few tens of megabytes, and two
+/// ids share a digest with odds far below anything else that can go wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct IdDigest(u128);
+
+impl IdDigest {
+    fn of(id: &JobId) -> Self {
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(id.0.as_bytes());
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&hash[..16]);
+        Self(u128::from_be_bytes(first))
+    }
+
+    fn to_hex(self) -> String {
+        format!("{:032x}", self.0)
+    }
+
+    fn from_hex(hex: &str) -> Option<Self> {
+        (hex.len() == 32).then(|| u128::from_str_radix(hex, 16).ok()).flatten().map(Self)
+    }
+}
+
+/// Recorded job ids in the order they were recorded, so forgetting the
+/// old ones costs what is forgotten, not what is kept.
+#[derive(Debug, Default)]
+struct RecordedIds {
+    at: HashMap<IdDigest, u64>,
+    order: VecDeque<(u64, IdDigest)>,
+}
+
+impl RecordedIds {
+    fn contains(&self, id: &JobId) -> bool {
+        self.at.contains_key(&IdDigest::of(id))
+    }
+
+    fn insert(&mut self, id: &JobId, at_ms: u64) {
+        self.insert_digest(IdDigest::of(id), at_ms);
+    }
+
+    fn insert_digest(&mut self, digest: IdDigest, at_ms: u64) {
+        if self.at.insert(digest, at_ms).is_none() {
+            self.order.push_back((at_ms, digest));
+        }
+    }
+
+    /// Forgets ids recorded before `oldest_ms`. The wall clock may step
+    /// back, so the order is by recording, and an id recorded later with
+    /// an earlier time waits for the ones before it.
+    fn forget_before(&mut self, oldest_ms: u64) {
+        while let Some((at, _)) = self.order.front()
+            && *at < oldest_ms
+        {
+            if let Some((_, digest)) = self.order.pop_front() {
+                self.at.remove(&digest);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.order.len()
+    }
 }
 
 /// The usage log and totals of one data directory.
@@ -70,6 +146,8 @@ pub struct LocalUsage {
     billed_path: PathBuf,
     retention: UsageRetention,
     state: Mutex<State>,
+    /// Held through a commit's file writes, so two never interleave.
+    saving: tokio::sync::Mutex<()>,
 }
 
 impl LocalUsage {
@@ -87,9 +165,15 @@ impl LocalUsage {
         let totals: Totals = read_json(&totals_path)?;
         let billed: Billed = read_json(&billed_path)?;
         let oldest_id_ms = sluice_scheduler::now_ms().saturating_sub(retention.billed_ids_ms());
-        let mut seen: HashMap<JobId, u64> =
-            billed.ids.into_iter().filter(|(_, at)| *at >= oldest_id_ms).map(|(id, at)| (JobId(id), at)).collect();
-        let mut pending = Vec::new();
+        let saved = billed.digests.iter().filter_map(|(hex, at)| Some((*at, IdDigest::from_hex(hex)?)));
+        let older = billed.ids.into_iter().map(|(id, at)| (at, IdDigest::of(&JobId(id))));
+        let mut kept: Vec<(u64, IdDigest)> = saved.chain(older).filter(|(at, _)| *at >= oldest_id_ms).collect();
+        kept.sort_by_key(|(at, _)| *at);
+        let mut seen = RecordedIds::default();
+        for (at, digest) in kept {
+            seen.insert_digest(digest, at);
+        }
+        let mut pending = VecDeque::new();
         let mut aggregated_lines = 0;
         let mut next_seq = totals.aggregated_through + 1;
         let mut torn = false;
@@ -102,11 +186,11 @@ impl LocalUsage {
                 // before it is intact.
                 if let Ok(logged) = serde_json::from_str::<Logged>(&line) {
                     if logged.entry.at_ms >= oldest_id_ms {
-                        seen.insert(logged.entry.job_id.clone(), logged.entry.at_ms);
+                        seen.insert(&logged.entry.job_id, logged.entry.at_ms);
                     }
                     next_seq = next_seq.max(logged.seq + 1);
                     if logged.seq > totals.aggregated_through {
-                        pending.push(logged);
+                        pending.push_back(logged);
                     } else {
                         aggregated_lines += 1;
                     }
@@ -126,6 +210,7 @@ impl LocalUsage {
             billed_path,
             retention,
             state: Mutex::new(State { log, seen, pending, aggregated_lines, next_seq, totals }),
+            saving: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -133,24 +218,135 @@ impl LocalUsage {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Saves the ids recorded within the job TTL, then replaces the log by
-    /// its pending lines (see the module notes for the order).
-    fn compact(&self, state: &mut State) -> Result<(), StoreError> {
-        let oldest_id_ms = sluice_scheduler::now_ms().saturating_sub(self.retention.billed_ids_ms());
-        state.seen.retain(|_, at| *at >= oldest_id_ms);
-        let billed = Billed { ids: state.seen.iter().map(|(id, at)| (id.0.clone(), *at)).collect() };
-        write_json(&self.billed_path, &billed)?;
-        let mut lines = Vec::new();
-        for logged in &state.pending {
-            serde_json::to_writer(&mut lines, logged)
-                .map_err(|source| StoreError::Corrupt { path: self.log_path.clone(), source })?;
-            lines.push(b'\n');
+    /// Adds `deltas` to the totals, marking `batch` aggregated; answers the
+    /// totals to save and whether the log is then due for compaction.
+    fn commit_totals(&self, batch: &UsageBatch, deltas: &[Bucket]) -> Result<(Totals, bool), CommitError> {
+        let mut state = self.lock();
+        if state.totals.aggregated_through.to_string() != batch.from {
+            return Err(CommitError::AlreadyAggregated);
         }
+        let through: u64 = batch.through.parse().map_err(|_| StoreError::CorruptRecord(batch.through.clone()))?;
+        let oldest_hour = self.retention.oldest_hour_ms(sluice_scheduler::now_ms());
+        let mut buckets: Vec<Bucket> =
+            state.totals.buckets.iter().filter(|b| b.hour_ms >= oldest_hour).cloned().collect();
+        // Indexed so a commit costs the buckets kept plus its deltas, not
+        // their product (a node holds tenants × functions × hours of them).
+        let mut index: HashMap<(TenantId, String, u64), usize> =
+            buckets.iter().enumerate().map(|(at, b)| ((b.tenant.clone(), b.function.clone(), b.hour_ms), at)).collect();
+        for delta in deltas.iter().filter(|d| d.hour_ms >= oldest_hour) {
+            let key = (delta.tenant.clone(), delta.function.clone(), delta.hour_ms);
+            match index.get(&key) {
+                Some(&at) => buckets[at].add(delta),
+                None => {
+                    index.insert(key, buckets.len());
+                    buckets.push(delta.clone());
+                }
+            }
+        }
+        let totals = Totals { aggregated_through: through, buckets };
+        state.totals = totals.clone();
+        let aggregated = state.pending.partition_point(|logged| logged.seq <= through);
+        state.pending.drain(..aggregated);
+        state.aggregated_lines += aggregated;
+        let due = COMPACT_AFTER.max(state.seen.len());
+        // Compacting rewrites the pending lines, so it waits for the meter
+        // to catch up (a few lines left) unless the log has grown far past due.
+        let compact = state.aggregated_lines >= due
+            && (state.pending.len() <= COMPACT_AFTER || state.aggregated_lines >= due.saturating_mul(4));
+        Ok((totals, compact))
+    }
+
+    /// The ids recorded within their retention, copied (24 bytes each) so
+    /// they can be saved without holding the lock.
+    fn recorded_ids(&self, state: &mut State) -> Vec<(u64, IdDigest)> {
+        let oldest_id_ms = sluice_scheduler::now_ms().saturating_sub(self.retention.billed_ids_ms());
+        state.seen.forget_before(oldest_id_ms);
+        state.seen.order.iter().copied().collect()
+    }
+
+    /// Replaces the log by its pending lines (only once the ids of the
+    /// lines it drops are saved; see the module notes for the order),
+    /// holding the lock throughout (tests and shutdown).
+    fn replace_log(&self, state: &mut State) -> Result<(), StoreError> {
+        let (lines, _) = self.pending_lines(state, 0)?;
         write_atomic(&self.log_path, &lines)?;
         state.log = open_log(&self.log_path)?;
         state.aggregated_lines = 0;
         Ok(())
     }
+
+    /// The pending lines after `seq` as the log writes them, and the last
+    /// `seq` among them.
+    fn pending_lines(&self, state: &State, after_seq: u64) -> Result<(Vec<u8>, u64), StoreError> {
+        let mut lines = Vec::new();
+        let mut last = after_seq;
+        for logged in state.pending.iter().filter(|logged| logged.seq > after_seq) {
+            serde_json::to_writer(&mut lines, logged)
+                .map_err(|source| StoreError::Corrupt { path: self.log_path.clone(), source })?;
+            lines.push(b'\n');
+            last = logged.seq;
+        }
+        Ok((lines, last))
+    }
+
+    /// Compacts from the meter's task (holding `saving`). The ids (a node
+    /// keeps minutes of them, megabytes) and the new log are written and
+    /// synced off the lock, so calls being recorded meanwhile never wait on
+    /// a write or an fsync: the lock is held to copy the few pending lines,
+    /// then to append those recorded since and rename the new log in place.
+    async fn compact_in_background(&self) -> Result<(), StoreError> {
+        let ids = self.recorded_ids(&mut self.lock());
+        let path = self.billed_path.clone();
+        off_the_lock(&self.billed_path, move || save_recorded_ids(&path, &ids)).await?;
+
+        let (lines, copied_through) = {
+            let state = self.lock();
+            let (lines, last) = self.pending_lines(&state, 0)?;
+            (lines, last.max(state.totals.aggregated_through))
+        };
+        let dir = self.log_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let log_path = self.log_path.clone();
+        let new_log = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || -> Result<tempfile::NamedTempFile, StoreError> {
+                let mut new_log = tempfile::NamedTempFile::new_in(&dir).map_err(io_error(&log_path))?;
+                new_log.write_all(&lines).map_err(io_error(&log_path))?;
+                new_log.as_file().sync_all().map_err(io_error(&log_path))?;
+                Ok(new_log)
+            })
+            .await
+            .map_err(|err| StoreError::Io { path: self.log_path.clone(), source: std::io::Error::other(err) })??
+        };
+        {
+            let mut state = self.lock();
+            let (recorded_since, _) = self.pending_lines(&state, copied_through)?;
+            let mut new_log = new_log;
+            // Like every append to the log, synced by the next compaction
+            // or left to the page cache.
+            new_log.write_all(&recorded_since).map_err(io_error(&self.log_path))?;
+            new_log.persist(&self.log_path).map_err(|err| io_error(&self.log_path)(err.error))?;
+            state.log = open_log(&self.log_path)?;
+            state.aggregated_lines = 0;
+        }
+        off_the_lock(&self.log_path, move || super::sync_dir(&dir)).await
+    }
+}
+
+/// Runs the file write `save` on a blocking thread: the ledger's callers
+/// are async tasks, and an fsync can take milliseconds.
+async fn off_the_lock(
+    path: &Path,
+    save: impl FnOnce() -> Result<(), StoreError> + Send + 'static,
+) -> Result<(), StoreError> {
+    tokio::task::spawn_blocking(save)
+        .await
+        .map_err(|err| StoreError::Io { path: path.to_path_buf(), source: std::io::Error::other(err) })?
+}
+
+/// Saves `ids` as the billed ids whose log lines may be dropped.
+fn save_recorded_ids(path: &Path, ids: &[(u64, IdDigest)]) -> Result<(), StoreError> {
+    let digests = ids.iter().map(|(at, digest)| (digest.to_hex(), *at)).collect();
+    write_json(path, &Billed { digests, ids: BTreeMap::new() })
 }
 
 fn open_log(path: &Path) -> Result<File, StoreError> {
@@ -167,7 +363,9 @@ impl UsageLedger for LocalUsage {
         usage: &Usage,
     ) -> Result<bool, StoreError> {
         let mut state = self.lock();
-        if state.seen.contains_key(job_id) {
+        let oldest_id_ms = sluice_scheduler::now_ms().saturating_sub(self.retention.billed_ids_ms());
+        state.seen.forget_before(oldest_id_ms);
+        if state.seen.contains(job_id) {
             return Ok(false);
         }
         let logged = Logged {
@@ -185,8 +383,8 @@ impl UsageLedger for LocalUsage {
         line.push(b'\n');
         state.log.write_all(&line).map_err(io_error(&self.log_path))?;
         state.next_seq += 1;
-        state.seen.insert(job_id.clone(), logged.entry.at_ms);
-        state.pending.push(logged);
+        state.seen.insert(job_id, logged.entry.at_ms);
+        state.pending.push_back(logged);
         Ok(true)
     }
 
@@ -203,34 +401,16 @@ impl UsageLedger for LocalUsage {
     }
 
     async fn commit(&self, batch: &UsageBatch, deltas: &[Bucket]) -> Result<(), CommitError> {
-        let mut state = self.lock();
-        if state.totals.aggregated_through.to_string() != batch.from {
-            return Err(CommitError::AlreadyAggregated);
-        }
-        let through: u64 = batch.through.parse().map_err(|_| StoreError::CorruptRecord(batch.through.clone()))?;
-        let oldest_hour = self.retention.oldest_hour_ms(sluice_scheduler::now_ms());
-        let mut buckets: Vec<Bucket> =
-            state.totals.buckets.iter().filter(|b| b.hour_ms >= oldest_hour).cloned().collect();
-        for delta in deltas.iter().filter(|d| d.hour_ms >= oldest_hour) {
-            match buckets
-                .iter_mut()
-                .find(|b| b.tenant == delta.tenant && b.function == delta.function && b.hour_ms == delta.hour_ms)
-            {
-                Some(bucket) => bucket.add(delta),
-                None => buckets.push(delta.clone()),
-            }
-        }
-        let totals = Totals { aggregated_through: through, buckets };
-        write_json(&self.totals_path, &totals)?;
-        state.totals = totals;
-        let before = state.pending.len();
-        state.pending.retain(|logged| logged.seq > through);
-        state.aggregated_lines += before - state.pending.len();
-        if state.aggregated_lines >= COMPACT_AFTER.max(state.seen.len()) {
-            // The totals are saved; a failed compaction only leaves a longer log.
-            if let Err(err) = self.compact(&mut state) {
-                tracing::warn!(cause = %err, "could not compact the usage log");
-            }
+        // Totals are saved in the order they were reached, and before any
+        // line they count leaves the log; calls being recorded meanwhile
+        // take the lock only for their append, never for these writes.
+        let _in_order = self.saving.lock().await;
+        let (totals, compact) = self.commit_totals(batch, deltas)?;
+        let path = self.totals_path.clone();
+        off_the_lock(&self.totals_path, move || write_json(&path, &totals)).await?;
+        // The totals are saved; a failed compaction only leaves a longer log.
+        if compact && let Err(err) = self.compact_in_background().await {
+            tracing::warn!(cause = %err, "could not compact the usage log");
         }
         Ok(())
     }
@@ -245,7 +425,9 @@ impl LocalUsage {
     /// Compacts now, whatever the log's length (tests and shutdown).
     pub fn compact_now(&self) -> Result<(), StoreError> {
         let mut state = self.lock();
-        self.compact(&mut state)
+        let ids = self.recorded_ids(&mut state);
+        save_recorded_ids(&self.billed_path, &ids)?;
+        self.replace_log(&mut state)
     }
 }
 
@@ -332,7 +514,27 @@ mod tests {
         let log = std::fs::read_to_string(dir.path().join("usage.log")).expect("log");
         assert_eq!(log.lines().count(), 0, "everything was aggregated");
         let billed: Billed = read_json(&dir.path().join("usage-billed.json")).expect("billed ids");
-        assert_eq!(billed.ids.len(), COMPACT_AFTER);
+        assert_eq!(billed.digests.len(), COMPACT_AFTER);
+    }
+
+    #[tokio::test]
+    async fn ids_saved_whole_by_an_earlier_release_still_count_as_recorded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let now = sluice_scheduler::now_ms();
+        std::fs::write(dir.path().join("usage-billed.json"), format!(r#"{{"ids":{{"j1#1":{now}}}}}"#))
+            .expect("billed ids");
+        let ledger = LocalUsage::open(dir.path()).expect("open");
+        let (tenant, usage) = (TenantId::from("t"), Usage::default());
+        assert!(!ledger.record(&JobId("j1#1".into()), &tenant, "f", &usage).await.expect("asked"));
+        assert!(ledger.record(&JobId("j2#1".into()), &tenant, "f", &usage).await.expect("asked"));
+        ledger.compact_now().expect("compact");
+        let saved = std::fs::read_to_string(dir.path().join("usage-billed.json")).expect("billed ids");
+        assert!(!saved.contains("j1"), "saved as digests: {saved}");
+        drop(ledger);
+        let reopened = LocalUsage::open(dir.path()).expect("reopen");
+        for job in ["j1#1", "j2#1"] {
+            assert!(!reopened.record(&JobId(job.into()), &tenant, "f", &usage).await.expect("asked"), "{job}");
+        }
     }
 
     #[tokio::test]
@@ -345,6 +547,6 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         ledger.compact_now().expect("compact");
         let billed: Billed = read_json(&dir.path().join("usage-billed.json")).expect("billed ids");
-        assert!(billed.ids.is_empty(), "{billed:?}");
+        assert!(billed.digests.is_empty(), "{billed:?}");
     }
 }

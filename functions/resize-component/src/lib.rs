@@ -1,7 +1,10 @@
-//! The `transform` export: adapts WIT types around [`crate::transform`].
+//! The built-in `resize` function as a `transform` component: adapts WIT
+//! types around [`sluice_resize::transform`]. The library is a crate of its
+//! own so the host (natively) and other guests (the benchmark's stage
+//! probe) can link it without this crate's exports.
 
-use crate::{ResizeError, ResizeParams};
 use bindings::{Error, Guest, Request, Response};
+use sluice_resize::{ResizeError, ResizeParams};
 
 mod bindings {
     #![allow(missing_docs)]
@@ -16,7 +19,7 @@ struct Resize;
 impl Guest for Resize {
     fn handle(req: Request) -> Result<Response, Error> {
         let params = ResizeParams::parse(&req.params).map_err(into_wit_error)?;
-        let encoded = crate::transform(&req.body, &params).map_err(into_wit_error)?;
+        let encoded = sluice_resize::transform(&req.body, &params).map_err(into_wit_error)?;
         Ok(Response { body: encoded.bytes, content_type: encoded.content_type.to_owned() })
     }
 }
