@@ -15,8 +15,10 @@ pub const SLOT_NICENESS: i32 = 5;
 /// weight, so five steps give such a job about a third of a first job's.
 pub const EXTRA_SLOT_NICENESS: i32 = 10;
 
-/// How much lower the thread aggregating usage runs.
-pub const METER_NICENESS: i32 = 5;
+/// How much lower the thread aggregating usage runs: below every worker
+/// slot, since a minute of calls is seconds of meter work that can wait,
+/// and at the slots' level it took CPU from the calls themselves.
+pub const METER_NICENESS: i32 = 15;
 
 /// How much lower the thread draining refused requests' bodies runs.
 pub const DRAIN_NICENESS: i32 = 10;
