@@ -21,6 +21,17 @@ pub fn photos_dir() -> PathBuf {
         .join("photos")
 }
 
+/// The files in `dir` (a folder of photos), sorted by name: what the
+/// per-photo comparisons run over.
+pub fn photo_files(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file())
+        .collect();
+    photos.sort();
+    Ok(photos)
+}
+
 /// One photo's bytes; panics with the path when it is missing.
 pub fn photo(name: &str) -> Vec<u8> {
     let path = photos_dir().join(name);

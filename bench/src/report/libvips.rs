@@ -4,7 +4,7 @@
 //! `bench/libvips.py`, which runs it through pyvips).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
@@ -154,15 +154,4 @@ fn measure(version: String, photos: &[PathBuf], job: LibvipsJob, runs: usize) ->
         times.insert(photo, time);
     }
     Ok(LibvipsRun::Measured { version, job, photos: times })
-}
-
-/// The photos P1 and P9 share, sorted by name.
-pub fn photo_paths(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut photos: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("read {}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.is_file())
-        .collect();
-    photos.sort();
-    Ok(photos)
 }

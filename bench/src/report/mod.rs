@@ -200,14 +200,14 @@ impl Measured {
 
 /// Runs every scenario and writes the report; returns the summary rows.
 pub async fn run(options: &ReportOptions) -> anyhow::Result<Vec<Goal>> {
-    let effort = if options.quick { Effort::QUICK } else { Effort::FULL };
+    let effort = Effort::of(options.quick);
     let started = Instant::now();
     std::fs::create_dir_all(&options.out_dir)
         .with_context(|| format!("cannot create {}", options.out_dir.display()))?;
 
     eprintln!("P1: native vs WASM over the test photos");
     let params = scenarios::report_params();
-    let photo_paths = libvips::photo_paths(&crate::photos_dir()).context("the test photos")?;
+    let photo_paths = crate::photo_files(&crate::photos_dir()).context("the test photos")?;
     let (photos, skipped) = scenarios::native_vs_wasm(&photo_paths, &params, effort.photo_runs).await?;
     eprintln!("P9: libvips on the same photos");
     let job = LibvipsJob::matching(&params).map_err(anyhow::Error::msg)?;
@@ -651,7 +651,7 @@ pub struct CompareOptions {
 /// parameters; answers the table as Markdown or JSON and writes the plots.
 pub async fn compare(options: &CompareOptions) -> anyhow::Result<String> {
     sluice_resize::ResizeParams::parse(&options.params).context("resize parameters")?;
-    let paths = libvips::photo_paths(&options.photos)?;
+    let paths = crate::photo_files(&options.photos).with_context(|| format!("read {}", options.photos.display()))?;
     anyhow::ensure!(!paths.is_empty(), "{} holds no files", options.photos.display());
     let (photos, skipped) = scenarios::native_vs_wasm(&paths, &options.params, options.runs).await?;
     let libvips = match LibvipsJob::matching(&options.params) {
@@ -736,7 +736,7 @@ fn compare_json(
 
 /// Runs only the soak and renders its section.
 pub async fn soak_section(quick: bool) -> anyhow::Result<String> {
-    let effort = if quick { Effort::QUICK } else { Effort::FULL };
+    let effort = Effort::of(quick);
     let soak = soak::soak_run(effort).await?;
     let mut out = String::new();
     render_soak(&mut out, &soak);
@@ -794,7 +794,7 @@ fn render_peer(out: &mut String, peer: &PeerRuns) {
 
 /// Runs only the `wasmtime serve` comparison and renders its section.
 pub async fn peer_section(quick: bool) -> anyhow::Result<String> {
-    let effort = if quick { Effort::QUICK } else { Effort::FULL };
+    let effort = Effort::of(quick);
     let peer = peer::peer_runs(effort, !quick).await?;
     let mut out = String::new();
     render_peer(&mut out, &peer);
@@ -884,7 +884,7 @@ fn render_soak(out: &mut String, soak: &SoakRun) {
 
 /// Runs only the abuse scenarios and renders their section.
 pub async fn abuse_section(quick: bool) -> anyhow::Result<String> {
-    let effort = if quick { Effort::QUICK } else { Effort::FULL };
+    let effort = Effort::of(quick);
     let abuse = abuse::abuse_runs(effort).await?;
     let mut out = String::new();
     render_abuse(&mut out, &abuse);
@@ -894,7 +894,7 @@ pub async fn abuse_section(quick: bool) -> anyhow::Result<String> {
 
 /// Runs only the noisy-neighbour scenarios and renders their section.
 pub async fn neighbours_section(quick: bool) -> anyhow::Result<String> {
-    let effort = if quick { Effort::QUICK } else { Effort::FULL };
+    let effort = Effort::of(quick);
     let runs = neighbours::neighbour_runs(effort).await?;
     let mut out = String::new();
     render_neighbours(&mut out, &runs);

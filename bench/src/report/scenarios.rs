@@ -40,6 +40,11 @@ pub struct Effort {
 }
 
 impl Effort {
+    /// [`Effort::QUICK`] or [`Effort::FULL`].
+    pub const fn of(quick: bool) -> Self {
+        if quick { Self::QUICK } else { Self::FULL }
+    }
+
     /// About six minutes on two cores.
     pub const QUICK: Self = Self {
         photo_runs: 3,
@@ -247,12 +252,7 @@ fn native_in_stages(input: &[u8], params: &ResizeParams) -> (f64, [f64; 3]) {
     let started = Instant::now();
     let mut ends = [0.0; 3];
     let result = sluice_resize::transform_in_stages(input, params, |stage| {
-        let at = match stage {
-            sluice_resize::Stage::Decoded => 0,
-            sluice_resize::Stage::Resized => 1,
-            sluice_resize::Stage::Encoded => 2,
-        };
-        ends[at] = started.elapsed().as_secs_f64() * 1e3;
+        ends[stage.index()] = started.elapsed().as_secs_f64() * 1e3;
     });
     let total = started.elapsed().as_secs_f64() * 1e3;
     std::hint::black_box(result.ok());

@@ -119,6 +119,18 @@ pub enum Stage {
     Encoded,
 }
 
+impl Stage {
+    /// The stage's place in the pipeline, from 0: where a caller timing
+    /// the stages keeps its clock reading.
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Decoded => 0,
+            Self::Resized => 1,
+            Self::Encoded => 2,
+        }
+    }
+}
+
 /// [`transform`], calling `finished` as each stage ends, so a benchmark
 /// can time decode, resize and encode of the very code callers run.
 pub fn transform_in_stages(

@@ -23,13 +23,8 @@ impl Guest for ResizeStages {
         let params = ResizeParams::parse(&req.params).map_err(|err| Error::InvalidInput(err.to_string()))?;
         let mut ends = [0u128; 3];
         let started = Instant::now();
-        let encoded = sluice_resize::transform_in_stages(&req.body, &params, |stage| {
-            let at = match stage {
-                Stage::Decoded => 0,
-                Stage::Resized => 1,
-                Stage::Encoded => 2,
-            };
-            ends[at] = started.elapsed().as_nanos();
+        let encoded = sluice_resize::transform_in_stages(&req.body, &params, |stage: Stage| {
+            ends[stage.index()] = started.elapsed().as_nanos();
         })
         .map_err(|err| Error::InvalidInput(err.to_string()))?;
         let body = format!(

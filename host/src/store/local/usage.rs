@@ -106,8 +106,8 @@ struct RecordedIds {
 }
 
 impl RecordedIds {
-    fn contains(&self, id: &JobId) -> bool {
-        self.at.contains_key(&IdDigest::of(id))
+    fn contains(&self, digest: IdDigest) -> bool {
+        self.at.contains_key(&digest)
     }
 
     fn insert(&mut self, id: &JobId, at_ms: u64) {
@@ -362,10 +362,11 @@ impl UsageLedger for LocalUsage {
         function: &str,
         usage: &Usage,
     ) -> Result<bool, StoreError> {
+        let digest = IdDigest::of(job_id);
+        let now = sluice_scheduler::now_ms();
         let mut state = self.lock();
-        let oldest_id_ms = sluice_scheduler::now_ms().saturating_sub(self.retention.billed_ids_ms());
-        state.seen.forget_before(oldest_id_ms);
-        if state.seen.contains(job_id) {
+        state.seen.forget_before(now.saturating_sub(self.retention.billed_ids_ms()));
+        if state.seen.contains(digest) {
             return Ok(false);
         }
         let logged = Logged {
@@ -374,7 +375,7 @@ impl UsageLedger for LocalUsage {
                 job_id: job_id.clone(),
                 tenant: tenant.clone(),
                 function: function.to_owned(),
-                at_ms: sluice_scheduler::now_ms(),
+                at_ms: now,
                 usage: usage.clone(),
             },
         };
@@ -383,7 +384,7 @@ impl UsageLedger for LocalUsage {
         line.push(b'\n');
         state.log.write_all(&line).map_err(io_error(&self.log_path))?;
         state.next_seq += 1;
-        state.seen.insert(job_id, logged.entry.at_ms);
+        state.seen.insert_digest(digest, now);
         state.pending.push_back(logged);
         Ok(true)
     }
