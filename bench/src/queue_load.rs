@@ -29,7 +29,7 @@ pub fn job_of(size: usize) -> Job {
         function: "echo".to_owned(),
         version: Version::from("sha256:0"),
         request: CallRequest { body: vec![7; size], content_type: String::new(), params: Vec::new() },
-        submitted_at_ms: 0,
+        submitted_at_ms: sluice_scheduler::now_ms(),
         kind: JobKind::Sync,
         limits: TenantLimits::default(),
     }

@@ -14,6 +14,7 @@
 //! | `{p}:parked` | set: tenants whose async jobs wait because stored results fill a budget; back in the ring once outputs are released |
 //! | `{p}:index:{tenant}` | sorted set: the tenant's kept job ids by submission time, for listing; pruned as records expire, expires `result_ttl` after the tenant goes idle |
 //! | `{p}:leases` | sorted set: taken job ids by lease expiry (ms) |
+//! | `{p}:housekeeping` | set by the take that looks for expired leases; expires when the next one is due |
 //! | `{p}:ready` | list: doorbell tokens idle workers block on (`BLPOP`), trimmed to 64 |
 //! | `{p}:idem:{tenant}:{sha256}` | an `Idempotency-Key` (hashed): `{fingerprint} {job}`; expires `result_ttl` after submission |
 //! | `{p}:results` | sorted set: kept outputs `{bytes}\|{job}\|{tenant}` by expiry (ms) |
@@ -30,17 +31,26 @@
 //! the ring of turns: that tenant, if it has work and fewer running jobs
 //! than its limit, gives its oldest sync job, else its oldest async one,
 //! and goes to the back. A taken job is leased: its id sits in `leases`
-//! scored by expiry, and [`Queue::extend`] pushes the expiry on. Each take
-//! first hands out again (or dead-letters) a few jobs whose lease expired,
-//! so a worker that dies mid-job loses nothing. Idle workers block on the
-//! doorbell list, which every script that may let a take succeed (a job
-//! queued, a running slot freed) rings, and wake at least every quarter
-//! visibility timeout (at most a second) to reclaim expired leases.
+//! scored by expiry, and [`Queue::extend`] pushes the expiry on. At most
+//! every 100 ms (and every quarter visibility timeout), a take first hands
+//! out again (or dead-letters) jobs whose lease expired, so a worker that
+//! dies mid-job loses nothing. Idle workers block on the doorbell list,
+//! which every script that may let a take succeed (a job queued, a running
+//! slot freed) rings, and wake at least every quarter visibility timeout
+//! (at most a second) to reclaim expired leases.
+//!
+//! Admissions, takes and ends are each coalesced per process: while one
+//! script run of a kind is in flight, the calls that arrive meanwhile go
+//! together in the next run (each job still handled on its own and in
+//! order inside it). A run costs a round trip and a fixed share of Redis's
+//! time, so under load the queue pays it once per batch instead of once
+//! per job; a lone call goes at once.
 //!
 //! Submodules: [`config`] (settings), [`connection`] (the connection recipe
 //! the host's stores share), `keys` (key names), `scripts` (the Lua and its
-//! typed callers).
+//! typed callers), `batch` (the coalescing).
 
+mod batch;
 pub mod config;
 pub mod connection;
 mod keys;
@@ -70,6 +80,15 @@ use keys::Keys;
 /// stream (one `EXISTS` while there are none).
 const ADOPT_EVERY: Duration = Duration::from_secs(10);
 
+/// How much one run of the enqueue or complete script carries: enough to
+/// share a round trip among many small jobs, little enough that one run
+/// holds Redis for at most a few milliseconds.
+const BATCH: batch::BatchLimits = batch::BatchLimits { calls: 64, bytes: 1024 * 1024 };
+
+/// What one take of a batch answers its worker: a delivery, none (nothing
+/// was ready), or why its job could not be read.
+type TakeAnswer = Result<Option<Delivery>, QueueError>;
+
 /// The job-hash fields a record is assembled from, in the order the
 /// scripts' `RECORD` list names them.
 const RECORD_FIELDS: [&str; 7] = ["record", "status", "deliveries", "error", "usage", "attempts", "finished"];
@@ -81,6 +100,10 @@ pub struct RedisQueue {
     keys: Keys,
     common: scripts::Common,
     commands: ConnectionManager,
+    /// Admissions, takes and ends, each coalesced into batches.
+    enqueues: batch::Batcher<scripts::Enqueue, scripts::Admission>,
+    takes: batch::Batcher<scripts::Take, TakeAnswer>,
+    completions: batch::Batcher<scripts::Complete, bool>,
     /// Dedicated connections for blocking reads: a blocking command would
     /// stall every other command sharing a multiplexed connection.
     blocking: Mutex<Vec<MultiplexedConnection>>,
@@ -165,20 +188,100 @@ impl RedisQueue {
         };
         let (finished, _) = broadcast::channel(4096);
         let keep_alive = KeepAlive::start(commands.clone());
+        let (enqueues, enqueuing) = Self::start_enqueues(&commands, &common);
+        let (takes, taking) = Self::start_takes(&commands, &common);
+        let (completions, completing) = Self::start_completions(&commands, &common);
         let queue = Arc::new(Self {
             client,
             config,
             keys,
             common,
             commands,
+            enqueues,
+            takes,
+            completions,
             blocking: Mutex::new(Vec::new()),
             finished,
-            tasks: Mutex::new(Vec::new()),
+            tasks: Mutex::new(vec![enqueuing, taking, completing]),
             _keep_alive: keep_alive,
         });
         queue.start_subscriber();
         queue.start_adopting_older_layout();
         Ok(queue)
+    }
+
+    /// Admissions run in batches of what front doors sent meanwhile.
+    fn start_enqueues(
+        commands: &ConnectionManager,
+        common: &scripts::Common,
+    ) -> (batch::Batcher<scripts::Enqueue, scripts::Admission>, tokio::task::JoinHandle<()>) {
+        let (con, common) = (commands.clone(), common.clone());
+        let run: batch::Run<scripts::Enqueue, scripts::Admission> = Box::new(move |jobs| {
+            let (mut con, common) = (con.clone(), common.clone());
+            Box::pin(async move { scripts::enqueue(&mut con, &common, &jobs).await })
+        });
+        // An admission whose caller left stands: the job is queued and runs.
+        batch::Batcher::start(BATCH, scripts::Enqueue::weight, run, Box::new(|_| {}))
+    }
+
+    /// Takes run in batches of the workers that asked meanwhile; a job
+    /// taken for a worker that stopped waiting is given back at once
+    /// rather than when its lease runs out.
+    fn start_takes(
+        commands: &ConnectionManager,
+        common: &scripts::Common,
+    ) -> (batch::Batcher<scripts::Take, TakeAnswer>, tokio::task::JoinHandle<()>) {
+        let lost = JobError::worker_lost();
+        let (con, shared) = (commands.clone(), common.clone());
+        let run: batch::Run<scripts::Take, TakeAnswer> = Box::new(move |takers| {
+            let (mut con, common, lost) = (con.clone(), shared.clone(), lost.clone());
+            Box::pin(async move {
+                let taken = scripts::take(&mut con, &common, (lost.code.as_str(), &lost.message), &takers).await?;
+                let mut taken = taken.into_iter();
+                Ok(takers
+                    .into_iter()
+                    .map(|taker| {
+                        let Some((attempt, header, body)) = taken.next() else { return Ok(None) };
+                        let mut job: Job = serde_json::from_str(&header).map_err(unavailable)?;
+                        job.request.body = body;
+                        Ok(Some(Delivery { job, receipt: taker.receipt, attempt }))
+                    })
+                    .collect())
+            })
+        });
+        let (con, common) = (commands.clone(), common.clone());
+        let unclaimed: batch::Unclaimed<TakeAnswer> = Box::new(move |answer| {
+            let Ok(Some(delivery)) = answer else { return };
+            let (mut con, common) = (con.clone(), common.clone());
+            tokio::spawn(async move {
+                let error = JobError::worker_lost();
+                let give_back = scripts::Retry {
+                    id: &delivery.job.id,
+                    receipt: &delivery.receipt,
+                    code: error.code.as_str(),
+                    message: &error.message,
+                    usage: None,
+                };
+                if let Err(err) = scripts::retry(&mut con, &common, &give_back).await {
+                    tracing::warn!(job_id = %delivery.job.id, cause = %err, "cannot give back a job nobody took; it is handed out again when its lease runs out");
+                }
+            });
+        });
+        batch::Batcher::start(BATCH, |_| 0, run, unclaimed)
+    }
+
+    /// Ends run in batches of what workers sent meanwhile.
+    fn start_completions(
+        commands: &ConnectionManager,
+        common: &scripts::Common,
+    ) -> (batch::Batcher<scripts::Complete, bool>, tokio::task::JoinHandle<()>) {
+        let (con, common) = (commands.clone(), common.clone());
+        let run: batch::Run<scripts::Complete, bool> = Box::new(move |ends| {
+            let (mut con, common) = (con.clone(), common.clone());
+            Box::pin(async move { scripts::complete(&mut con, &common, &ends).await })
+        });
+        // An end whose caller left is recorded all the same.
+        batch::Batcher::start(BATCH, scripts::Complete::weight, run, Box::new(|_| {}))
     }
 
     /// Moves the jobs an older release left in its job stream (the layout
@@ -281,16 +384,8 @@ impl RedisQueue {
 
     /// Takes the next job by turns for `worker`, if one is ready.
     async fn try_take(&self, worker: &str) -> Result<Option<Delivery>, QueueError> {
-        let receipt = uuid::Uuid::new_v4().to_string();
-        let lost = JobError::worker_lost();
-        let take = scripts::Take { receipt: &receipt, worker, lost: (lost.code.as_str(), &lost.message) };
-        let mut con = self.commands.clone();
-        let Some((attempt, header, body)) = scripts::take(&mut con, &self.common, &take).await? else {
-            return Ok(None);
-        };
-        let mut job: Job = serde_json::from_str(&header).map_err(unavailable)?;
-        job.request.body = body;
-        Ok(Some(Delivery { job, receipt, attempt }))
+        let take = scripts::Take { receipt: uuid::Uuid::new_v4().to_string(), worker: worker.to_owned() };
+        self.takes.call(take).await?
     }
 
     /// Waits up to `nap` for the doorbell: something may be ready to take.
@@ -319,32 +414,30 @@ impl RedisQueue {
 
     /// Runs the admission script for `job`: an async one is budgeted and
     /// may carry an idempotency key.
-    async fn admit(&self, job: &Job, budgeted: bool, key: Option<&IdempotencyKey>) -> Result<Submitted, QueueError> {
-        let record = serde_json::to_string(&JobRecord::queued(job)).map_err(unavailable)?;
-        let mut header = job.clone();
-        header.request.body = Vec::new();
-        let header = serde_json::to_string(&header).map_err(unavailable)?;
+    async fn admit(&self, mut job: Job, budgeted: bool, key: Option<&IdempotencyKey>) -> Result<Submitted, QueueError> {
+        let record = serde_json::to_string(&JobRecord::queued(&job)).map_err(unavailable)?;
+        let body = std::mem::take(&mut job.request.body);
+        let header = serde_json::to_string(&job).map_err(unavailable)?;
         let queue = &self.config.queue;
         let quota = job.limits.queued.map_or(queue.tenant_queue_quota, |quota| quota as usize);
         let admit = scripts::Enqueue {
-            id: &job.id,
-            tenant: job.tenant.as_str(),
+            id: job.id.clone(),
+            tenant: job.tenant.as_str().to_owned(),
             kind: job.kind.as_str(),
             submitted_at_ms: job.submitted_at_ms,
-            function: &job.function,
-            header: &header,
-            body: &job.request.body,
-            record: &record,
+            function: job.function.clone(),
+            header,
+            body,
+            record,
             capacity: queue.capacity,
             queue_bytes: queue.queue_bytes,
             tenant_quota: quota,
             tenant_queue_bytes: queue.tenant_queue_bytes,
             running_limit: job.limits.running.map_or(queue.tenant_concurrency, |limit| limit as usize),
             budgets: budgeted.then_some((queue.tenant_result_bytes, queue.result_bytes)),
-            key: key.map(|key| (key, self.keys.idempotency(&job.tenant, &key.hash))),
+            key: key.map(|key| (key.fingerprint.clone(), self.keys.idempotency(&job.tenant, &key.hash))),
         };
-        let mut con = self.commands.clone();
-        match scripts::enqueue(&mut con, &self.common, &admit).await? {
+        match self.enqueues.call(admit).await? {
             scripts::Admission::Admitted => Ok(Submitted::Accepted),
             scripts::Admission::Existing(id, status) => {
                 let status = JobStatus::parse(&status).ok_or_else(|| unavailable(format!("job status {status:?}")))?;
@@ -425,15 +518,16 @@ impl Drop for RedisQueue {
 #[async_trait::async_trait]
 impl Queue for RedisQueue {
     async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
-        match self.admit(&job, false, None).await? {
+        let id = job.id.clone();
+        match self.admit(job, false, None).await? {
             Submitted::Accepted => Ok(()),
             // Without a key the script finds no existing job.
-            Submitted::Existing { .. } | Submitted::Conflict => Err(QueueError::Duplicate(job.id.0)),
+            Submitted::Existing { .. } | Submitted::Conflict => Err(QueueError::Duplicate(id.0)),
         }
     }
 
     async fn submit(&self, job: Job, key: Option<&IdempotencyKey>) -> Result<Submitted, QueueError> {
-        self.admit(&job, true, key).await
+        self.admit(job, true, key).await
     }
 
     async fn reserve(&self, worker: &str, wait: Duration) -> Result<Option<Delivery>, QueueError> {
@@ -486,15 +580,14 @@ impl Queue for RedisQueue {
         let error = error.map(|error| serde_json::to_string(&error)).transpose().map_err(unavailable)?;
         let usage = usage.map(|usage| serde_json::to_string(&usage)).transpose().map_err(unavailable)?;
         let end = scripts::Complete {
-            id: &delivery.job.id,
+            id: delivery.job.id.clone(),
             status: status.as_str(),
-            error: error.as_deref(),
-            usage: usage.as_deref(),
-            output: output.as_ref().map(|output| (output.body.as_slice(), output.content_type.as_str())),
+            error,
+            usage,
+            output: output.map(|output| (output.body, output.content_type)),
         };
-        let mut con = self.commands.clone();
         // A job that already ended keeps its first outcome; that is no error.
-        scripts::complete(&mut con, &self.common, &end).await?;
+        self.completions.call(end).await?;
         Ok(())
     }
 

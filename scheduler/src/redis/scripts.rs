@@ -6,7 +6,9 @@
 //! (the table in the module docs) and the helpers that keep the tenants'
 //! queues, the ring of turns and the counters consistent. A script's own
 //! arguments follow from `ARGV[10]`, in the order its first lines name them,
-//! so the order is written down once, next to the script.
+//! so the order is written down once, next to the script. The admission,
+//! take and end scripts handle a batch: one group of arguments per job, so
+//! that one run serves every caller that was waiting for it.
 //!
 //! Counters are decremented with `add`/`hadd`, which delete a counter that
 //! reaches zero: an idle deployment leaves no keys behind, and a counter
@@ -19,7 +21,7 @@ use redis::aio::ConnectionManager;
 use redis::{Script, ScriptInvocation};
 
 use super::unavailable;
-use crate::{IdempotencyKey, JobId, QueueError};
+use crate::{JobId, QueueError};
 
 /// What every script starts with: shared arguments, key names, helpers.
 ///
@@ -29,8 +31,9 @@ use crate::{IdempotencyKey, JobId, QueueError};
 /// ring `turns` holds each tenant whose turn may come at most once; taking
 /// pops the front tenant and, if it still has work and room, pushes it to
 /// the back. Whatever may let a take succeed (a job waiting, a running slot
-/// freed) pushes a token onto the doorbell list `ready` (trimmed to 64), on
-/// which idle workers block.
+/// freed) counts a token for the doorbell list `ready`, on which idle
+/// workers block; a script pushes its tokens once, as it ends (the list is
+/// trimmed to 64). Each script reads the clock once.
 ///
 /// Kept outputs are members `{bytes}|{job}|{tenant}` of the results sorted
 /// set, scored by when their job hash expires, and counted in the
@@ -64,9 +67,14 @@ local function hadd(key, field, n)
   if n == 0 then return end
   if redis.call('HINCRBY', key, field, n) <= 0 then redis.call('HDEL', key, field) end
 end
+-- One clock reading per script: a script runs in one instant anyway.
+local NOW
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not NOW then
+    local t = redis.call('TIME')
+    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return NOW
 end
 local function is_final(s) return s == 'succeeded' or s == 'failed' or s == 'cancelled' end
 local function record_of(jk) return redis.call('HMGET', jk, unpack(RECORD)) end
@@ -77,7 +85,10 @@ local function refund(member)
   hadd(K_RESULT_BYTES, 't:' .. tenant, -tonumber(bytes))
   hadd(K_RESULT_BYTES, 'total', -tonumber(bytes))
 end
+local TRIMMED = false
 local function trim_results()
+  if TRIMMED then return end
+  TRIMMED = true
   local expired = redis.call('ZRANGEBYSCORE', K_RESULTS, '-inf', now_ms(), 'LIMIT', 0, 256)
   for _, member in ipairs(expired) do
     refund(member)
@@ -85,9 +96,15 @@ local function trim_results()
   end
 end
 
-local function ring()
-  redis.call('LPUSH', K_READY, '1')
-  redis.call('LTRIM', K_READY, 0, 63)
+-- Doorbell tokens are counted and pushed once, as the script ends
+-- (see `script`): one token per take that may now succeed, at most 64.
+local RINGS = 0
+local function ring() RINGS = RINGS + 1 end
+local function flush_rings()
+  if RINGS == 0 then return end
+  local tokens = {}
+  for i = 1, math.min(RINGS, 64) do tokens[i] = '1' end
+  if redis.call('LPUSH', K_READY, unpack(tokens)) > 64 then redis.call('LTRIM', K_READY, 0, 63) end
 end
 -- True while t's async outputs may still be stored: a job taken now
 -- cannot push the stored bytes past a budget by more than the outputs of
@@ -98,25 +115,30 @@ local function results_fit(t)
 end
 -- t has room under its running limit, and a sync job, or an async one
 -- whose output fits the budgets. Async work held back only by the
--- budgets parks t until outputs are released.
-local function ready(t)
-  local f = redis.call('HMGET', k_tenant(t), 'running', 'limit')
-  local limit = DEFAULT_LIMIT
-  if f[2] then limit = tonumber(f[2]) end
-  if num(f[1]) >= limit then return false end
+-- budgets parks t until outputs are released. The second answer is
+-- whether t is in the ring now.
+-- ready_with is ready for a caller that knows t's running count and limit.
+local function ready_with(t, running, limit)
+  if running >= limit then return false end
   if redis.call('LLEN', k_lane(t, 'sync')) > 0 then return true end
   if redis.call('LLEN', k_lane(t, 'async')) == 0 then return false end
   if results_fit(t) then return true end
   redis.call('SADD', K_PARKED, t)
   return false
 end
+local function ready(t)
+  local f = redis.call('HMGET', k_tenant(t), 'running', 'limit', 'turn')
+  local limit = DEFAULT_LIMIT
+  if f[2] then limit = tonumber(f[2]) end
+  return ready_with(t, num(f[1]), limit), f[3] == '1'
+end
 -- Puts t in the ring if it has work and room; true when it is there and ready.
 local function offer_turn(t)
-  if not ready(t) then return false end
-  redis.call('SREM', K_PARKED, t)
-  local th = k_tenant(t)
-  if redis.call('HGET', th, 'turn') ~= '1' then
-    redis.call('HSET', th, 'turn', '1')
+  local is_ready, in_ring = ready(t)
+  if not is_ready then return false end
+  if not in_ring then
+    redis.call('SREM', K_PARKED, t)
+    redis.call('HSET', k_tenant(t), 'turn', '1')
     redis.call('RPUSH', K_TURNS, t)
   end
   return true
@@ -132,13 +154,14 @@ local function drop_idle(t)
     redis.call('PEXPIRE', k_index(t), TTL_MS)
   end
 end
-local function push_waiting(id, t, kind, bytes, submitted)
+-- busy: t is known to be in K_BUSY already (its counts hash exists).
+local function push_waiting(id, t, kind, bytes, submitted, busy)
   redis.call('RPUSH', k_lane(t, kind), id)
   redis.call('ZADD', k_oldest(t), submitted, id)
   local th = k_tenant(t)
   redis.call('HINCRBY', th, 'waiting', 1)
   redis.call('HINCRBY', th, 'bytes', bytes)
-  redis.call('SADD', K_BUSY, t)
+  if not busy then redis.call('SADD', K_BUSY, t) end
   redis.call('INCR', K_WAITING)
   redis.call('INCRBY', K_WAITING_BYTES, bytes)
   if offer_turn(t) then ring() end
@@ -155,8 +178,8 @@ end
 -- A job of t a worker held has ended or gone back to waiting.
 local function settle_running(t)
   hadd(k_tenant(t), 'running', -1)
-  if offer_turn(t) then ring() end
-  drop_idle(t)
+  -- A tenant given a turn has work: it is not idle.
+  if offer_turn(t) then ring() else drop_idle(t) end
 end
 local function append_attempt(jk, usage)
   local attempts = redis.call('HGET', jk, 'attempts')
@@ -169,27 +192,40 @@ end
 -- to its TTL and the result budget; the others lapse after a short grace,
 -- so a caller reading its record right now still finds it. At most a few
 -- are dropped per job, so each costs the same however far behind.
-local function trim_ended_sync(id, jk, t)
-  if redis.call('HGET', jk, 'kind') ~= 'sync' then return end
+local function trim_ended_sync(id, kind, t)
+  if kind ~= 'sync' then return end
   local kept = k_ended_sync(t)
-  redis.call('RPUSH', kept, id)
+  local length = redis.call('RPUSH', kept, id)
   redis.call('PEXPIRE', kept, TTL_MS)
   local grace = math.min(TTL_MS, SYNC_RECORD_GRACE_MS)
   for _ = 1, 4 do
-    if redis.call('LLEN', kept) <= KEEP_SYNC then return end
+    if length <= KEEP_SYNC then return end
+    length = length - 1
     local old = redis.call('LPOP', kept)
     local ok = k_job(old)
-    if redis.call('HEXISTS', ok, 'output_body') == 0 and redis.call('PTTL', ok) > grace then
-      redis.call('PEXPIRE', ok, grace)
+    -- LT: only a record that would outlive the grace is cut short.
+    if redis.call('HEXISTS', ok, 'output_body') == 0 and redis.call('PEXPIRE', ok, grace, 'LT') == 1 then
       redis.call('ZREM', k_index(t), old)
     end
   end
 end
--- Ends job id once: status, error, usage, output (budgeted), expiry, notice.
-local function finish(id, jk, t, status, err, usage, out_body, out_type)
-  redis.call('HSET', jk, 'status', status, 'finished', now_ms())
-  if err then redis.call('HSET', jk, 'error', err) end
-  if usage then redis.call('HSET', jk, 'usage', usage) end
+-- Ends job id (of kind `kind`) once, in one write of its hash: status,
+-- error, usage, `fields` (more field/value pairs), output (budgeted); then
+-- expiry and notice.
+local function finish(id, jk, t, kind, status, err, usage, out_body, out_type, fields)
+  local set = fields or {}
+  table.insert(set, 'status')
+  table.insert(set, status)
+  table.insert(set, 'finished')
+  table.insert(set, now_ms())
+  if err then
+    table.insert(set, 'error')
+    table.insert(set, err)
+  end
+  if usage then
+    table.insert(set, 'usage')
+    table.insert(set, usage)
+  end
   if out_body then
     trim_results()
     local bytes = #out_body + #out_type
@@ -197,12 +233,15 @@ local function finish(id, jk, t, status, err, usage, out_body, out_type)
     redis.call('ZADD', K_RESULTS, now_ms() + TTL_MS, member)
     redis.call('HINCRBY', K_RESULT_BYTES, 't:' .. t, bytes)
     redis.call('HINCRBY', K_RESULT_BYTES, 'total', bytes)
-    redis.call('HSET', jk, 'output_body', out_body, 'output_type', out_type, 'output_member', member)
+    for _, v in ipairs({'output_body', out_body, 'output_type', out_type, 'output_member', member}) do
+      table.insert(set, v)
+    end
   end
+  redis.call('HSET', jk, unpack(set))
   redis.call('HDEL', jk, 'body', 'lease', 'worker', 'taken')
   redis.call('ZREM', K_LEASES, id)
   redis.call('PEXPIRE', jk, TTL_MS)
-  trim_ended_sync(id, jk, t)
+  trim_ended_sync(id, kind, t)
   add(K_DEPTH, -1)
   redis.call('PUBLISH', K_DONE, id)
 end
@@ -221,22 +260,25 @@ local function release(id, code, message, usage)
   if deliveries >= MAX_DELIVERIES then
     local given_up = message .. ' (gave up after ' .. string.format('%d', deliveries) .. ' deliveries)'
     local last = redis.call('HGET', jk, 'last_usage')
-    finish(id, jk, t, 'failed', cjson.encode({code = code, message = given_up}), last or nil, nil, nil)
+    finish(id, jk, t, f[2], 'failed', cjson.encode({code = code, message = given_up}), last or nil, nil, nil)
     redis.call('XADD', K_DEAD, 'MAXLEN', '~', MAX_DEAD, '*', 'id', id, 'code', code, 'message', message)
     result = 2
   else
     redis.call('HSET', jk, 'status', 'queued')
-    push_waiting(id, t, f[2], num(f[3]), f[4])
+    push_waiting(id, t, f[2], num(f[3]), f[4], false)
   end
   settle_running(t)
   return result
 end
 ";
 
-/// A script with [`PRELUDE`] in front of `body`.
+/// A script with [`PRELUDE`] in front of `body`; `body` runs as a
+/// function, so the doorbell tokens it counted are pushed however it returns.
 fn script(body: &str) -> Script {
     let grace_ms = crate::SYNC_RECORD_GRACE.as_millis().to_string();
-    Script::new(&format!("{PRELUDE}{body}").replace("SYNC_RECORD_GRACE_MS", &grace_ms))
+    let source =
+        format!("{PRELUDE}local function main()\n{body}\nend\nlocal answer = main()\nflush_rings()\nreturn answer\n");
+    Script::new(&source.replace("SYNC_RECORD_GRACE_MS", &grace_ms))
 }
 
 /// The arguments every script takes first (`ARGV[1..9]`).
@@ -285,82 +327,104 @@ impl Common {
 /// [`super::RECORD_FIELDS`], in that order.
 pub(super) type RecordFields = Vec<Option<String>>;
 
-/// Admission, in one step: an `Idempotency-Key` that already names a kept
-/// job returns it (or a conflict); else refuse (async jobs) past the
-/// tenant's or the queue's result budget, a duplicate id, past the queue's
-/// bounds, past the tenant's; else store the job, queue it in its tenant's
-/// lane, index it for listing and record the key. Answers `{code, job, status}`.
+/// Admission of one or more jobs, each in one step and in order (a batch
+/// is what concurrent callers sent meanwhile): an `Idempotency-Key` that
+/// already names a kept job returns it (or a conflict); else refuse (async
+/// jobs) past the tenant's or the queue's result budget, a duplicate id,
+/// past the queue's bounds, past the tenant's; else store the job, queue it
+/// in its tenant's lane, index it for listing and record the key. Each job
+/// takes [`ENQUEUE_ARGS`] arguments; answers `{code, job, status}` per job.
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
     script(
-        r"
-local id, header, body, record = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
-local tenant, kind, submitted, fn = ARGV[14], ARGV[15], ARGV[16], ARGV[17]
-local capacity, queue_bytes, quota = tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
-local tenant_bytes, limit = tonumber(ARGV[21]), ARGV[22]
-local budgeted, tenant_budget, total_budget = ARGV[23] == '1', tonumber(ARGV[24]), tonumber(ARGV[25])
-local has_key, fingerprint, idem_key = ARGV[26] == '1', ARGV[27], ARGV[28]
-if has_key then
-  local held = redis.call('GET', idem_key)
-  if held then
-    local seen, existing = string.match(held, '^(%S+) (%S+)$')
-    local status = existing and redis.call('HGET', k_job(existing), 'status')
-    if status then
-      if seen ~= fingerprint then return {7, '', ''} end
-      return {6, existing, status}
+        &r"
+local function admit(a)
+  local id, header, body, record = ARGV[a + 0], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local tenant, kind, submitted, fn = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
+  local capacity, queue_bytes, quota = tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9]), tonumber(ARGV[a + 10])
+  local tenant_bytes, limit = tonumber(ARGV[a + 11]), ARGV[a + 12]
+  local budgeted, tenant_budget, total_budget = ARGV[a + 13] == '1', tonumber(ARGV[a + 14]), tonumber(ARGV[a + 15])
+  local has_key, fingerprint, idem_key = ARGV[a + 16] == '1', ARGV[a + 17], ARGV[a + 18]
+  if has_key then
+    local held = redis.call('GET', idem_key)
+    if held then
+      local seen, existing = string.match(held, '^(%S+) (%S+)$')
+      local status = existing and redis.call('HGET', k_job(existing), 'status')
+      if status then
+        if seen ~= fingerprint then return {7, '', ''} end
+        return {6, existing, status}
+      end
     end
   end
+  if budgeted then
+    trim_results()
+    if num(redis.call('HGET', K_RESULT_BYTES, 't:' .. tenant)) >= tenant_budget then return {4, '', ''} end
+    if num(redis.call('HGET', K_RESULT_BYTES, 'total')) >= total_budget then return {5, '', ''} end
+  end
+  local jk = k_job(id)
+  if redis.call('EXISTS', jk) == 1 then return {1, '', ''} end
+  local bytes = #body
+  if num(redis.call('GET', K_WAITING)) >= capacity then return {2, '', ''} end
+  if num(redis.call('GET', K_WAITING_BYTES)) + bytes > queue_bytes then return {8, '', ''} end
+  local mine = redis.call('HMGET', k_tenant(tenant), 'waiting', 'bytes', 'limit')
+  if num(mine[1]) >= quota then return {3, '', ''} end
+  if num(mine[2]) + bytes > tenant_bytes then return {9, '', ''} end
+  redis.call('HSET', jk, 'job', header, 'body', body, 'record', record, 'status', 'queued', 'deliveries', 0,
+    'tenant', tenant, 'kind', kind, 'bytes', bytes, 'submitted', submitted, 'function', fn)
+  -- Every busy tenant's counts hash holds its limit: without one, the
+  -- tenant was idle, its index may be expiring and it is not in K_BUSY.
+  local busy = mine[3] ~= false
+  if mine[3] ~= limit then redis.call('HSET', k_tenant(tenant), 'limit', limit) end
+  local index = k_index(tenant)
+  -- A record lives at least TTL from its submission (shorter ones leave the
+  -- index as they are cut short), so only entries older than that may be stale.
+  local stale = redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. (now_ms() - TTL_MS), 'LIMIT', 0, 2)
+  for _, old in ipairs(stale) do
+    if redis.call('EXISTS', k_job(old)) == 0 then redis.call('ZREM', index, old) end
+  end
+  redis.call('ZADD', index, submitted, id)
+  if not busy then redis.call('PERSIST', index) end
+  redis.call('INCR', K_DEPTH)
+  push_waiting(id, tenant, kind, bytes, submitted, busy)
+  if has_key then
+    redis.call('SET', idem_key, fingerprint .. ' ' .. id, 'PX', TTL_MS)
+    redis.call('HSET', jk, 'idem', idem_key)
+  end
+  return {0, '', ''}
 end
-if budgeted then
-  trim_results()
-  if num(redis.call('HGET', K_RESULT_BYTES, 't:' .. tenant)) >= tenant_budget then return {4, '', ''} end
-  if num(redis.call('HGET', K_RESULT_BYTES, 'total')) >= total_budget then return {5, '', ''} end
+local answers = {}
+local a = 10
+while ARGV[a] do
+  answers[#answers + 1] = admit(a)
+  a = a + ENQUEUE_ARGS
 end
-local jk = k_job(id)
-if redis.call('EXISTS', jk) == 1 then return {1, '', ''} end
-local bytes = #body
-if num(redis.call('GET', K_WAITING)) >= capacity then return {2, '', ''} end
-if num(redis.call('GET', K_WAITING_BYTES)) + bytes > queue_bytes then return {8, '', ''} end
-local mine = redis.call('HMGET', k_tenant(tenant), 'waiting', 'bytes')
-if num(mine[1]) >= quota then return {3, '', ''} end
-if num(mine[2]) + bytes > tenant_bytes then return {9, '', ''} end
-redis.call('HSET', jk, 'job', header, 'body', body, 'record', record, 'status', 'queued', 'deliveries', 0,
-  'tenant', tenant, 'kind', kind, 'bytes', bytes, 'submitted', submitted, 'function', fn)
-redis.call('HSET', k_tenant(tenant), 'limit', limit)
-local index = k_index(tenant)
-for _, old in ipairs(redis.call('ZRANGE', index, 0, 1)) do
-  if redis.call('EXISTS', k_job(old)) == 0 then redis.call('ZREM', index, old) end
-end
-redis.call('ZADD', index, submitted, id)
-redis.call('PERSIST', index)
-redis.call('INCR', K_DEPTH)
-push_waiting(id, tenant, kind, bytes, submitted)
-if has_key then
-  redis.call('SET', idem_key, fingerprint .. ' ' .. id, 'PX', TTL_MS)
-  redis.call('HSET', jk, 'idem', idem_key)
-end
-return {0, '', ''}
-",
+return answers
+"
+        .replace("ENQUEUE_ARGS", &ENQUEUE_ARGS.to_string()),
     )
 });
 
-/// A job to admit.
-pub(super) struct Enqueue<'a> {
+/// Arguments each job of an [`ENQUEUE`] batch takes.
+const ENQUEUE_ARGS: usize = 19;
+
+/// A job to admit, owned so that it can wait for the next batch.
+#[derive(Debug)]
+pub(super) struct Enqueue {
     /// The job's id.
-    pub id: &'a JobId,
+    pub id: JobId,
     /// Its tenant.
-    pub tenant: &'a str,
+    pub tenant: String,
     /// `sync` or `async`: the lane it waits in.
-    pub kind: &'a str,
+    pub kind: &'static str,
     /// When it was accepted, ms (orders the tenant's listing).
     pub submitted_at_ms: u64,
     /// The function's name, for filtered listings.
-    pub function: &'a str,
+    pub function: String,
     /// The job as JSON, without its body.
-    pub header: &'a str,
+    pub header: String,
     /// The request body.
-    pub body: &'a [u8],
+    pub body: Vec<u8>,
     /// The job's record as JSON, as it was accepted.
-    pub record: &'a str,
+    pub record: String,
     /// Most jobs that may wait at once, all tenants.
     pub capacity: usize,
     /// Most body bytes that may wait at once, all tenants.
@@ -374,8 +438,15 @@ pub(super) struct Enqueue<'a> {
     /// For async jobs, the (tenant, total) result budgets in bytes; a sync
     /// job's output is taken at once and is not budgeted.
     pub budgets: Option<(u64, u64)>,
-    /// The idempotency key to look up and record, and its Redis key.
-    pub key: Option<(&'a IdempotencyKey, String)>,
+    /// The idempotency key's fingerprint and its Redis key, to look up and record.
+    pub key: Option<(String, String)>,
+}
+
+impl Enqueue {
+    /// Bytes this job adds to a batch's arguments.
+    pub fn weight(&self) -> usize {
+        self.body.len() + self.header.len() + self.record.len()
+    }
 }
 
 /// What [`enqueue`] decided.
@@ -403,147 +474,190 @@ pub(super) enum Admission {
     Conflict,
 }
 
-/// Admits `job` or says why not.
+/// Admits `jobs` in order, in one script run; answers each one's admission.
 pub(super) async fn enqueue(
     con: &mut ConnectionManager,
     common: &Common,
-    job: &Enqueue<'_>,
-) -> Result<Admission, QueueError> {
-    let (has_key, fingerprint, idem_key) = match &job.key {
-        Some((key, name)) => ("1", key.fingerprint.as_str(), name.as_str()),
-        None => ("0", "", ""),
-    };
-    let (budgeted, tenant_budget, total_budget) = match job.budgets {
-        Some((tenant, total)) => ("1", tenant, total),
-        None => ("0", u64::MAX, u64::MAX),
-    };
-    let (code, existing, status): (i64, String, String) = common
-        .invoke(&ENQUEUE)
-        .arg(job.id.as_str())
-        .arg(job.header)
-        .arg(job.body)
-        .arg(job.record)
-        .arg(job.tenant)
-        .arg(job.kind)
-        .arg(job.submitted_at_ms)
-        .arg(job.function)
-        .arg(job.capacity)
-        .arg(job.queue_bytes)
-        .arg(job.tenant_quota)
-        .arg(job.tenant_queue_bytes)
-        .arg(job.running_limit.max(1))
-        .arg(budgeted)
-        .arg(tenant_budget)
-        .arg(total_budget)
-        .arg(has_key)
-        .arg(fingerprint)
-        .arg(idem_key)
-        .invoke_async(con)
-        .await
-        .map_err(unavailable)?;
-    match code {
-        0 => Ok(Admission::Admitted),
-        1 => Ok(Admission::Duplicate),
-        2 => Ok(Admission::Full),
-        3 => Ok(Admission::TenantQueueFull),
-        4 => Ok(Admission::TenantResultsFull),
-        5 => Ok(Admission::ResultsFull),
-        6 => Ok(Admission::Existing(JobId(existing), status)),
-        7 => Ok(Admission::Conflict),
-        8 => Ok(Admission::QueueBytesFull),
-        9 => Ok(Admission::TenantQueueBytesFull),
-        other => Err(unexpected("enqueue", other)),
+    jobs: &[Enqueue],
+) -> Result<Vec<Admission>, QueueError> {
+    let mut invocation = common.invoke(&ENQUEUE);
+    for job in jobs {
+        let (has_key, fingerprint, idem_key) = match &job.key {
+            Some((fingerprint, name)) => ("1", fingerprint.as_str(), name.as_str()),
+            None => ("0", "", ""),
+        };
+        let (budgeted, tenant_budget, total_budget) = match job.budgets {
+            Some((tenant, total)) => ("1", tenant, total),
+            None => ("0", u64::MAX, u64::MAX),
+        };
+        invocation
+            .arg(job.id.as_str())
+            .arg(&job.header)
+            .arg(&job.body)
+            .arg(&job.record)
+            .arg(&job.tenant)
+            .arg(job.kind)
+            .arg(job.submitted_at_ms)
+            .arg(&job.function)
+            .arg(job.capacity)
+            .arg(job.queue_bytes)
+            .arg(job.tenant_quota)
+            .arg(job.tenant_queue_bytes)
+            .arg(job.running_limit.max(1))
+            .arg(budgeted)
+            .arg(tenant_budget)
+            .arg(total_budget)
+            .arg(has_key)
+            .arg(fingerprint)
+            .arg(idem_key);
     }
+    let answers: Vec<(i64, String, String)> = invocation.invoke_async(con).await.map_err(unavailable)?;
+    answers
+        .into_iter()
+        .map(|(code, existing, status)| match code {
+            0 => Ok(Admission::Admitted),
+            1 => Ok(Admission::Duplicate),
+            2 => Ok(Admission::Full),
+            3 => Ok(Admission::TenantQueueFull),
+            4 => Ok(Admission::TenantResultsFull),
+            5 => Ok(Admission::ResultsFull),
+            6 => Ok(Admission::Existing(JobId(existing), status)),
+            7 => Ok(Admission::Conflict),
+            8 => Ok(Admission::QueueBytesFull),
+            9 => Ok(Admission::TenantQueueBytesFull),
+            other => Err(unexpected("enqueue", other)),
+        })
+        .collect()
 }
 
-/// Takes the next job by turns, after handing out again (or dead-lettering)
-/// a few jobs whose lease expired: the front tenant of the ring that has
-/// work and room gives its oldest sync job, else its oldest async one, and
-/// goes to the back of the ring if it still has both. The job is counted
-/// as delivered, marked running (saving `start` a round trip) and leased
-/// under the caller's receipt. Answers `{attempt, job, body}` or nil.
+/// Takes the next jobs by turns, one per waiting worker (a batch is the
+/// workers that asked meanwhile), in the order they asked; stops early when
+/// nothing is ready. Each take: the front tenant of the ring that has work
+/// and room gives its oldest sync job, else its oldest async one, and goes
+/// to the back of the ring if it still has both. The job is counted as
+/// delivered, marked running (saving `start` a round trip) and leased under
+/// that worker's receipt. Before taking, at most every [`HOUSEKEEPING`]
+/// (over all nodes), a few jobs whose lease expired are handed out again
+/// or dead-lettered; and while tenants are parked, expired outputs are
+/// refunded and the parked tenants get their turn back. Answers
+/// `{attempt, job, body}` per job taken.
 static TAKE: LazyLock<Script> = LazyLock::new(|| {
     script(
-        r"
-local receipt, worker, lost_code, lost_message = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now_ms(), 'LIMIT', 0, 16)) do
-  release(id, lost_code, lost_message, nil)
-end
--- Outputs may have expired or been taken: parked tenants get their turn back.
-trim_results()
-for _, t in ipairs(redis.call('SRANDMEMBER', K_PARKED, 64)) do
-  offer_turn(t)
-end
-while true do
-  local t = redis.call('LPOP', K_TURNS)
-  if not t then
-    -- Nothing is ready: any doorbell tokens left are stale.
-    redis.call('DEL', K_READY)
-    return false
+        &r"
+local lost_code, lost_message = ARGV[10], ARGV[11]
+local every = math.max(1, math.min(HOUSEKEEPING_MS, math.floor(VISIBILITY_MS / 4)))
+if redis.call('SET', P .. ':housekeeping', '1', 'PX', every, 'NX') then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now_ms(), 'LIMIT', 0, 64)) do
+    release(id, lost_code, lost_message, nil)
   end
-  local th = k_tenant(t)
-  redis.call('HDEL', th, 'turn')
-  if ready(t) then
-    local id = redis.call('LPOP', k_lane(t, 'sync'))
-    if not id and results_fit(t) then id = redis.call('LPOP', k_lane(t, 'async')) end
+end
+if redis.call('SCARD', K_PARKED) > 0 then
+  -- Outputs may have expired or been taken: parked tenants get their turn back.
+  trim_results()
+  for _, t in ipairs(redis.call('SRANDMEMBER', K_PARKED, 64)) do
+    offer_turn(t)
+  end
+end
+local function take_one(receipt, worker)
+  while true do
+    local t = redis.call('LPOP', K_TURNS)
+    if not t then
+      -- Nothing is ready: any doorbell tokens are stale.
+      redis.call('DEL', K_READY)
+      RINGS = 0
+      return nil
+    end
+    local th = k_tenant(t)
+    local counts = redis.call('HMGET', th, 'running', 'limit')
+    local running, limit = num(counts[1]), DEFAULT_LIMIT
+    if counts[2] then limit = tonumber(counts[2]) end
+    local id
+    if ready_with(t, running, limit) then
+      id = redis.call('LPOP', k_lane(t, 'sync'))
+      if not id and results_fit(t) then id = redis.call('LPOP', k_lane(t, 'async')) end
+      -- The counts drifted from the lanes: heal them.
+      if not id then redis.call('HDEL', th, 'waiting', 'bytes') end
+    end
     if id then
       local jk = k_job(id)
-      local f = redis.call('HMGET', jk, 'bytes', 'status')
+      local f = redis.call('HMGET', jk, 'bytes', 'status', 'job', 'body')
       redis.call('ZREM', k_oldest(t), id)
       hadd(th, 'waiting', -1)
       hadd(th, 'bytes', -num(f[1]))
       add(K_WAITING, -1)
       add(K_WAITING_BYTES, -num(f[1]))
-      if f[2] == 'queued' then
+      -- An id whose job is gone or ended is skipped.
+      local queued = f[2] == 'queued'
+      if queued then
         redis.call('HINCRBY', th, 'running', 1)
-        if offer_turn(t) then ring() end
+        running = running + 1
+      end
+      if ready_with(t, running, limit) then
+        -- To the back of the ring; its turn flag stays set.
+        redis.call('RPUSH', K_TURNS, t)
+        ring()
+      else
+        redis.call('HDEL', th, 'turn')
+        if not queued then drop_idle(t) end
+      end
+      if queued then
         local attempt = redis.call('HINCRBY', jk, 'deliveries', 1)
         local now = now_ms()
         redis.call('HSET', jk, 'status', 'running', 'lease', receipt, 'worker', worker, 'taken', now)
         redis.call('ZADD', K_LEASES, now + VISIBILITY_MS, id)
-        return {attempt, redis.call('HGET', jk, 'job'), redis.call('HGET', jk, 'body') or ''}
+        return {attempt, f[3], f[4] or ''}
       end
-      -- An id whose job is gone: skip it, the tenant keeps its turn.
-      offer_turn(t)
     else
-      -- The counts drifted from the lanes: heal them.
-      redis.call('HDEL', th, 'waiting', 'bytes')
+      redis.call('HDEL', th, 'turn')
+      drop_idle(t)
     end
   end
-  drop_idle(t)
 end
-",
+local taken = {}
+local a = 12
+while ARGV[a] do
+  local one = take_one(ARGV[a], ARGV[a + 1])
+  if not one then break end
+  taken[#taken + 1] = one
+  a = a + 2
+end
+return taken
+"
+        .replace("HOUSEKEEPING_MS", &HOUSEKEEPING.as_millis().to_string()),
     )
 });
 
-/// A delivery to take.
-pub(super) struct Take<'a> {
+/// How often takes look for expired leases, at most (and at most every
+/// quarter visibility timeout); one `SET NX` in between.
+const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A worker waiting for a job, owned so that it can wait for the next batch.
+#[derive(Debug)]
+pub(super) struct Take {
     /// The receipt the lease is held under.
-    pub receipt: &'a str,
+    pub receipt: String,
     /// The worker taking it (for operators looking at a job hash).
-    pub worker: &'a str,
-    /// Why a job whose lease expired lost it: code and message.
-    pub lost: (&'a str, &'a str),
+    pub worker: String,
 }
 
 /// A job taken: its attempt, its JSON without the body, and the body.
 pub(super) type Taken = (u32, String, Vec<u8>);
 
-/// Takes the next job by turns, if any is ready.
+/// Takes a job for each of `takers` in order while any is ready; the
+/// answer is one shorter than `takers` for each taker left without one.
+/// `lost` is why a job whose lease expired lost it: code and message.
 pub(super) async fn take(
     con: &mut ConnectionManager,
     common: &Common,
-    take: &Take<'_>,
-) -> Result<Option<Taken>, QueueError> {
-    common
-        .invoke(&TAKE)
-        .arg(take.receipt)
-        .arg(take.worker)
-        .arg(take.lost.0)
-        .arg(take.lost.1)
-        .invoke_async(con)
-        .await
-        .map_err(unavailable)
+    lost: (&str, &str),
+    takers: &[Take],
+) -> Result<Vec<Taken>, QueueError> {
+    let mut invocation = common.invoke(&TAKE);
+    invocation.arg(lost.0).arg(lost.1);
+    for taker in takers {
+        invocation.arg(&taker.receipt).arg(&taker.worker);
+    }
+    invocation.invoke_async(con).await.map_err(unavailable)
 }
 
 /// Renews a lease: true when job `id` is still leased under `receipt`.
@@ -570,67 +684,100 @@ pub(super) async fn extend(
     Ok(held == 1)
 }
 
-/// Ends a job once. A job that already ended keeps its first outcome (0 is
-/// returned). A job still leased frees its tenant's running slot; one
-/// whose lease lapsed and that waits again leaves its lane.
+/// Ends one or more jobs (a batch is what concurrent workers sent
+/// meanwhile), each once and in order. A job that already ended keeps its
+/// first outcome (0 is answered for it, 1 otherwise). A job still leased
+/// frees its tenant's running slot; one whose lease lapsed and that waits
+/// again leaves its lane. Each job takes [`COMPLETE_ARGS`] arguments.
 static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     script(
-        r"
-local id, status, err, usage = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
-local has_output, out_body, out_type = ARGV[14] == '1', ARGV[15], ARGV[16]
-local jk = k_job(id)
-local f = redis.call('HMGET', jk, 'tenant', 'kind', 'bytes', 'status', 'lease')
-if not f[1] or is_final(f[4]) then return 0 end
-local t = f[1]
-if usage ~= '' then append_attempt(jk, usage) else usage = nil end
-if err == '' then err = nil end
-if not has_output then out_body, out_type = nil, nil end
-local held = f[5]
-if not held then remove_waiting(id, t, f[2], num(f[3])) end
-finish(id, jk, t, status, err, usage, out_body, out_type)
-if held then settle_running(t) else drop_idle(t) end
-return 1
-",
+        &r"
+local function complete(a)
+  local id, status, err, usage = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local has_output, out_body, out_type = ARGV[a + 4] == '1', ARGV[a + 5], ARGV[a + 6]
+  local jk = k_job(id)
+  local f = redis.call('HMGET', jk, 'tenant', 'kind', 'bytes', 'status', 'lease', 'attempts')
+  if not f[1] or is_final(f[4]) then return 0 end
+  local t = f[1]
+  local fields
+  if usage ~= '' then
+    local attempts = usage
+    if f[6] then attempts = f[6] .. ',' .. usage end
+    fields = {'attempts', attempts, 'last_usage', usage}
+  else
+    usage = nil
+  end
+  if err == '' then err = nil end
+  if not has_output then out_body, out_type = nil, nil end
+  local held = f[5]
+  if not held then remove_waiting(id, t, f[2], num(f[3])) end
+  finish(id, jk, t, f[2], status, err, usage, out_body, out_type, fields)
+  if held then settle_running(t) else drop_idle(t) end
+  return 1
+end
+local ended = {}
+local a = 10
+while ARGV[a] do
+  ended[#ended + 1] = complete(a)
+  a = a + COMPLETE_ARGS
+end
+return ended
+"
+        .replace("COMPLETE_ARGS", &COMPLETE_ARGS.to_string()),
     )
 });
 
-/// A job's end.
-pub(super) struct Complete<'a> {
+/// Arguments each job of a [`COMPLETE`] batch takes.
+const COMPLETE_ARGS: usize = 7;
+
+/// A job's end, owned so that it can wait for the next batch.
+#[derive(Debug)]
+pub(super) struct Complete {
     /// The job's id.
-    pub id: &'a JobId,
+    pub id: JobId,
     /// `succeeded` or `failed`.
-    pub status: &'a str,
+    pub status: &'static str,
     /// The error as JSON, when it failed.
-    pub error: Option<&'a str>,
+    pub error: Option<String>,
     /// What the attempt consumed as JSON, when it ran.
-    pub usage: Option<&'a str>,
+    pub usage: Option<String>,
     /// The output's body and media type, when it succeeded.
-    pub output: Option<(&'a [u8], &'a str)>,
+    pub output: Option<(Vec<u8>, String)>,
 }
 
-/// Records the job's end; false when it had already ended.
+impl Complete {
+    /// Bytes this end adds to a batch's arguments.
+    pub fn weight(&self) -> usize {
+        self.output.as_ref().map_or(0, |(body, content_type)| body.len() + content_type.len())
+            + self.error.as_ref().map_or(0, String::len)
+            + self.usage.as_ref().map_or(0, String::len)
+    }
+}
+
+/// Records the ends of `jobs` in order, in one script run; for each, false
+/// when it had already ended.
 pub(super) async fn complete(
     con: &mut ConnectionManager,
     common: &Common,
-    end: &Complete<'_>,
-) -> Result<bool, QueueError> {
-    let (has_output, body, content_type) = match end.output {
-        Some((body, content_type)) => ("1", body, content_type),
-        None => ("0", &[][..], ""),
-    };
-    let ended: i64 = common
-        .invoke(&COMPLETE)
-        .arg(end.id.as_str())
-        .arg(end.status)
-        .arg(end.error.unwrap_or(""))
-        .arg(end.usage.unwrap_or(""))
-        .arg(has_output)
-        .arg(body)
-        .arg(content_type)
-        .invoke_async(con)
-        .await
-        .map_err(unavailable)?;
-    Ok(ended == 1)
+    jobs: &[Complete],
+) -> Result<Vec<bool>, QueueError> {
+    let mut invocation = common.invoke(&COMPLETE);
+    for end in jobs {
+        let (has_output, body, content_type) = match &end.output {
+            Some((body, content_type)) => ("1", body.as_slice(), content_type.as_str()),
+            None => ("0", &[][..], ""),
+        };
+        invocation
+            .arg(end.id.as_str())
+            .arg(end.status)
+            .arg(end.error.as_deref().unwrap_or(""))
+            .arg(end.usage.as_deref().unwrap_or(""))
+            .arg(has_output)
+            .arg(body)
+            .arg(content_type);
+    }
+    let ended: Vec<i64> = invocation.invoke_async(con).await.map_err(unavailable)?;
+    Ok(ended.into_iter().map(|ended| ended == 1).collect())
 }
 
 /// Gives a job back under its lease: the attempt's usage recorded, then
@@ -711,7 +858,7 @@ local f = redis.call('HMGET', jk, 'tenant', 'kind', 'bytes', 'status', 'lease')
 if f[1] ~= tenant then return {0, {}} end
 if f[4] ~= 'queued' or f[5] then return {2, record_of(jk)} end
 remove_waiting(id, tenant, f[2], num(f[3]))
-finish(id, jk, tenant, 'cancelled', nil, nil, nil, nil)
+finish(id, jk, tenant, f[2], 'cancelled', nil, nil, nil, nil)
 drop_idle(tenant)
 return {1, record_of(jk)}
 ",
@@ -821,7 +968,7 @@ redis.call('HSET', jk, 'body', body, 'status', 'queued', 'tenant', tenant, 'kind
 local index = k_index(tenant)
 redis.call('ZADD', index, submitted, id)
 redis.call('PERSIST', index)
-push_waiting(id, tenant, 'async', bytes, submitted)
+push_waiting(id, tenant, 'async', bytes, submitted, false)
 return 1
 ",
     )
