@@ -242,8 +242,10 @@ async fn a_redis_outage_is_a_quick_503_and_no_accepted_job_is_lost() {
     assert_eq!(refused.headers()["retry-after"], "2");
     let body: Value = refused.json().await.expect("json");
     // Cut off from Redis the door cannot hear of revoked keys, so it
-    // trusts no cached key: the tenant store is what reports the outage.
-    assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
+    // trusts no cached key and the tenant store reports the outage; a
+    // request racing with the door noticing that finds the queue down.
+    let code = body["error"]["code"].as_str();
+    assert!(matches!(code, Some("store_unavailable" | "queue_unavailable")), "{body}");
     assert!(waited < Duration::from_secs(3), "the 503 took {waited:?}");
     // Routes that read shared state say so.
     let started = Instant::now();

@@ -306,6 +306,17 @@ impl IdempotencyKey {
     }
 }
 
+/// How a sync job ended, as its caller sees it: the record, and the
+/// output (taken: it is not kept once delivered) when it succeeded and
+/// the output was still there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncEnd {
+    /// The job's record when it ended, or when the caller stopped waiting.
+    pub record: JobRecord,
+    /// The output, when the job succeeded.
+    pub output: Option<CallOutput>,
+}
+
 /// What [`crate::Queue::submit`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submitted {

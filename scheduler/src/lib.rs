@@ -46,7 +46,7 @@ use sluice_core::{CallOutput, ErrorCode};
 
 pub use job::{
     Cancel, Completion, Delivery, IdempotencyKey, Job, JobError, JobFilter, JobId, JobKind, JobPage, JobRecord,
-    JobStatus, MAX_GUEST_TEXT, Submitted, TenantLimits, TenantQueue, Usage, now_ms,
+    JobStatus, MAX_GUEST_TEXT, Submitted, SyncEnd, TenantLimits, TenantQueue, Usage, now_ms,
 };
 pub use memory::MemoryQueue;
 pub use redis::{DEFAULT_PREFIX, KeepAlive, RedisQueue, RedisQueueConfig, connection_manager};
@@ -288,6 +288,18 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Waits until the job ends or `timeout` passes; returns its record then.
     async fn wait(&self, id: &JobId, timeout: Duration) -> Result<Option<JobRecord>, QueueError>;
+
+    /// Enqueues sync `job` like [`Queue::enqueue`], waits until it ends or
+    /// `timeout` passes, and takes its output if it succeeded: a caller
+    /// holding a connection for the answer. `None` when the job is no
+    /// longer kept. Backends override it to save round trips.
+    async fn call(&self, job: Job, timeout: Duration) -> Result<Option<SyncEnd>, QueueError> {
+        let id = job.id.clone();
+        self.enqueue(job).await?;
+        let Some(record) = self.wait(&id, timeout).await? else { return Ok(None) };
+        let output = if record.status == JobStatus::Succeeded { self.take_output(&id).await? } else { None };
+        Ok(Some(SyncEnd { record, output }))
+    }
 
     /// Jobs accepted and not yet finished (waiting plus running).
     async fn depth(&self) -> Result<usize, QueueError>;

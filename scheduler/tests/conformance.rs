@@ -652,6 +652,42 @@ async fn a_taken_output_is_released_and_the_record_kept(backend: &impl Backend) 
     assert_eq!(record(&*queue, "a").await.status, JobStatus::Succeeded, "the record stays for the TTL");
 }
 
+/// Runs the next job to `completion` once a worker can take it, as a
+/// worker node would while a sync caller waits.
+fn serve_one(queue: &std::sync::Arc<dyn Queue>, completion: Completion) -> tokio::task::JoinHandle<()> {
+    let queue = std::sync::Arc::clone(queue);
+    tokio::spawn(async move {
+        let delivery = reserve(&*queue, "w").await;
+        queue.complete(&delivery, completion).await.expect("completed");
+    })
+}
+
+async fn a_sync_call_gets_its_output_once_it_ends(backend: &impl Backend) {
+    let queue = backend.open(config()).await;
+    let worker = serve_one(&queue, success(b"out"));
+    let ended = queue.call(sync_job_of("t", "a"), LONG).await.expect("called").expect("kept");
+    worker.await.expect("worker");
+    assert_eq!(ended.record.status, JobStatus::Succeeded);
+    assert_eq!(ended.output, Some(CallOutput { body: b"out".to_vec(), content_type: "image/webp".to_owned() }));
+    assert_eq!(queue.output(&JobId("a".to_owned())).await, Ok(None), "a delivered sync output is not kept");
+}
+
+async fn a_failed_sync_call_gets_its_record_and_no_output(backend: &impl Backend) {
+    let queue = backend.open(config()).await;
+    let failed = Completion::Failed { error: trapped(), usage: None };
+    let worker = serve_one(&queue, failed);
+    let ended = queue.call(sync_job_of("t", "a"), LONG).await.expect("called").expect("kept");
+    worker.await.expect("worker");
+    assert_eq!((ended.record.status, ended.record.error, ended.output), (JobStatus::Failed, Some(trapped()), None));
+}
+
+async fn a_sync_call_nobody_runs_in_time_gets_the_waiting_record(backend: &impl Backend) {
+    let queue = backend.open(config()).await;
+    let waited = queue.call(sync_job_of("t", "a"), SHORT).await.expect("called").expect("kept");
+    assert_eq!((waited.record.status, waited.output), (JobStatus::Queued, None));
+    assert_eq!(reserve(&*queue, "w").await.job.id, JobId("a".to_owned()), "the job goes on");
+}
+
 async fn a_tenant_over_its_result_budget_is_refused_new_async_jobs(backend: &impl Backend) {
     let queue = backend.open(QueueConfig { tenant_result_bytes: OUT_BYTES, ..config() }).await;
     assert_eq!(queue.submit(job_of("t", "a"), None).await, Ok(Submitted::Accepted));
@@ -826,6 +862,9 @@ macro_rules! conformance {
 
 conformance!(
     a_job_flows_through_the_queue_to_its_output,
+    a_sync_call_gets_its_output_once_it_ends,
+    a_failed_sync_call_gets_its_record_and_no_output,
+    a_sync_call_nobody_runs_in_time_gets_the_waiting_record,
     a_job_with_an_empty_body_is_taken_retried_and_cancelled_like_any_other,
     jobs_are_handed_out_in_the_order_they_were_accepted,
     a_failed_job_ends_with_its_error_and_no_output,

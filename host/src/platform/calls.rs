@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sluice_core::{CallOutput, CallRequest, ErrorCode, TenantId};
 use sluice_scheduler::{
-    IdempotencyKey, Job, JobId, JobKind, JobRecord, JobStatus, QueueError, Submitted, TenantLimits, now_ms,
+    IdempotencyKey, Job, JobId, JobKind, JobRecord, JobStatus, QueueError, Submitted, SyncEnd, TenantLimits, now_ms,
 };
 
 use crate::runtime::CallLimits;
@@ -84,16 +84,6 @@ pub struct Accepted {
 }
 
 impl Platform {
-    /// Queues `call` to `function` for `tenant` under a fresh id, as a sync
-    /// call whose output is taken at once; the queue enforces its own and
-    /// the tenant's bounds.
-    pub async fn enqueue(&self, tenant: &Tenant, function: Resolved, call: CallRequest) -> Result<JobId, QueueError> {
-        let job = new_job(tenant, function, call, JobKind::Sync);
-        let id = job.id.clone();
-        self.queue.enqueue(job).await?;
-        Ok(id)
-    }
-
     /// Runs `call` and waits for its outcome, for at most the function's
     /// deadline plus [`SYNC_GRACE`]. The output is taken from the queue as
     /// it is returned: a sync call's result is not kept once delivered.
@@ -103,12 +93,14 @@ impl Platform {
         function: Resolved,
         call: CallRequest,
     ) -> Result<SyncCall, CallError> {
-        let id = self.enqueue(tenant, function, call).await?;
+        let job = new_job(tenant, function, call, JobKind::Sync);
+        let id = job.id.clone();
         let waited = self.call_limits(&tenant.limits.for_jobs()).timeout + SYNC_GRACE;
-        let record = self.queue.wait(&id, waited).await?.ok_or_else(|| CallError::Vanished(id.clone()))?;
+        let SyncEnd { record, output } =
+            self.queue.call(job, waited).await?.ok_or_else(|| CallError::Vanished(id.clone()))?;
         match record.status {
             JobStatus::Succeeded => {
-                let output = self.queue.take_output(&id).await?.ok_or(CallError::ResultExpired(id))?;
+                let output = output.ok_or(CallError::ResultExpired(id))?;
                 Ok(SyncCall::Succeeded { record, output })
             }
             JobStatus::Failed | JobStatus::Cancelled => Ok(SyncCall::Failed(record)),

@@ -70,7 +70,7 @@ use sluice_core::{CallOutput, ErrorCode, TenantId};
 use crate::job::now_ms;
 use crate::{
     Cancel, Completion, Delivery, IdempotencyKey, Job, JobError, JobFilter, JobId, JobPage, JobRecord, JobStatus,
-    Queue, QueueConfig, QueueError, Submitted, TenantQueue, Usage,
+    Queue, QueueConfig, QueueError, Submitted, SyncEnd, TenantQueue, Usage,
 };
 pub use config::{DEFAULT_PREFIX, RedisQueueConfig};
 pub use connection::{KeepAlive, connection_manager};
@@ -663,6 +663,35 @@ impl Queue for RedisQueue {
                     Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(record),
                     Ok(Ok(_)) => {}
                 }
+            }
+        }
+    }
+
+    async fn call(&self, job: Job, timeout: Duration) -> Result<Option<SyncEnd>, QueueError> {
+        // Listening before the job exists means its end cannot be missed:
+        // no look before waiting, and the record and output come in one step.
+        let mut finished = self.finished.subscribe();
+        let id = job.id.clone();
+        self.enqueue(job).await?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let look = match tokio::time::timeout_at(deadline, finished.recv()).await {
+                Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => {
+                    return Ok(self.job(&id).await?.map(|record| SyncEnd { record, output: None }));
+                }
+                // A notice for this job, or a possible gap (lag, reconnect).
+                Ok(Ok(done)) => done == id.0 || done.is_empty(),
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => true,
+            };
+            if !look {
+                continue;
+            }
+            let mut con = self.commands.clone();
+            let (fields, output) = scripts::end_of(&mut con, &self.common, &id).await?;
+            let Some(record) = assemble(&fields)? else { return Ok(None) };
+            if record.status.is_final() {
+                let output = output.map(|(body, content_type)| CallOutput { body, content_type });
+                return Ok(Some(SyncEnd { record, output }));
             }
         }
     }

@@ -106,6 +106,19 @@ local function flush_rings()
   for i = 1, math.min(RINGS, 64) do tokens[i] = '1' end
   if redis.call('LPUSH', K_READY, unpack(tokens)) > 64 then redis.call('LTRIM', K_READY, 0, 63) end
 end
+-- Takes job hash jk's output: {body, type} (or false), deleted from the
+-- hash and refunded; the record stays for the job TTL.
+local function take_output(jk)
+  local output = redis.call('HMGET', jk, 'output_body', 'output_type', 'output_member')
+  if not output[1] then return false end
+  if output[3] and redis.call('ZREM', K_RESULTS, output[3]) == 1 then
+    refund(output[3])
+    -- Room again: wake a worker for a tenant whose async jobs waited for it.
+    if redis.call('SCARD', K_PARKED) > 0 then ring() end
+  end
+  redis.call('HDEL', jk, 'output_body', 'output_type', 'output_member')
+  return {output[1], output[2] or ''}
+end
 -- True while t's async outputs may still be stored: a job taken now
 -- cannot push the stored bytes past a budget by more than the outputs of
 -- the jobs running at once.
@@ -113,11 +126,10 @@ local function results_fit(t)
   local f = redis.call('HMGET', K_RESULT_BYTES, 't:' .. t, 'total')
   return num(f[1]) < TENANT_RESULTS and num(f[2]) < ALL_RESULTS
 end
--- t has room under its running limit, and a sync job, or an async one
--- whose output fits the budgets. Async work held back only by the
--- budgets parks t until outputs are released. The second answer is
--- whether t is in the ring now.
--- ready_with is ready for a caller that knows t's running count and limit.
+-- t has room under its running limit (running of limit), and a sync job,
+-- or an async one whose output fits the budgets. Async work held back only
+-- by the budgets parks t until outputs are released. `ready` reads the
+-- counts itself and also answers whether t is in the ring now.
 local function ready_with(t, running, limit)
   if running >= limit then return false end
   if redis.call('LLEN', k_lane(t, 'sync')) > 0 then return true end
@@ -1101,22 +1113,7 @@ pub(super) async fn list(con: &mut ConnectionManager, common: &Common, page: &Li
 
 /// Takes a job's output: returns it and deletes it from the job hash,
 /// refunding its bytes. The record stays for the job TTL.
-static TAKE_OUTPUT: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r"
-local jk = k_job(ARGV[10])
-local output = redis.call('HMGET', jk, 'output_body', 'output_type', 'output_member')
-if not output[1] then return false end
-if output[3] and redis.call('ZREM', K_RESULTS, output[3]) == 1 then
-  refund(output[3])
-  -- Room again: wake a worker for a tenant whose async jobs waited for it.
-  if redis.call('SCARD', K_PARKED) > 0 then ring() end
-end
-redis.call('HDEL', jk, 'output_body', 'output_type', 'output_member')
-return {output[1], output[2] or ''}
-",
-    )
-});
+static TAKE_OUTPUT: LazyLock<Script> = LazyLock::new(|| script("return take_output(k_job(ARGV[10]))"));
 
 /// Takes job `id`'s output, if it is kept.
 pub(super) async fn take_output(
@@ -1125,6 +1122,30 @@ pub(super) async fn take_output(
     id: &JobId,
 ) -> Result<Option<(Vec<u8>, String)>, QueueError> {
     common.invoke(&TAKE_OUTPUT).arg(id.as_str()).invoke_async(con).await.map_err(unavailable)
+}
+
+/// A job's record and, once it succeeded, its output, taken in the same
+/// step: what a sync caller needs when its job's end is announced.
+/// Answers `{record fields, {body, type} or nil}`.
+static END_OF: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local jk = k_job(ARGV[10])
+local record = record_of(jk)
+local output = false
+if record[2] == 'succeeded' then output = take_output(jk) end
+return {record, output}
+",
+    )
+});
+
+/// Job `id`'s record fields, and its output when it succeeded (taken).
+pub(super) async fn end_of(
+    con: &mut ConnectionManager,
+    common: &Common,
+    id: &JobId,
+) -> Result<(RecordFields, Option<(Vec<u8>, String)>), QueueError> {
+    common.invoke(&END_OF).arg(id.as_str()).invoke_async(con).await.map_err(unavailable)
 }
 
 fn unexpected(script: &str, code: i64) -> QueueError {
