@@ -1,14 +1,16 @@
 //! Coalescing of concurrent calls into one script run. A script run costs
 //! a round trip and a fixed share of Redis's time however little it does,
 //! so while one run of a kind is in flight, the calls that arrive meanwhile
-//! wait and go together in the next. A lone call goes at once: batching
-//! adds no latency when there is nothing to share it with.
+//! wait and go together in the next. A call that finds nothing in flight
+//! runs at once on its caller's task: batching adds no hop and no latency
+//! when there is nothing to share a run with.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
 use crate::QueueError;
 
@@ -24,101 +26,165 @@ pub(super) struct BatchLimits {
 /// The script run behind a batch: takes the calls in arrival order and
 /// answers one result per call, in the same order.
 pub(super) type Run<T, R> =
-    Box<dyn FnMut(Vec<T>) -> Pin<Box<dyn Future<Output = Result<Vec<R>, QueueError>> + Send>> + Send>;
+    Arc<dyn Fn(Vec<T>) -> Pin<Box<dyn Future<Output = Result<Vec<R>, QueueError>> + Send>> + Send + Sync>;
 
 /// What becomes of a result whose caller stopped waiting for it.
-pub(super) type Unclaimed<R> = Box<dyn FnMut(R) + Send>;
+pub(super) type Unclaimed<R> = Arc<dyn Fn(R) + Send + Sync>;
 
-type Call<T, R> = (T, oneshot::Sender<Result<R, QueueError>>);
+type Waiting<T, R> = (T, oneshot::Sender<Result<R, QueueError>>);
 
-/// Calls of one kind, sent to the task that runs them in batches.
+/// Calls of one kind: run alone when nothing is in flight, in batches of
+/// what waited while something was.
 pub(super) struct Batcher<T, R> {
-    calls: mpsc::Sender<Call<T, R>>,
+    inner: Arc<Inner<T, R>>,
 }
 
-/// Calls waiting for the next run, at most; more wait to be queued.
-const WAITING_CALLS: usize = 4096;
+struct Inner<T, R> {
+    limits: BatchLimits,
+    weight: fn(&T) -> usize,
+    run: Run<T, R>,
+    unclaimed: Unclaimed<R>,
+    state: Mutex<State<T, R>>,
+}
+
+struct State<T, R> {
+    /// A run of this kind is in flight: new calls wait for the next one.
+    in_flight: bool,
+    waiting: VecDeque<Waiting<T, R>>,
+}
+
+fn closed() -> QueueError {
+    QueueError::Unavailable("the queue is shutting down".to_owned())
+}
+
+fn miscounted(calls: usize, answers: usize) -> QueueError {
+    QueueError::Unavailable(format!("a batch of {calls} calls got {answers} answers"))
+}
 
 impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
-    /// Starts the task that runs batches with `run`; it ends when the
-    /// batcher is dropped (the caller also keeps its handle to abort it).
-    pub(super) fn start(
-        limits: BatchLimits,
-        weight: fn(&T) -> usize,
-        mut run: Run<T, R>,
-        mut unclaimed: Unclaimed<R>,
-    ) -> (Self, JoinHandle<()>) {
-        let (calls, mut waiting) = mpsc::channel::<Call<T, R>>(WAITING_CALLS);
-        let task = tokio::spawn(async move {
-            let mut carried: Option<Call<T, R>> = None;
-            loop {
-                let first = match carried.take() {
-                    Some(call) => call,
-                    None => match waiting.recv().await {
-                        Some(call) => call,
-                        None => return,
-                    },
-                };
-                let mut bytes = weight(&first.0);
-                let mut batch = vec![first];
-                while batch.len() < limits.calls {
-                    let Ok(call) = waiting.try_recv() else { break };
-                    bytes = bytes.saturating_add(weight(&call.0));
-                    if bytes > limits.bytes {
-                        carried = Some(call);
-                        break;
-                    }
-                    batch.push(call);
+    /// A batcher whose runs are `run`; results whose caller left go to
+    /// `unclaimed`.
+    pub(super) fn new(limits: BatchLimits, weight: fn(&T) -> usize, run: Run<T, R>, unclaimed: Unclaimed<R>) -> Self {
+        let state = Mutex::new(State { in_flight: false, waiting: VecDeque::new() });
+        Self { inner: Arc::new(Inner { limits, weight, run, unclaimed, state }) }
+    }
+
+    /// Runs `item`, alone when nothing is in flight, else in the next
+    /// batch, and answers its result.
+    pub(super) async fn call(&self, item: T) -> Result<R, QueueError> {
+        let queued = {
+            let mut state = self.inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.in_flight {
+                let (reply, answer) = oneshot::channel();
+                state.waiting.push_back((item, reply));
+                Err(answer)
+            } else {
+                state.in_flight = true;
+                Ok(item)
+            }
+        };
+        match queued {
+            Ok(item) => {
+                // What arrives meanwhile runs next, also if this caller leaves.
+                let _next = HandOff(Arc::clone(&self.inner));
+                let mut results = (self.inner.run)(vec![item]).await?;
+                let answers = results.len();
+                match (results.pop(), answers) {
+                    (Some(result), 1) => Ok(result),
+                    _ => Err(miscounted(1, answers)),
                 }
-                let (items, replies): (Vec<T>, Vec<_>) = batch.into_iter().unzip();
-                let calls = replies.len();
-                match run(items).await {
-                    Ok(results) if results.len() == calls => {
-                        for (result, reply) in results.into_iter().zip(replies) {
-                            if let Err(Ok(result)) = reply.send(Ok(result)) {
-                                unclaimed(result);
-                            }
-                        }
-                    }
-                    Ok(results) => {
-                        let error =
-                            QueueError::Unavailable(format!("a batch of {calls} calls got {} answers", results.len()));
-                        results.into_iter().for_each(&mut unclaimed);
-                        for reply in replies {
-                            let _ = reply.send(Err(error.clone()));
-                        }
-                    }
-                    Err(error) => {
-                        for reply in replies {
-                            let _ = reply.send(Err(error.clone()));
-                        }
+            }
+            Err(answer) => answer.await.map_err(|_| closed())?,
+        }
+    }
+}
+
+impl<T: Send + 'static, R: Send + 'static> Inner<T, R> {
+    /// Starts the next batch on a task of its own, or marks nothing in
+    /// flight when no call waits.
+    fn hand_off(self: &Arc<Self>) {
+        let batch = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.waiting.is_empty() {
+                state.in_flight = false;
+                return;
+            }
+            self.next_batch(&mut state.waiting)
+        };
+        // Without a runtime (it is shutting down) the waiting calls fail.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let inner = Arc::clone(self);
+        runtime.spawn(async move {
+            let _next = HandOff(Arc::clone(&inner));
+            inner.run_batch(batch).await;
+        });
+    }
+
+    /// The oldest waiting calls, within the limits.
+    fn next_batch(&self, waiting: &mut VecDeque<Waiting<T, R>>) -> Vec<Waiting<T, R>> {
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        while let Some((item, _)) = waiting.front() {
+            bytes = bytes.saturating_add((self.weight)(item));
+            if !batch.is_empty() && (batch.len() >= self.limits.calls || bytes > self.limits.bytes) {
+                break;
+            }
+            batch.extend(waiting.pop_front());
+        }
+        batch
+    }
+
+    /// Runs `batch` and answers each caller; results nobody waits for any
+    /// more go to `unclaimed`.
+    async fn run_batch(&self, batch: Vec<Waiting<T, R>>) {
+        let (items, replies): (Vec<T>, Vec<_>) = batch.into_iter().unzip();
+        let calls = replies.len();
+        match (self.run)(items).await {
+            Ok(results) if results.len() == calls => {
+                for (result, reply) in results.into_iter().zip(replies) {
+                    if let Err(Ok(result)) = reply.send(Ok(result)) {
+                        (self.unclaimed)(result);
                     }
                 }
             }
-        });
-        (Self { calls }, task)
+            Ok(results) => {
+                let error = miscounted(calls, results.len());
+                results.into_iter().for_each(|result| (self.unclaimed)(result));
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+            Err(error) => {
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
     }
+}
 
-    /// Runs `item` in the next batch and answers its result.
-    pub(super) async fn call(&self, item: T) -> Result<R, QueueError> {
-        let (reply, answer) = oneshot::channel();
-        let closed = || QueueError::Unavailable("the queue is shutting down".to_owned());
-        self.calls.send((item, reply)).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+/// Hands the batcher on when dropped: the run it guards ended, or its
+/// caller left mid-run.
+struct HandOff<T: Send + 'static, R: Send + 'static>(Arc<Inner<T, R>>);
+
+impl<T: Send + 'static, R: Send + 'static> Drop for HandOff<T, R> {
+    fn drop(&mut self) {
+        self.0.hand_off();
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use super::*;
 
-    fn doubling(runs: Arc<AtomicUsize>, sizes: Arc<std::sync::Mutex<Vec<usize>>>) -> Run<u32, u32> {
-        Box::new(move |items: Vec<u32>| {
-            runs.fetch_add(1, Ordering::SeqCst);
+    type Sizes = Arc<Mutex<Vec<usize>>>;
+
+    /// A run that takes 20 ms and doubles each item, noting batch sizes.
+    fn doubling(sizes: &Sizes) -> Run<u32, u32> {
+        let sizes = Arc::clone(sizes);
+        Arc::new(move |items: Vec<u32>| {
             sizes.lock().expect("sizes").push(items.len());
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -127,82 +193,87 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn calls_arriving_while_a_run_is_in_flight_share_the_next_run() {
-        let runs = Arc::new(AtomicUsize::new(0));
-        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let limits = BatchLimits { calls: 64, bytes: usize::MAX };
-        let (batcher, _task) =
-            Batcher::start(limits, |_| 0, doubling(Arc::clone(&runs), Arc::clone(&sizes)), Box::new(|_| {}));
-        let batcher = Arc::new(batcher);
-        let calls: Vec<_> = (0..10u32)
-            .map(|n| {
-                let batcher = Arc::clone(&batcher);
+    fn calls(batcher: &Arc<Batcher<u32, u32>>, items: &[u32]) -> Vec<tokio::task::JoinHandle<Result<u32, QueueError>>> {
+        items
+            .iter()
+            .map(|&n| {
+                let batcher = Arc::clone(batcher);
                 tokio::spawn(async move { batcher.call(n).await })
             })
-            .collect();
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_lone_call_runs_alone_and_those_arriving_meanwhile_share_the_next_run() {
+        let sizes = Sizes::default();
+        let limits = BatchLimits { calls: 64, bytes: usize::MAX };
+        let batcher = Arc::new(Batcher::new(limits, |_| 0, doubling(&sizes), Arc::new(|_| {})));
         let mut answers = Vec::new();
-        for call in calls {
+        for call in calls(&batcher, &(0..10).collect::<Vec<_>>()) {
             answers.push(call.await.expect("task").expect("answer"));
         }
         assert_eq!(answers, (0..10).map(|n| n * 2).collect::<Vec<_>>());
-        assert!(runs.load(Ordering::SeqCst) < 10, "some calls shared a run: {:?}", sizes.lock().expect("sizes"));
+        assert_eq!(*sizes.lock().expect("sizes"), [1, 9]);
+        assert_eq!(batcher.call(5).await, Ok(10), "idle again: the next call runs at once");
+        assert_eq!(*sizes.lock().expect("sizes"), [1, 9, 1]);
     }
 
     #[tokio::test]
     async fn a_run_carries_at_most_its_limits_but_always_its_first_call() {
-        let runs = Arc::new(AtomicUsize::new(0));
-        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sizes = Sizes::default();
         let limits = BatchLimits { calls: 3, bytes: 10 };
-        let (batcher, _task) = Batcher::start(
-            limits,
-            |n: &u32| *n as usize,
-            doubling(Arc::clone(&runs), Arc::clone(&sizes)),
-            Box::new(|_| {}),
-        );
-        let batcher = Arc::new(batcher);
+        let batcher = Arc::new(Batcher::new(limits, |n: &u32| *n as usize, doubling(&sizes), Arc::new(|_| {})));
         // 50 weighs more than a run may carry: it still goes, alone.
         let weights = [1u32, 50, 1, 1, 1, 1, 1, 1];
-        let calls: Vec<_> = weights
-            .iter()
-            .map(|&n| {
-                let batcher = Arc::clone(&batcher);
-                tokio::spawn(async move { batcher.call(n).await })
-            })
-            .collect();
-        for (call, n) in calls.into_iter().zip(weights) {
+        for (call, n) in calls(&batcher, &weights).into_iter().zip(weights) {
             assert_eq!(call.await.expect("task").expect("answer"), n * 2);
         }
-        let sizes = sizes.lock().expect("sizes").clone();
-        assert_eq!(sizes.iter().sum::<usize>(), weights.len());
-        assert!(sizes.iter().all(|&size| size <= 3), "{sizes:?}");
+        assert_eq!(*sizes.lock().expect("sizes"), [1, 1, 3, 3]);
     }
 
     #[tokio::test]
     async fn a_result_nobody_waits_for_is_handed_back() {
-        let unclaimed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sizes = Sizes::default();
+        let unclaimed = Arc::new(Mutex::new(Vec::new()));
         let handed_back = Arc::clone(&unclaimed);
-        let run: Run<u32, u32> = Box::new(|items: Vec<u32>| {
-            Box::pin(async move {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                Ok(items)
-            })
-        });
         let limits = BatchLimits { calls: 8, bytes: usize::MAX };
-        let (batcher, _task) =
-            Batcher::start(limits, |_| 0, run, Box::new(move |n| handed_back.lock().expect("unclaimed").push(n)));
+        let batcher = Arc::new(Batcher::new(
+            limits,
+            |_| 0,
+            doubling(&sizes),
+            Arc::new(move |n| handed_back.lock().expect("unclaimed").push(n)),
+        ));
+        let running = calls(&batcher, &[1]);
+        tokio::task::yield_now().await;
         let gave_up = tokio::time::timeout(Duration::from_millis(5), batcher.call(7)).await;
         assert!(gave_up.is_err(), "the caller stopped waiting");
-        assert_eq!(batcher.call(8).await, Ok(8));
-        assert_eq!(*unclaimed.lock().expect("unclaimed"), vec![7]);
+        assert_eq!(running.into_iter().next().expect("call").await.expect("task"), Ok(2));
+        assert_eq!(batcher.call(8).await, Ok(16));
+        assert_eq!(*unclaimed.lock().expect("unclaimed"), vec![14]);
+    }
+
+    #[tokio::test]
+    async fn a_caller_leaving_mid_run_does_not_stall_the_calls_behind_it() {
+        let sizes = Sizes::default();
+        let limits = BatchLimits { calls: 8, bytes: usize::MAX };
+        let batcher = Arc::new(Batcher::new(limits, |_| 0, doubling(&sizes), Arc::new(|_| {})));
+        let leaving = Arc::clone(&batcher);
+        let left = tokio::spawn(async move { leaving.call(1).await });
+        tokio::task::yield_now().await;
+        let behind = calls(&batcher, &[2, 3]);
+        left.abort();
+        for (call, n) in behind.into_iter().zip([2, 3]) {
+            assert_eq!(call.await.expect("task"), Ok(n * 2));
+        }
     }
 
     #[tokio::test]
     async fn a_failed_run_fails_every_call_in_it() {
         let run: Run<u32, u32> =
-            Box::new(|_| Box::pin(async { Err(QueueError::Unavailable("connection refused".to_owned())) }));
+            Arc::new(|_| Box::pin(async { Err(QueueError::Unavailable("connection refused".to_owned())) }));
         let limits = BatchLimits { calls: 8, bytes: usize::MAX };
-        let (batcher, _task) = Batcher::start(limits, |_| 0, run, Box::new(|_| {}));
+        let batcher = Batcher::new(limits, |_| 0, run, Arc::new(|_| {}));
         assert_eq!(batcher.call(1).await, Err(QueueError::Unavailable("connection refused".to_owned())));
+        assert_eq!(batcher.call(2).await, Err(QueueError::Unavailable("connection refused".to_owned())), "again");
     }
 }

@@ -188,9 +188,9 @@ impl RedisQueue {
         };
         let (finished, _) = broadcast::channel(4096);
         let keep_alive = KeepAlive::start(commands.clone());
-        let (enqueues, enqueuing) = Self::start_enqueues(&commands, &common);
-        let (takes, taking) = Self::start_takes(&commands, &common);
-        let (completions, completing) = Self::start_completions(&commands, &common);
+        let enqueues = Self::enqueues(&commands, &common);
+        let takes = Self::takes(&commands, &common);
+        let completions = Self::completions(&commands, &common);
         let queue = Arc::new(Self {
             client,
             config,
@@ -202,7 +202,7 @@ impl RedisQueue {
             completions,
             blocking: Mutex::new(Vec::new()),
             finished,
-            tasks: Mutex::new(vec![enqueuing, taking, completing]),
+            tasks: Mutex::new(Vec::new()),
             _keep_alive: keep_alive,
         });
         queue.start_subscriber();
@@ -211,29 +211,26 @@ impl RedisQueue {
     }
 
     /// Admissions run in batches of what front doors sent meanwhile.
-    fn start_enqueues(
+    fn enqueues(
         commands: &ConnectionManager,
         common: &scripts::Common,
-    ) -> (batch::Batcher<scripts::Enqueue, scripts::Admission>, tokio::task::JoinHandle<()>) {
+    ) -> batch::Batcher<scripts::Enqueue, scripts::Admission> {
         let (con, common) = (commands.clone(), common.clone());
-        let run: batch::Run<scripts::Enqueue, scripts::Admission> = Box::new(move |jobs| {
+        let run: batch::Run<scripts::Enqueue, scripts::Admission> = Arc::new(move |jobs| {
             let (mut con, common) = (con.clone(), common.clone());
             Box::pin(async move { scripts::enqueue(&mut con, &common, &jobs).await })
         });
         // An admission whose caller left stands: the job is queued and runs.
-        batch::Batcher::start(BATCH, scripts::Enqueue::weight, run, Box::new(|_| {}))
+        batch::Batcher::new(BATCH, scripts::Enqueue::weight, run, Arc::new(|_| {}))
     }
 
-    /// Takes run in batches of the workers that asked meanwhile; a job
-    /// taken for a worker that stopped waiting is given back at once
+    /// Takes run in batches of the workers that asked meanwhile; a job a
+    /// batch took for a worker that stopped waiting is given back at once
     /// rather than when its lease runs out.
-    fn start_takes(
-        commands: &ConnectionManager,
-        common: &scripts::Common,
-    ) -> (batch::Batcher<scripts::Take, TakeAnswer>, tokio::task::JoinHandle<()>) {
+    fn takes(commands: &ConnectionManager, common: &scripts::Common) -> batch::Batcher<scripts::Take, TakeAnswer> {
         let lost = JobError::worker_lost();
         let (con, shared) = (commands.clone(), common.clone());
-        let run: batch::Run<scripts::Take, TakeAnswer> = Box::new(move |takers| {
+        let run: batch::Run<scripts::Take, TakeAnswer> = Arc::new(move |takers| {
             let (mut con, common, lost) = (con.clone(), shared.clone(), lost.clone());
             Box::pin(async move {
                 let taken = scripts::take(&mut con, &common, (lost.code.as_str(), &lost.message), &takers).await?;
@@ -250,7 +247,7 @@ impl RedisQueue {
             })
         });
         let (con, common) = (commands.clone(), common.clone());
-        let unclaimed: batch::Unclaimed<TakeAnswer> = Box::new(move |answer| {
+        let unclaimed: batch::Unclaimed<TakeAnswer> = Arc::new(move |answer| {
             let Ok(Some(delivery)) = answer else { return };
             let (mut con, common) = (con.clone(), common.clone());
             tokio::spawn(async move {
@@ -267,21 +264,18 @@ impl RedisQueue {
                 }
             });
         });
-        batch::Batcher::start(BATCH, |_| 0, run, unclaimed)
+        batch::Batcher::new(BATCH, |_| 0, run, unclaimed)
     }
 
     /// Ends run in batches of what workers sent meanwhile.
-    fn start_completions(
-        commands: &ConnectionManager,
-        common: &scripts::Common,
-    ) -> (batch::Batcher<scripts::Complete, bool>, tokio::task::JoinHandle<()>) {
+    fn completions(commands: &ConnectionManager, common: &scripts::Common) -> batch::Batcher<scripts::Complete, bool> {
         let (con, common) = (commands.clone(), common.clone());
-        let run: batch::Run<scripts::Complete, bool> = Box::new(move |ends| {
+        let run: batch::Run<scripts::Complete, bool> = Arc::new(move |ends| {
             let (mut con, common) = (con.clone(), common.clone());
             Box::pin(async move { scripts::complete(&mut con, &common, &ends).await })
         });
         // An end whose caller left is recorded all the same.
-        batch::Batcher::start(BATCH, scripts::Complete::weight, run, Box::new(|_| {}))
+        batch::Batcher::new(BATCH, scripts::Complete::weight, run, Arc::new(|_| {}))
     }
 
     /// Moves the jobs an older release left in its job stream (the layout
