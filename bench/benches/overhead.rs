@@ -2,7 +2,9 @@
 //!
 //! - `per_call`: instantiate + call + drop of a trivial function (the hostile
 //!   fixture's `echo`, empty body) with the pooling allocator on and off and
-//!   fuel metering on and off; prints p50 µs per call.
+//!   fuel metering on and off; prints p50 µs per call. Also the same call
+//!   to a component that imports nothing (`no-imports.wat`), the floor that
+//!   shows how much of the call is linking the ~100 WASI imports.
 //! - `fresh_vs_warm`: a real resize (kodim23.png → 400 px) in a fresh
 //!   instance per call against one instance reused for every call; prints
 //!   how much more a fresh instance costs.
@@ -17,10 +19,10 @@ use sluice::runtime::{Runtime, RuntimeConfig};
 use sluice_bench::{Recorder, photo};
 use sluice_core::CallRequest;
 
-fn echo_component() -> Vec<u8> {
-    // Built by the host's build script beside the built-ins.
+/// A component the host's build script puts beside the built-ins.
+fn guest(file: &str) -> Vec<u8> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests/wasm32-wasip2/release");
-    std::fs::read(dir.join("sluice_fixture_hostile.wasm")).expect("the hostile fixture is built with the host")
+    std::fs::read(dir.join(file)).unwrap_or_else(|err| panic!("{file} is built with the host: {err}"))
 }
 
 fn echo_request() -> CallRequest {
@@ -35,7 +37,7 @@ const VARIANTS: &[(&str, bool, bool)] = &[
 ];
 
 fn per_call(c: &mut Criterion, recorder: &Recorder, tokio: &tokio::runtime::Runtime) {
-    let component = echo_component();
+    let component = guest("sluice_fixture_hostile.wasm");
     let mut group = c.benchmark_group("per_call");
     for &(name, pooling, fuel) in VARIANTS {
         let runtime = Runtime::new(RuntimeConfig { pooling, fuel, ..RuntimeConfig::default() }).expect("runtime");
@@ -49,6 +51,16 @@ fn per_call(c: &mut Criterion, recorder: &Recorder, tokio: &tokio::runtime::Runt
             });
         });
     }
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let no_imports = runtime.load(&guest("no-imports.wasm")).expect("loads");
+    group.bench_function(BenchmarkId::new("no-imports", "pooling"), |b| {
+        b.iter_custom(|iters| {
+            recorder.time("no-imports", iters, || {
+                let invocation = tokio.block_on(runtime.invoke(&no_imports, echo_request()));
+                black_box(invocation.result.expect("echoes"));
+            })
+        });
+    });
     group.finish();
 }
 
@@ -94,6 +106,14 @@ fn report(recorder: &Recorder) {
             "  fuel metering: {:+.1} % per trivial call with pooling",
             (recorder.median_ns("pooling+fuel") / pooling - 1.0) * 100.0
         );
+        let floor = recorder.median_ns("no-imports");
+        if floor.is_finite() {
+            println!(
+                "  no imports       {:>8.2} µs (pooling): what the Rust echo brings (its WASI imports, its memory) is {:.0} % of its call",
+                floor / 1e3,
+                (1.0 - floor / pooling) * 100.0
+            );
+        }
     }
     let (fresh, warm) = (recorder.median_ns("fresh"), recorder.median_ns("warm"));
     if fresh.is_finite() && warm.is_finite() {

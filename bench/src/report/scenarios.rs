@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use sluice::platform::PlatformConfig;
-use sluice::runtime::{Runtime, RuntimeConfig};
+use sluice::runtime::{Function, Runtime, RuntimeConfig};
 use sluice::server::{self, ServeConfig};
 use sluice_core::CallRequest;
 use sluice_resize::ResizeParams;
@@ -267,28 +267,49 @@ fn probe_stages(body: &[u8]) -> anyhow::Result<[f64; 3]> {
     Ok([ms("decode_ns")?, ms("resize_ns")?, ms("encode_ns")?])
 }
 
-/// P2: µs per call (p50) to instantiate, call and drop a trivial function
-/// (the hostile fixture's `echo` with an empty body).
-pub async fn per_call_overhead(effort: Effort) -> anyhow::Result<f64> {
+/// P2's two measurements, µs per call (p50).
+#[derive(Debug, Clone, Copy)]
+pub struct PerCallOverhead {
+    /// The hostile fixture's `echo` (a Rust guest importing ~100 WASI
+    /// functions), empty body: the goal's number.
+    pub echo_us: f64,
+    /// A component importing nothing (`no-imports.wat`): the floor the
+    /// host itself sets, so the difference is linking the imports.
+    pub no_imports_us: f64,
+}
+
+/// P2: µs per call (p50) to instantiate, call and drop a trivial function,
+/// and the same for a component with no imports. The two alternate call by
+/// call so load on a shared machine weighs on both alike.
+pub async fn per_call_overhead(effort: Effort) -> anyhow::Result<PerCallOverhead> {
     let runtime = runtime()?;
-    let path = repo_root().join("target/guests/wasm32-wasip2/release/sluice_fixture_hostile.wasm");
-    let component = std::fs::read(&path).with_context(|| format!("{} (built with the host)", path.display()))?;
-    let echo = runtime.load(&component).context("the echo fixture loads")?;
+    let guests = repo_root().join("target/guests/wasm32-wasip2/release");
+    let load = |file: &str| -> anyhow::Result<Function> {
+        let path = guests.join(file);
+        let component = std::fs::read(&path).with_context(|| format!("{} (built with the host)", path.display()))?;
+        runtime.load(&component).with_context(|| format!("{file} loads"))
+    };
+    let functions = [load("sluice_fixture_hostile.wasm")?, load("no-imports.wasm")?];
     let request = || CallRequest {
         body: Vec::new(),
         content_type: String::new(),
         params: vec![("act".to_owned(), "echo".to_owned())],
     };
-    for _ in 0..100 {
-        runtime.invoke(&echo, request()).await.result.context("echo works")?;
+    for function in &functions {
+        for _ in 0..100 {
+            runtime.invoke(function, request()).await.result.context("echo works")?;
+        }
     }
-    let mut micros = Vec::with_capacity(effort.trivial_calls);
+    let mut micros = [Vec::with_capacity(effort.trivial_calls), Vec::with_capacity(effort.trivial_calls)];
     for _ in 0..effort.trivial_calls {
-        let started = Instant::now();
-        std::hint::black_box(runtime.invoke(&echo, request()).await.result.ok());
-        micros.push(started.elapsed().as_secs_f64() * 1e6);
+        for (function, micros) in functions.iter().zip(&mut micros) {
+            let started = Instant::now();
+            std::hint::black_box(runtime.invoke(function, request()).await.result.ok());
+            micros.push(started.elapsed().as_secs_f64() * 1e6);
+        }
     }
-    Ok(median(&mut micros))
+    let [echo, no_imports] = &mut micros;
+    Ok(PerCallOverhead { echo_us: median(echo), no_imports_us: median(no_imports) })
 }
 
 /// The resize of `input` to 400 px wide as a sequential in-process WASM

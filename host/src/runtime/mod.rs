@@ -531,6 +531,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_component_that_imports_nothing_runs_with_or_without_pooling() {
+        for pooling in [true, false] {
+            let runtime = Runtime::new(RuntimeConfig { pooling, ..RuntimeConfig::default() }).expect("runtime");
+            let function = runtime.load(&wat_fixture("no-imports.wat")).expect("loads");
+            let body = vec![7u8; 100_000];
+            let request =
+                CallRequest { body: body.clone(), content_type: "image/x-test".to_owned(), params: Vec::new() };
+            let output = runtime.invoke(&function, request).await.result.expect("echoes");
+            assert_eq!(output.body, body);
+            assert_eq!(output.content_type, "image/x-test");
+        }
+    }
+
+    #[tokio::test]
     async fn many_memories_share_one_limit() {
         for pooling in [true, false] {
             let runtime = Runtime::new(RuntimeConfig { pooling, ..RuntimeConfig::default() }).expect("runtime");
