@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sluice_core::{CallOutput, CallRequest, Outcome, TenantId, Version};
-use sluice_scheduler::{Completion, Job, JobId, JobKind, Queue, QueueConfig, TenantLimits, Usage};
+use sluice_scheduler::{Completion, Job, JobId, JobKind, JobLog, Queue, QueueConfig, TenantLimits, Usage};
 
 /// A queue configuration that only the queue's own speed limits: no
 /// per-tenant concurrency cap, and room for the whole backlog.
@@ -45,6 +45,7 @@ pub fn done() -> Completion {
     Completion::Succeeded {
         output: CallOutput { body: vec![9; 256], content_type: "application/octet-stream".to_owned() },
         usage: Usage { outcome: Outcome::Ok, ..Usage::default() },
+        log: JobLog::default(),
     }
 }
 

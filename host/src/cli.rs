@@ -41,6 +41,8 @@ pub enum Command {
     /// Submit async jobs and fetch their status and results.
     #[command(subcommand)]
     Job(client::JobCommand),
+    /// Print what a job's function wrote to stdout and stderr.
+    Logs(client::LogsArgs),
     /// Show the tenant's usage totals.
     Usage(client::UsageArgs),
     /// Show the tenant's queued and running jobs and its queue quota.
@@ -58,6 +60,7 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::Deploy(args) => ClientCommand::Deploy(args),
         Command::Invoke(args) => ClientCommand::Invoke(args),
         Command::Job(command) => ClientCommand::Job(command),
+        Command::Logs(args) => ClientCommand::Logs(args),
         Command::Usage(args) => ClientCommand::Usage(args),
         Command::Queue => ClientCommand::Queue,
     };

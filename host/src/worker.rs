@@ -292,8 +292,9 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
         tracing::debug!(stderr = %invocation.log.stderr, "function stderr");
     }
 
+    let log = invocation.log.into_job_log();
     let completion = match invocation.result {
-        Ok(output) => Completion::Succeeded { output, usage: invocation.usage },
+        Ok(output) => Completion::Succeeded { output, usage: invocation.usage, log },
         Err(err) if err.code().is_retried() => {
             if !ran {
                 tokio::time::sleep(SHED_BACKOFF * delivery.attempt.max(1)).await;
@@ -304,7 +305,7 @@ pub async fn run_job(platform: &Platform, delivery: Delivery) {
             }
             return;
         }
-        Err(err) => Completion::Failed { error: err.to_job_error(), usage: Some(invocation.usage) },
+        Err(err) => Completion::Failed { error: err.to_job_error(), usage: Some(invocation.usage), log },
     };
     settle_with(platform, &delivery, completion).await;
 }

@@ -274,7 +274,7 @@ async fn a_redis_outage_is_a_quick_503_and_no_accepted_job_is_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_function_that_traps_fails_on_its_first_attempt_and_that_attempt_is_billed() {
+async fn a_function_that_traps_fails_on_its_first_attempt_is_billed_and_its_logs_say_why() {
     let redis = spawn_redis_with(AppendFsync::EverySec);
     let settings = ["--max-deliveries", "3"];
     let door = SluiceProcess::front_door(&redis.url, &settings);
@@ -296,6 +296,11 @@ async fn a_function_that_traps_fails_on_its_first_attempt_and_that_attempt_is_bi
     assert_eq!(record["status"], "failed");
     assert_eq!(record["deliveries"], 1, "a trap is the guest's doing: not retried");
     assert_eq!(record["error"]["code"], "function_trapped", "{record}");
+    // Printed on the worker, read through the front door.
+    let stderr = record["logs"]["stderr"].as_str().unwrap_or_default();
+    assert!(stderr.contains("hostile fixture panics on purpose"), "{record}");
+    let (status, logs) = get_json(&door, &format!("/v1/jobs/{id}/logs"), &key).await;
+    assert_eq!((status, &logs["stderr"]), (StatusCode::OK, &record["logs"]["stderr"]));
 
     let queue = sluice_scheduler::connect(&redis.url, QueueConfig::default(), sluice::backend::DEFAULT_PREFIX)
         .await

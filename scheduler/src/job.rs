@@ -220,6 +220,38 @@ impl JobRecord {
     }
 }
 
+/// What the attempt that ended a job printed, kept with its record so the
+/// tenant can debug its function: the host caps each stream per call, and
+/// the queue keeps a log only while the tenant's result budget has room.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobLog {
+    /// What the function wrote to standard output.
+    pub stdout: String,
+    /// What the function wrote to standard error.
+    pub stderr: String,
+    /// True when the function printed more than is shown: past the
+    /// per-call cap, or all of it when the tenant's result budget had no
+    /// room to keep it.
+    pub truncated: bool,
+}
+
+impl JobLog {
+    /// Bytes the log occupies in a result budget.
+    pub fn bytes(&self) -> u64 {
+        (self.stdout.len() + self.stderr.len()) as u64
+    }
+
+    /// True when there is nothing to keep: nothing printed, nothing cut.
+    pub fn is_empty(&self) -> bool {
+        self.stdout.is_empty() && self.stderr.is_empty() && !self.truncated
+    }
+
+    /// What is kept of a log that did not fit the budget.
+    pub fn dropped(&self) -> Self {
+        Self { stdout: String::new(), stderr: String::new(), truncated: true }
+    }
+}
+
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Completion {
@@ -229,6 +261,8 @@ pub enum Completion {
         output: CallOutput,
         /// What it consumed.
         usage: Usage,
+        /// What it printed.
+        log: JobLog,
     },
     /// It did not.
     Failed {
@@ -236,6 +270,8 @@ pub enum Completion {
         error: JobError,
         /// What it consumed, when it ran at all.
         usage: Option<Usage>,
+        /// What it printed, when it ran at all.
+        log: JobLog,
     },
 }
 
@@ -278,11 +314,11 @@ impl Completion {
     /// The completion with its guest-supplied text capped to [`MAX_GUEST_TEXT`].
     pub fn capped(self) -> Self {
         match self {
-            Self::Succeeded { mut output, usage } => {
+            Self::Succeeded { mut output, usage, log } => {
                 cap_text(&mut output.content_type);
-                Self::Succeeded { output, usage }
+                Self::Succeeded { output, usage, log }
             }
-            Self::Failed { error, usage } => Self::Failed { error: error.capped(), usage },
+            Self::Failed { error, usage, log } => Self::Failed { error: error.capped(), usage, log },
         }
     }
 }

@@ -45,7 +45,7 @@ use std::time::Duration;
 use sluice_core::{CallOutput, ErrorCode};
 
 pub use job::{
-    Cancel, Completion, Delivery, IdempotencyKey, Job, JobError, JobFilter, JobId, JobKind, JobPage, JobRecord,
+    Cancel, Completion, Delivery, IdempotencyKey, Job, JobError, JobFilter, JobId, JobKind, JobLog, JobPage, JobRecord,
     JobStatus, MAX_GUEST_TEXT, Submitted, SyncEnd, TenantLimits, TenantQueue, Usage, now_ms,
 };
 pub use memory::MemoryQueue;
@@ -274,6 +274,11 @@ pub trait Queue: Send + Sync + 'static {
 
     /// The job's output, once it succeeded and while it is kept.
     async fn output(&self, id: &JobId) -> Result<Option<CallOutput>, QueueError>;
+
+    /// What the attempt that ended the job printed, while its record is
+    /// kept: `None` for an unknown job, an empty log for one that has not
+    /// ended or printed nothing.
+    async fn logs(&self, id: &JobId) -> Result<Option<JobLog>, QueueError>;
 
     /// The job's output, released as it is taken: a sync call's output is
     /// kept only until its caller has it. Later lookups find no output.

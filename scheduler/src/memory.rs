@@ -27,7 +27,7 @@ use sluice_core::{CallOutput, TenantId};
 
 use crate::job::now_ms;
 use crate::{
-    Cancel, Completion, Delivery, IdempotencyKey, Job, JobError, JobFilter, JobId, JobKind, JobPage, JobRecord,
+    Cancel, Completion, Delivery, IdempotencyKey, Job, JobError, JobFilter, JobId, JobKind, JobLog, JobPage, JobRecord,
     JobStatus, Queue, QueueConfig, QueueError, Submitted, TenantQueue, Usage,
 };
 
@@ -42,6 +42,9 @@ struct Entry {
     output: Option<CallOutput>,
     /// Bytes of `output` counted against the tenant's and the queue's budget.
     stored: u64,
+    /// What the ending attempt printed; its bytes are counted in the
+    /// budgets too, until the entry is dropped.
+    log: JobLog,
     lease: Option<Lease>,
     /// Set when the job ends; entries are dropped after it.
     expires: Option<Instant>,
@@ -139,6 +142,14 @@ impl State {
     fn results_fit(&self, tenant: &TenantId) -> bool {
         self.stored.get(tenant).copied().unwrap_or(0) < self.tenant_result_bytes
             && self.stored_total < self.result_bytes
+    }
+
+    /// True when `log` can be kept without taking `tenant`'s or the
+    /// queue's stored bytes past their budgets: logs never push outputs out.
+    fn log_fits(&self, tenant: &TenantId, log: &JobLog) -> bool {
+        let bytes = log.bytes();
+        self.stored.get(tenant).copied().unwrap_or(0) + bytes <= self.tenant_result_bytes
+            && self.stored_total + bytes <= self.result_bytes
     }
 
     /// Puts `tenant` in the ring if it has work and room, and is not there yet.
@@ -265,7 +276,7 @@ impl State {
                 if let Some(expires) = entry.expires {
                     self.expiries.remove(&(expires, old));
                 }
-                self.refund(&tenant, entry.stored);
+                self.refund(&tenant, entry.kept_bytes());
             }
         }
         for old in being_read.into_iter().rev() {
@@ -292,8 +303,8 @@ impl State {
                 self.ended_sync.remove(&tenant);
             }
         }
-        self.refund(&tenant, entry.stored);
-        entry.stored > 0
+        self.refund(&tenant, entry.kept_bytes());
+        entry.kept_bytes() > 0
     }
 
     /// `bytes` of `tenant`'s outputs are now kept.
@@ -311,6 +322,13 @@ impl State {
             }
         }
         self.stored_total = self.stored_total.saturating_sub(bytes);
+    }
+}
+
+impl Entry {
+    /// Bytes the entry holds in the result budgets: its output and its log.
+    fn kept_bytes(&self) -> u64 {
+        self.stored + self.log.bytes()
     }
 }
 
@@ -467,7 +485,8 @@ impl MemoryQueue {
         let (id, tenant, kind) = (job.id.clone(), job.tenant.clone(), job.kind);
         let record = JobRecord::queued(&job);
         let (status, _) = watch::channel(JobStatus::Queued);
-        let entry = Entry { job, record, output: None, stored: 0, lease: None, expires: None, status };
+        let entry =
+            Entry { job, record, output: None, stored: 0, log: JobLog::default(), lease: None, expires: None, status };
         state.entries.insert(id.clone(), entry);
         state.unfinished += 1;
         state.push_waiting(&tenant, id, kind, bytes);
@@ -630,18 +649,23 @@ impl Queue for MemoryQueue {
             return Ok(());
         }
         let held = entry.lease.is_some();
-        let expires = match completion.capped() {
-            Completion::Succeeded { output, usage } => {
+        let (expires, log) = match completion.capped() {
+            Completion::Succeeded { output, usage, log } => {
                 entry.record.attempts.push(usage.clone());
-                finish(entry, JobStatus::Succeeded, None, Some(usage), Some(output), ttl)
+                (finish(entry, JobStatus::Succeeded, None, Some(usage), Some(output), ttl), log)
             }
-            Completion::Failed { error, usage } => {
+            Completion::Failed { error, usage, log } => {
                 entry.record.attempts.extend(usage.clone());
-                finish(entry, JobStatus::Failed, Some(error), usage, None, ttl)
+                (finish(entry, JobStatus::Failed, Some(error), usage, None, ttl), log)
             }
         };
         let (tenant, stored) = (entry.job.tenant.clone(), entry.stored);
         state.charge(&tenant, stored);
+        let log = if state.log_fits(&tenant, &log) { log } else { log.dropped() };
+        state.charge(&tenant, log.bytes());
+        if let Some(entry) = state.entries.get_mut(&delivery.job.id) {
+            entry.log = log;
+        }
         state.ended(&delivery.job.id, expires, self.config.sync_records_per_tenant);
         // A job completed after its lease lapsed is waiting again, not running.
         if !held {
@@ -669,6 +693,12 @@ impl Queue for MemoryQueue {
         let mut state = self.lock();
         self.housekeep(&mut state);
         Ok(state.entries.get(id).and_then(|e| e.output.clone()))
+    }
+
+    async fn logs(&self, id: &JobId) -> Result<Option<JobLog>, QueueError> {
+        let mut state = self.lock();
+        self.housekeep(&mut state);
+        Ok(state.entries.get(id).map(|e| e.log.clone()))
     }
 
     async fn take_output(&self, id: &JobId) -> Result<Option<CallOutput>, QueueError> {
@@ -864,7 +894,10 @@ mod tests {
             let delivery = queue.reserve("w", Duration::ZERO).await.expect("reserve").expect("a job");
             let output = CallOutput { body: b"out".to_vec(), content_type: "text/plain".to_owned() };
             let usage = Usage::default();
-            queue.complete(&delivery, Completion::Succeeded { output, usage }).await.expect("complete");
+            queue
+                .complete(&delivery, Completion::Succeeded { output, usage, log: JobLog::default() })
+                .await
+                .expect("complete");
             assert!(queue.take_output(&delivery.job.id).await.expect("take").is_some(), "{id}");
         }
         let state = queue.lock();

@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::{Backend, PAST_VISIBILITY, config, job, job_of, key, success, sync_job_of, trapped, trapped_usage};
 use sluice_core::{CallOutput, ErrorCode};
 use sluice_scheduler::{
-    Cancel, Completion, JobError, JobFilter, JobId, JobPage, JobStatus, MAX_GUEST_TEXT, Queue, QueueConfig, QueueError,
-    SYNC_RECORD_GRACE, Submitted, TenantLimits, TenantQueue,
+    Cancel, Completion, JobError, JobFilter, JobId, JobLog, JobPage, JobStatus, MAX_GUEST_TEXT, Queue, QueueConfig,
+    QueueError, SYNC_RECORD_GRACE, Submitted, TenantLimits, TenantQueue,
 };
 use tokio::time::Instant;
 
@@ -85,7 +85,10 @@ async fn a_failed_job_ends_with_its_error_and_no_output(backend: &impl Backend) 
     queue.enqueue(job("a", b"x")).await.expect("enqueued");
     let delivery = reserve(&*queue, "w").await;
     let error = JobError { code: ErrorCode::Timeout, message: "too slow".to_owned() };
-    queue.complete(&delivery, Completion::Failed { error: error.clone(), usage: None }).await.expect("completed");
+    queue
+        .complete(&delivery, Completion::Failed { error: error.clone(), usage: None, log: JobLog::default() })
+        .await
+        .expect("completed");
     let ended = record(&*queue, "a").await;
     assert_eq!((ended.status, ended.error, ended.usage), (JobStatus::Failed, Some(error), None));
     assert_eq!(queue.output(&delivery.job.id).await, Ok(None));
@@ -674,7 +677,7 @@ async fn a_sync_call_gets_its_output_once_it_ends(backend: &impl Backend) {
 
 async fn a_failed_sync_call_gets_its_record_and_no_output(backend: &impl Backend) {
     let queue = backend.open(config()).await;
-    let failed = Completion::Failed { error: trapped(), usage: None };
+    let failed = Completion::Failed { error: trapped(), usage: None, log: JobLog::default() };
     let worker = serve_one(&queue, failed);
     let ended = queue.call(sync_job_of("t", "a"), LONG).await.expect("called").expect("kept");
     worker.await.expect("worker");
@@ -757,6 +760,61 @@ async fn an_expired_result_frees_its_budget(backend: &impl Backend) {
     assert_eq!(queue.submit(job_of("t", "c"), None).await, Ok(Submitted::Accepted));
 }
 
+fn printed(stdout: &str, stderr: &str) -> JobLog {
+    JobLog { stdout: stdout.to_owned(), stderr: stderr.to_owned(), truncated: false }
+}
+
+async fn a_job_keeps_what_its_ending_attempt_printed(backend: &impl Backend) {
+    let queue = backend.open(config()).await;
+    for id in ["a", "b", "c"] {
+        queue.enqueue(job(id, b"x")).await.expect("enqueued");
+    }
+    let log = JobLog { truncated: true, ..printed("hello\n", "warning: ünïcode\n") };
+    let failed = reserve(&*queue, "w").await;
+    let error = JobError { code: ErrorCode::FunctionError, message: "no".to_owned() };
+    queue.complete(&failed, Completion::Failed { error, usage: None, log: log.clone() }).await.expect("completed");
+    let Completion::Succeeded { output, usage, .. } = success(b"out") else { unreachable!("a success") };
+    let succeeded = reserve(&*queue, "w").await;
+    let quiet = Completion::Succeeded { output, usage, log: printed("done", "") };
+    queue.complete(&succeeded, quiet).await.expect("completed");
+
+    assert_eq!(queue.logs(&JobId("a".to_owned())).await, Ok(Some(log)));
+    assert_eq!(queue.logs(&JobId("b".to_owned())).await, Ok(Some(printed("done", ""))));
+    assert_eq!(queue.logs(&JobId("c".to_owned())).await, Ok(Some(JobLog::default())), "waiting: nothing yet");
+    assert_eq!(queue.logs(&JobId("nope".to_owned())).await, Ok(None));
+}
+
+async fn a_log_with_no_room_in_the_result_budget_is_dropped_and_marked(backend: &impl Backend) {
+    let queue = backend.open(QueueConfig { tenant_result_bytes: OUT_BYTES + 4, ..config() }).await;
+    // Sync jobs: they run whatever the budget holds, so both end.
+    for id in ["a", "b"] {
+        queue.enqueue(sync_job_of("t", id)).await.expect("enqueued");
+    }
+    let Completion::Succeeded { output, usage, .. } = success(b"out") else { unreachable!("a success") };
+    let fits = Completion::Succeeded { output: output.clone(), usage: usage.clone(), log: printed("1234", "") };
+    queue.complete(&reserve(&*queue, "w").await, fits).await.expect("completed");
+    let too_much = Completion::Succeeded { output, usage, log: printed("12345", "") };
+    queue.complete(&reserve(&*queue, "w").await, too_much).await.expect("completed");
+
+    assert_eq!(queue.logs(&JobId("a".to_owned())).await, Ok(Some(printed("1234", ""))));
+    let dropped = JobLog { truncated: true, ..JobLog::default() };
+    assert_eq!(queue.logs(&JobId("b".to_owned())).await, Ok(Some(dropped)), "the output is kept, not the log");
+    assert!(queue.output(&JobId("b".to_owned())).await.expect("output").is_some());
+}
+
+async fn a_kept_log_counts_in_the_budget_until_it_expires(backend: &impl Backend) {
+    let ttl = Duration::from_secs(1);
+    let queue = backend.open(QueueConfig { tenant_result_bytes: 8, result_ttl: ttl, ..config() }).await;
+    queue.enqueue(job_of("t", "a")).await.expect("enqueued");
+    let delivery = reserve(&*queue, "w").await;
+    let error = JobError { code: ErrorCode::FunctionError, message: "no".to_owned() };
+    let log = printed("12345678", "");
+    queue.complete(&delivery, Completion::Failed { error, usage: None, log }).await.expect("completed");
+    assert_eq!(queue.submit(job_of("t", "b"), None).await, Err(QueueError::TenantResultsFull { limit: 8 }));
+    backend.elapse(ttl + Duration::from_millis(200)).await;
+    assert_eq!(queue.submit(job_of("t", "c"), None).await, Ok(Submitted::Accepted));
+}
+
 async fn guest_text_is_capped_before_it_is_kept(backend: &impl Backend) {
     let queue = backend.open(config()).await;
     let long = "x".repeat(3 * MAX_GUEST_TEXT);
@@ -765,12 +823,16 @@ async fn guest_text_is_capped_before_it_is_kept(backend: &impl Backend) {
     }
     let failed = reserve(&*queue, "w").await;
     let error = JobError { code: ErrorCode::FunctionError, message: long.clone() };
-    queue.complete(&failed, Completion::Failed { error, usage: None }).await.expect("completed");
+    queue
+        .complete(&failed, Completion::Failed { error, usage: None, log: JobLog::default() })
+        .await
+        .expect("completed");
     let message = record(&*queue, "a").await.error.expect("an error").message;
     assert_eq!(message.len(), MAX_GUEST_TEXT);
     let succeeded = reserve(&*queue, "w").await;
     let output = CallOutput { body: b"out".to_vec(), content_type: long };
-    let completion = Completion::Succeeded { output, usage: sluice_scheduler::Usage::default() };
+    let completion =
+        Completion::Succeeded { output, usage: sluice_scheduler::Usage::default(), log: JobLog::default() };
     queue.complete(&succeeded, completion).await.expect("completed");
     let kept = queue.output(&succeeded.job.id).await.expect("output").expect("kept");
     assert_eq!(kept.content_type.len(), MAX_GUEST_TEXT);
@@ -918,6 +980,9 @@ conformance!(
     a_taken_output_frees_its_budget,
     an_expired_result_frees_its_budget,
     guest_text_is_capped_before_it_is_kept,
+    a_job_keeps_what_its_ending_attempt_printed,
+    a_log_with_no_room_in_the_result_budget_is_dropped_and_marked,
+    a_kept_log_counts_in_the_budget_until_it_expires,
     a_key_names_its_job_for_the_same_request,
     a_key_reports_its_jobs_current_status,
     a_key_used_for_another_request_conflicts,

@@ -1,4 +1,4 @@
-//! The HTTP client commands: `tenant`, `deploy`, `invoke`, `job`, `usage`.
+//! The HTTP client commands: `tenant`, `deploy`, `invoke`, `job`, `logs`, `usage`.
 //! They talk to a running `sluice serve` at `SLUICE_URL` with
 //! `SLUICE_API_KEY` (or `SLUICE_ADMIN_TOKEN` for the admin's `tenant …`).
 //!
@@ -6,6 +6,7 @@
 //! (printed as `code: message`), 2 when the request could not be made.
 
 use sluice_core::ErrorCode;
+use sluice_scheduler::JobLog;
 
 use crate::server::error::ErrorBody;
 use crate::server::functions::{MAX_COMPONENT_HEADER, mib};
@@ -230,6 +231,20 @@ pub struct InvokeArgs {
     /// A parameter, `key=value`; repeat for more.
     #[arg(long = "param", short = 'p', value_name = "KEY=VALUE", value_parser = super::parse_param)]
     pub params: Vec<(String, String)>,
+    /// Then print what the function wrote to stdout and stderr (also when
+    /// the call failed).
+    #[arg(long)]
+    pub logs: bool,
+}
+
+/// Arguments of `sluice logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Job id (`sluice invoke` and `sluice job submit` print it).
+    pub id: String,
+    /// Print the logs as the API's JSON instead of as the two streams.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `sluice usage`: the period.
@@ -254,6 +269,8 @@ pub enum ClientCommand {
     Invoke(InvokeArgs),
     /// `job …`
     Job(JobCommand),
+    /// `logs`
+    Logs(LogsArgs),
     /// `usage`
     Usage(UsageArgs),
     /// `queue`
@@ -359,6 +376,19 @@ async fn save(response: reqwest::Response, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints job `id`'s logs as the streams they were: the function's stdout
+/// on ours, its stderr on ours, and a note when some of it was not kept.
+async fn print_logs(client: &Client<'_>, id: &str) -> anyhow::Result<()> {
+    let response = send(client.request(Method::GET, &format!("/v1/jobs/{id}/logs"), None)?).await?;
+    let log: JobLog = response.json().await.context("the server's logs are not the expected JSON")?;
+    print!("{}", log.stdout);
+    eprint!("{}", log.stderr);
+    if log.truncated {
+        eprintln!("(job {id}: the function printed more than was kept)");
+    }
+    Ok(())
+}
+
 async fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<()> {
     let client = Client { http: reqwest::Client::new(), connection };
     match command {
@@ -367,8 +397,28 @@ async fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<
         ClientCommand::Invoke(args) => {
             let body = read(&args.input)?;
             let path = format!("/v1/functions/{}/invoke{}", args.function, query(&args.params));
-            let response = send(client.request(Method::POST, &path, None)?.body(body)).await?;
-            save(response, &args.output).await
+            let request = client.request(Method::POST, &path, None)?.body(body);
+            let response = request.send().await.context("cannot reach the Sluice server")?;
+            // A failed call names its job too, and its logs say why.
+            let job = response.headers().get("sluice-job-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let saved = match refusal_or(response).await {
+                Ok(response) => save(response, &args.output).await,
+                Err(err) => Err(err),
+            };
+            if args.logs {
+                match &job {
+                    Some(job) => print_logs(&client, job).await?,
+                    None => eprintln!("the answer names no job, so there are no logs to show"),
+                }
+            }
+            saved
+        }
+        ClientCommand::Logs(args) => {
+            if args.json {
+                print_json(send(client.request(Method::GET, &format!("/v1/jobs/{}/logs", args.id), None)?).await?).await
+            } else {
+                print_logs(&client, &args.id).await
+            }
         }
         ClientCommand::Job(JobCommand::Submit { function, input, params, idempotency_key }) => {
             let mut request = client

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use serde::Serialize;
+use sluice_scheduler::JobLog;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
@@ -24,6 +25,14 @@ pub struct CallLog {
     pub stderr: String,
     /// Bytes written past the caps and dropped (both streams together).
     pub dropped_bytes: u64,
+}
+
+impl CallLog {
+    /// The log as the queue keeps it with the job: what was dropped past
+    /// the caps shows as `truncated`.
+    pub fn into_job_log(self) -> JobLog {
+        JobLog { stdout: self.stdout, stderr: self.stderr, truncated: self.dropped_bytes > 0 }
+    }
 }
 
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use axum::http::header::{CONTENT_TYPE, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sluice_core::{CallOutput, ErrorCode, TenantId};
-use sluice_scheduler::{Cancel, JobFilter, JobId, JobRecord, JobStatus, Usage};
+use sluice_scheduler::{Cancel, JobFilter, JobId, JobLog, JobRecord, JobStatus, Usage};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorDetail};
@@ -56,6 +56,10 @@ pub struct JobView {
     /// What each attempt that ran guest code consumed, in order: each one
     /// is billed. An attempt shed before the guest ran is not listed.
     pub attempts: Vec<Usage>,
+    /// What the function printed, in a job's own status once it ended and
+    /// when it is at most 4 KiB; `GET /v1/jobs/{id}/logs` always has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<JobLog>,
 }
 
 impl From<&JobRecord> for JobView {
@@ -71,6 +75,7 @@ impl From<&JobRecord> for JobView {
             error: record.error.as_ref().map(|e| ErrorDetail { code: e.code, message: e.message.clone() }),
             usage: record.usage.clone(),
             attempts: record.attempts.clone(),
+            logs: None,
         }
     }
 }
@@ -194,7 +199,36 @@ pub async fn job_status(
     PathParam(JobPath { id }): PathParam<JobPath>,
 ) -> Result<Json<JobView>, ApiError> {
     let record = owned_job(&api, &tenant.id, id).await?;
-    Ok(Json(JobView::from(&record)))
+    let mut view = JobView::from(&record);
+    if record.status.is_final() {
+        view.logs = api.platform.queue.logs(&record.id).await?.filter(|log| log.bytes() <= INLINE_LOG_BYTES);
+    }
+    Ok(Json(view))
+}
+
+/// Largest log (both streams) a job's status shows inline.
+pub const INLINE_LOG_BYTES: u64 = 4096;
+
+/// What the function printed on the attempt that ended the job (standard
+/// output and error, each capped per call), kept as long as the job's
+/// record; empty while the job has not ended.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/logs",
+    tag = "jobs",
+    params(JobPath),
+    responses((status = 200, body = JobLog), StatusErrors),
+    security(("tenant" = []))
+)]
+pub async fn job_logs(
+    State(api): State<Arc<Api>>,
+    AuthTenant(tenant): AuthTenant,
+    PathParam(JobPath { id }): PathParam<JobPath>,
+) -> Result<Json<JobLog>, ApiError> {
+    let record = owned_job(&api, &tenant.id, id).await?;
+    let log = api.platform.queue.logs(&record.id).await?;
+    // Gone between the two lookups: it expired, like a job never seen.
+    log.map(Json).ok_or_else(|| ApiError::not_found(format!("no job {}", record.id)))
 }
 
 /// A succeeded job's output, kept for the job TTL.

@@ -174,6 +174,7 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(jobs::job_status, jobs::cancel_job))
         .routes(routes!(queue::queue_view))
         .routes(routes!(jobs::job_result))
+        .routes(routes!(jobs::job_logs))
         .routes(routes!(usage::usage_report))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))

@@ -5,7 +5,7 @@
 //!
 //! | key | what |
 //! |---|---|
-//! | `{p}:job:{id}` | hash: `job` (JSON, no body), `body` (until the job ends), `tenant`, `kind`, `bytes`, `submitted`, `function`, `status`, `deliveries`, `record` (JSON as accepted), `error`/`usage` (JSON, once ended), `attempts` (JSON objects, comma-joined), `last_usage`, `finished`, `lease` (the receipt), `worker`, `taken` (ms; while taken), `idem` (its key's name), `output_body`, `output_type`, `output_member`; expires `result_ttl` after the job ends |
+//! | `{p}:job:{id}` | hash: `job` (JSON, no body), `body` (until the job ends), `tenant`, `kind`, `bytes`, `submitted`, `function`, `status`, `deliveries`, `record` (JSON as accepted), `error`/`usage` (JSON, once ended), `attempts` (JSON objects, comma-joined), `last_usage`, `finished`, `lease` (the receipt), `worker`, `taken` (ms; while taken), `idem` (its key's name), `output_body`, `output_type`, `output_member`, `log` (JSON, once ended, when it printed), `log_member` (its place in the result budget); expires `result_ttl` after the job ends |
 //! | `{p}:lane:sync:{tenant}`, `{p}:lane:async:{tenant}` | lists: the tenant's waiting job ids, oldest first (bounded by its quota) |
 //! | `{p}:oldest:{tenant}` | sorted set: the tenant's waiting job ids by submission time |
 //! | `{p}:tenant:{tenant}` | hash: `waiting`, `bytes` (of waiting bodies), `running`, `limit` (running, from its newest job), `turn` (1 while in the ring); gone once the tenant holds nothing |
@@ -69,8 +69,8 @@ use sluice_core::{CallOutput, ErrorCode, TenantId};
 
 use crate::job::now_ms;
 use crate::{
-    Cancel, Completion, Delivery, IdempotencyKey, Job, JobError, JobFilter, JobId, JobPage, JobRecord, JobStatus,
-    Queue, QueueConfig, QueueError, Submitted, SyncEnd, TenantQueue, Usage,
+    Cancel, Completion, Delivery, IdempotencyKey, Job, JobError, JobFilter, JobId, JobLog, JobPage, JobRecord,
+    JobStatus, Queue, QueueConfig, QueueError, Submitted, SyncEnd, TenantQueue, Usage,
 };
 pub use config::{DEFAULT_PREFIX, RedisQueueConfig};
 pub use connection::{KeepAlive, connection_manager};
@@ -567,18 +567,30 @@ impl Queue for RedisQueue {
     }
 
     async fn complete(&self, delivery: &Delivery, completion: Completion) -> Result<(), QueueError> {
-        let (status, error, usage, output) = match completion.capped() {
-            Completion::Succeeded { output, usage } => (JobStatus::Succeeded, None, Some(usage), Some(output)),
-            Completion::Failed { error, usage } => (JobStatus::Failed, Some(error), usage, None),
+        let (status, error, usage, output, log) = match completion.capped() {
+            Completion::Succeeded { output, usage, log } => {
+                (JobStatus::Succeeded, None, Some(usage), Some(output), log)
+            }
+            Completion::Failed { error, usage, log } => (JobStatus::Failed, Some(error), usage, None, log),
         };
         let error = error.map(|error| serde_json::to_string(&error)).transpose().map_err(unavailable)?;
         let usage = usage.map(|usage| serde_json::to_string(&usage)).transpose().map_err(unavailable)?;
+        let log = if log.is_empty() {
+            None
+        } else {
+            Some(scripts::KeptLog {
+                json: serde_json::to_string(&log).map_err(unavailable)?,
+                dropped_json: serde_json::to_string(&log.dropped()).map_err(unavailable)?,
+                bytes: log.bytes(),
+            })
+        };
         let end = scripts::Complete {
             id: delivery.job.id.clone(),
             status: status.as_str(),
             error,
             usage,
             output: output.map(|output| (output.body, output.content_type)),
+            log,
         };
         // A job that already ended keeps its first outcome; that is no error.
         self.completions.call(end).await?;
@@ -617,6 +629,17 @@ impl Queue for RedisQueue {
         let (body, content_type): (Option<Vec<u8>>, Option<String>) =
             con.hmget(self.keys.job(id), &["output_body", "output_type"]).await.map_err(unavailable)?;
         Ok(body.zip(content_type).map(|(body, content_type)| CallOutput { body, content_type }))
+    }
+
+    async fn logs(&self, id: &JobId) -> Result<Option<JobLog>, QueueError> {
+        let mut con = self.commands.clone();
+        let (tenant, log): (Option<String>, Option<String>) =
+            con.hmget(self.keys.job(id), &["tenant", "log"]).await.map_err(unavailable)?;
+        if tenant.is_none() {
+            return Ok(None);
+        }
+        let log = log.map(|log| serde_json::from_str(&log)).transpose().map_err(unavailable)?;
+        Ok(Some(log.unwrap_or_default()))
     }
 
     async fn take_output(&self, id: &JobId) -> Result<Option<CallOutput>, QueueError> {

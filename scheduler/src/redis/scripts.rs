@@ -704,9 +704,27 @@ pub(super) async fn extend(
 static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     script(
         &r"
+-- Adds job id's log (JSON; `bytes` of text) to `fields`, counted in t's
+-- result budget after its output (`out_bytes`); when the budgets have no
+-- room, the stand-in `dropped` (the log emptied, marked truncated) instead.
+local function keep_log(id, t, log, bytes, out_bytes, dropped, fields)
+  trim_results()
+  local f = redis.call('HMGET', K_RESULT_BYTES, 't:' .. t, 'total')
+  if num(f[1]) + out_bytes + bytes > TENANT_RESULTS or num(f[2]) + out_bytes + bytes > ALL_RESULTS then
+    table.insert(fields, 'log')
+    table.insert(fields, dropped)
+    return
+  end
+  local member = bytes .. '|' .. id .. ':log|' .. t
+  redis.call('ZADD', K_RESULTS, now_ms() + TTL_MS, member)
+  redis.call('HINCRBY', K_RESULT_BYTES, 't:' .. t, bytes)
+  redis.call('HINCRBY', K_RESULT_BYTES, 'total', bytes)
+  for _, v in ipairs({'log', log, 'log_member', member}) do table.insert(fields, v) end
+end
 local function complete(a)
   local id, status, err, usage = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local has_output, out_body, out_type = ARGV[a + 4] == '1', ARGV[a + 5], ARGV[a + 6]
+  local log, dropped_log, log_bytes = ARGV[a + 7], ARGV[a + 8], tonumber(ARGV[a + 9])
   local jk = k_job(id)
   local f = redis.call('HMGET', jk, 'tenant', 'kind', 'bytes', 'status', 'lease', 'attempts')
   if not f[1] or is_final(f[4]) then return 0 end
@@ -721,6 +739,10 @@ local function complete(a)
   end
   if err == '' then err = nil end
   if not has_output then out_body, out_type = nil, nil end
+  if log ~= '' then
+    fields = fields or {}
+    keep_log(id, t, log, log_bytes, has_output and (#out_body + #out_type) or 0, dropped_log, fields)
+  end
   local held = f[5]
   if not held then remove_waiting(id, t, f[2], num(f[3])) end
   finish(id, jk, t, f[2], status, err, usage, out_body, out_type, fields)
@@ -740,7 +762,7 @@ return ended
 });
 
 /// Arguments each job of a [`COMPLETE`] batch takes.
-const COMPLETE_ARGS: usize = 7;
+const COMPLETE_ARGS: usize = 10;
 
 /// A job's end, owned so that it can wait for the next batch.
 #[derive(Debug)]
@@ -755,6 +777,19 @@ pub(super) struct Complete {
     pub usage: Option<String>,
     /// The output's body and media type, when it succeeded.
     pub output: Option<(Vec<u8>, String)>,
+    /// What the attempt printed; `None` when it printed nothing.
+    pub log: Option<KeptLog>,
+}
+
+/// A job's log as [`COMPLETE`] keeps it.
+#[derive(Debug)]
+pub(super) struct KeptLog {
+    /// The log as JSON.
+    pub json: String,
+    /// The stand-in kept when the result budgets have no room, as JSON.
+    pub dropped_json: String,
+    /// Bytes the log counts in the result budgets (its text).
+    pub bytes: u64,
 }
 
 impl Complete {
@@ -763,6 +798,7 @@ impl Complete {
         self.output.as_ref().map_or(0, |(body, content_type)| body.len() + content_type.len())
             + self.error.as_ref().map_or(0, String::len)
             + self.usage.as_ref().map_or(0, String::len)
+            + self.log.as_ref().map_or(0, |log| log.json.len() + log.dropped_json.len())
     }
 }
 
@@ -787,6 +823,10 @@ pub(super) async fn complete(
             .arg(has_output)
             .arg(body)
             .arg(content_type);
+        match &end.log {
+            Some(log) => invocation.arg(&log.json).arg(&log.dropped_json).arg(log.bytes),
+            None => invocation.arg("").arg("").arg(0),
+        };
     }
     let ended: Vec<i64> = invocation.invoke_async(con).await.map_err(unavailable)?;
     Ok(ended.into_iter().map(|ended| ended == 1).collect())
@@ -916,7 +956,7 @@ local index = k_index(tenant)
 local count = 0
 for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
   local jk = k_job(id)
-  local f = redis.call('HMGET', jk, 'tenant', 'status', 'output_member', 'idem')
+  local f = redis.call('HMGET', jk, 'tenant', 'status', 'output_member', 'idem', 'log_member')
   if f[1] == tenant then
     count = count + 1
     if not is_final(f[2]) then
@@ -925,6 +965,7 @@ for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
       redis.call('PUBLISH', K_DONE, id)
     end
     if f[3] and redis.call('ZREM', K_RESULTS, f[3]) == 1 then refund(f[3]) end
+    if f[5] and redis.call('ZREM', K_RESULTS, f[5]) == 1 then refund(f[5]) end
     if f[4] then redis.call('DEL', f[4]) end
     redis.call('DEL', jk)
   end

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_core::{CallOutput, CallRequest, ErrorCode, Outcome, TenantId, Version};
-use sluice_scheduler::{Completion, Job, JobError, JobId, JobKind, Queue, QueueConfig, TenantLimits, Usage};
+use sluice_scheduler::{Completion, Job, JobError, JobId, JobKind, JobLog, Queue, QueueConfig, TenantLimits, Usage};
 use sluice_testkit::RedisGuard;
 
 /// A job of tenant `t` with `body` and a parameter, so a round trip that
@@ -55,6 +55,7 @@ pub fn success(body: &[u8]) -> Completion {
     Completion::Succeeded {
         output: CallOutput { body: body.to_vec(), content_type: "image/webp".to_owned() },
         usage: Usage { outcome: Outcome::Ok, cpu_us: 7, ..Usage::default() },
+        log: JobLog::default(),
     }
 }
 
