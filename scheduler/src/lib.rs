@@ -79,14 +79,14 @@ pub struct QueueConfig {
     /// worker sees one number. Default: this machine's cores, so one tenant
     /// can use every core while a node's other slots stay free for others.
     pub tenant_concurrency: usize,
-    /// Bytes of async outputs one tenant may have stored at once; while
-    /// they are spent its new async jobs are refused with
+    /// Bytes of async outputs (and of kept logs) one tenant may have
+    /// stored at once; while they are spent its new async jobs are refused with
     /// `TenantResultsFull` and its accepted async jobs are not taken. So a
     /// tenant ends at most its running jobs' outputs past it, and accepted
     /// work always keeps its result.
     pub tenant_result_bytes: u64,
-    /// Bytes of outputs the whole queue (one node's memory, or one Redis)
-    /// may hold; while they are spent new async jobs are refused with
+    /// Bytes of outputs and logs the whole queue (one node's memory, or
+    /// one Redis) may hold; while they are spent new async jobs are refused with
     /// `ResultsFull`.
     pub result_bytes: u64,
     /// Dead letters kept for operators; older ones are trimmed.

@@ -456,7 +456,7 @@ fn render(m: &Measured, goals: &[Goal], options: &ReportOptions) -> String {
     let wasm_ceiling = cores as f64 * 1e3 / m.wasm_call_ms.0;
     let _ = writeln!(
         out,
-        "How the cores were split: none were. The load generator, the front door and the {cores} worker slots share the machine's {cores} cores; giving the clients and the front door a core of their own would leave the sandboxes fewer, which on a machine this small costs more than it saves. What bounds the two goals here: {cores} slots each busy {:.1} ms per resize can answer at most **{:.1} requests/s** (that ceiling / the native loop = {:.2}, the most P3 can be while a call costs what it does), and HTTP reached {:.0} % of it; a p99 under load cannot be lower than the call's own p99 alone ({:.1} ms, beside P4's goal of 25 ms).\n",
+        "How the cores were split: none were. The load generator, the front door and the {cores} worker slots share the machine's {cores} cores; giving the clients and the front door a core of their own would leave the sandboxes fewer, which on a machine this small costs more than it saves. What bounds the two goals here: {cores} slots each busy {:.1} ms per resize (the sequential call's p50) answer about **{:.1} requests/s** (that / the native loop = {:.2}: about the most P3 can be while a call costs what it does), and HTTP reached {:.0} % of it, measured minutes apart; a p99 under load cannot be lower than the call's own p99 alone ({:.1} ms, beside P4's goal of 25 ms).\n",
         m.wasm_call_ms.0,
         wasm_ceiling,
         wasm_ceiling / m.native_per_s,
@@ -509,7 +509,7 @@ fn render(m: &Measured, goals: &[Goal], options: &ReportOptions) -> String {
     let _ = writeln!(out, "## P10 — tiny jobs through one Redis\n");
     let _ = writeln!(
         out,
-        "The queue alone, on the same local `redis-server`: {} tasks enqueue {} sync jobs (256-byte body) while {} tasks reserve and complete them (256-byte output), all in this process, sharing one multiplexed command connection: **{:.0} jobs/s** ({:.2} s from the first enqueue to the last completion). Each job costs three Lua scripts (admit, take with its lease, complete); workers that find nothing block on the doorbell list.\n",
+        "The queue alone, on the same local `redis-server`: {} tasks enqueue {} sync jobs (256-byte body) while {} tasks reserve and complete them (256-byte output), all in this process, sharing one multiplexed command connection: **{:.0} jobs/s** ({:.2} s from the first enqueue to the last completion). Each job is admitted, taken with its lease and completed by Lua scripts; admissions, takes and ends that arrive while a script of their kind runs share the next run; workers that find nothing block on the doorbell list.\n",
         m.tiny_jobs.producers,
         m.tiny_jobs.jobs,
         m.tiny_jobs.workers,
