@@ -2,6 +2,7 @@
 //! also settable as `SLUICE_*`) and the commands behind them.
 
 pub mod client;
+pub mod new;
 pub mod run;
 pub mod serve;
 pub mod worker;
@@ -25,6 +26,10 @@ pub struct Cli {
 /// The `sluice` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Scaffold a function project from a template.
+    New(new::NewArgs),
+    /// Build the function project in a directory into a component.
+    Build(new::BuildArgs),
     /// Run one function call locally, without a server.
     Run(run::RunArgs),
     /// Run the platform: HTTP API, worker slots and queue in one process
@@ -53,6 +58,8 @@ pub enum Command {
 pub fn execute(cli: Cli) -> ExitCode {
     use client::ClientCommand;
     let client_command = match cli.command {
+        Command::New(args) => return new::execute_new(args),
+        Command::Build(args) => return new::execute_build(args),
         Command::Run(args) => return run::execute(args),
         Command::Serve(args) => return serve::execute(*args),
         Command::Worker(args) => return worker::execute(args),
