@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (README "Quick start"; CI runs it via .ci/run).
 # Installs what is missing — the wasm32-wasip2 target, rustfmt/clippy,
-# redis-server, curl (the README walkthrough uses it), Pillow (the resize
+# redis-server, curl (the README walkthrough uses it), npm (the JavaScript
+# template's build), Pillow (the resize
 # quality yardstick), schemathesis (the API fuzzer), pyvips with its
 # libvips build (the report's libvips column) — then runs every
 # check: formatting, clippy with warnings denied, and every test of the host
@@ -28,16 +29,19 @@ for component in rustfmt clippy; do
     grep -q "^$component" <<<"$installed_components" || rustup component add "$component"
 done
 
-step "redis-server and curl"
+step "redis-server, curl and npm"
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v curl >/dev/null || missing+=(curl)
+# The JavaScript template's test installs componentize-js with npm.
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 redis-server --version
 curl --version | head -1
+echo "node $(node --version), npm $(npm --version)"
 
 step "python3 with Pillow, schemathesis and pyvips"
 pip_install() {

@@ -1,4 +1,4 @@
-//! `sluice new` → the template's own test → `sluice build` → deploy →
+//! For each language: `sluice new` → the template's own test → `sluice build` → deploy →
 //! invoke → logs, with the real toolchain, against a server on 127.0.0.1.
 
 mod common;
@@ -28,48 +28,78 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rust_function_goes_from_new_to_deployed_invoked_and_logged() {
+/// Runs `program args` in `dir` off the async threads; fails the test with
+/// its stderr when it fails.
+async fn succeeds(program: impl AsRef<std::ffi::OsStr>, args: &[&str], dir: &Path, what: &str) -> Output {
+    let (program, dir) = (program.as_ref().to_owned(), dir.to_owned());
+    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(program, &args, &dir)
+    })
+    .await
+    .expect("joined");
+    assert!(output.status.success(), "{what}: {}{}", text(&output.stdout), text(&output.stderr));
+    output
+}
+
+/// `sluice new NAME --lang LANG` in a fresh directory; returns it (and the
+/// temporary root that holds it).
+async fn scaffold(name: &str, lang: &str) -> (tempfile::TempDir, PathBuf) {
     let root = tempfile::tempdir().expect("tempdir");
-    let dir = root.path().join("greeter");
-    let sluice = env!("CARGO_BIN_EXE_sluice");
-    let made = run(sluice, &["new", "greeter", "--lang", "rust", "--dir", dir.to_str().expect("utf-8")], root.path());
-    assert!(made.status.success(), "{}", text(&made.stderr));
+    let dir = root.path().join(name);
+    let args = ["new", name, "--lang", lang, "--dir", dir.to_str().expect("utf-8")];
+    succeeds(env!("CARGO_BIN_EXE_sluice"), &args, root.path(), "sluice new").await;
+    (root, dir)
+}
 
-    let tested = tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        move || run(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()), &["test", "--quiet"], &dir)
-    })
-    .await
-    .expect("joined");
-    assert!(tested.status.success(), "the template's own tests: {}", text(&tested.stderr));
+/// `sluice build` in `dir`; returns the component's path it printed.
+async fn build(dir: &Path) -> String {
+    let built = succeeds(env!("CARGO_BIN_EXE_sluice"), &["build"], dir, "sluice build").await;
+    text(&built.stdout).trim().to_owned()
+}
 
-    let built = tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        move || run(sluice, &["build"], &dir)
-    })
-    .await
-    .expect("joined");
-    assert!(built.status.success(), "{}", text(&built.stderr));
-    let component = text(&built.stdout).trim().to_owned();
-    assert!(component.ends_with("wasm32-wasip2/release/greeter.wasm"), "{component}");
-
+/// Deploys `component` as `name` on a fresh server and checks what every
+/// template does: greets with its parameter and logs a line, and refuses
+/// an unknown parameter as invalid input.
+async fn deploy_invoke_and_read_logs(name: &str, component: &str, scratch: &Path) {
     let server = start_server().await;
     let key = server.tenant("acme").await;
-    let deployed = server.cli(&key, &["deploy", "greeter", &component]).await;
+    let deployed = server.cli(&key, &["deploy", name, component]).await;
     assert!(deployed.status.success(), "{}", text(&deployed.stderr));
 
-    let (input, output) = (root.path().join("in.bin"), root.path().join("out.txt"));
+    let (input, output) = (scratch.join("in.bin"), scratch.join("out.txt"));
     std::fs::write(&input, b"12345").expect("input");
     let (input, output) = (input.to_str().expect("utf-8"), output.to_str().expect("utf-8"));
-    let args = ["invoke", "greeter", "--input", input, "--output", output, "-p", "greeting=hi", "--logs"];
+    let args = ["invoke", name, "--input", input, "--output", output, "-p", "greeting=hi", "--logs"];
     let invoked = server.cli(&key, &args).await;
     assert!(invoked.status.success(), "{}", text(&invoked.stderr));
     assert_eq!(std::fs::read_to_string(output).expect("output"), "hi: 5 bytes of unknown type\n");
-    assert!(text(&invoked.stderr).contains("greeter: answered 28 bytes"), "{}", text(&invoked.stderr));
+    let logged = format!("{name}: answered 28 bytes");
+    assert!(text(&invoked.stderr).contains(&logged), "{}", text(&invoked.stderr));
 
-    let refused = server.cli(&key, &["invoke", "greeter", "--input", input, "--output", output, "-p", "x=1"]).await;
+    let refused = server.cli(&key, &["invoke", name, "--input", input, "--output", output, "-p", "x=1"]).await;
     assert_eq!(refused.status.code(), Some(1));
     let stderr = text(&refused.stderr);
     assert!(stderr.contains("invalid_input") && stderr.contains("unknown parameter `x`"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_function_goes_from_new_to_deployed_invoked_and_logged() {
+    let (root, dir) = scaffold("greeter", "rust").await;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    succeeds(cargo, &["test", "--quiet"], &dir, "the template's own tests").await;
+    let component = build(&dir).await;
+    assert!(component.ends_with("wasm32-wasip2/release/greeter.wasm"), "{component}");
+    deploy_invoke_and_read_logs("greeter", &component, root.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_function_goes_from_new_to_deployed_invoked_and_logged() {
+    let (root, dir) = scaffold("js-greeter", "javascript").await;
+    succeeds("npm", &["test", "--silent"], &dir, "the template's own tests").await;
+    let component = build(&dir).await;
+    let expected = dir.join("js-greeter.wasm").canonicalize().expect("built");
+    assert_eq!(component, expected.to_str().expect("utf-8"));
+    deploy_invoke_and_read_logs("js-greeter", &component, root.path()).await;
 }

@@ -14,6 +14,8 @@ use clap::{Args, ValueEnum};
 pub enum Lang {
     /// Rust with wit-bindgen, built by cargo for `wasm32-wasip2`.
     Rust,
+    /// JavaScript, built by componentize-js (from npm).
+    Javascript,
 }
 
 /// Arguments of `sluice new`.
@@ -56,10 +58,24 @@ const RUST: &[TemplateFile] = &[
     TemplateFile { path: "wit/transform.wit", text: TRANSFORM_WIT },
 ];
 
+const JAVASCRIPT: &[TemplateFile] = &[
+    TemplateFile { path: "package.json", text: include_str!("../../../templates/javascript/package.json") },
+    TemplateFile { path: "src/component.js", text: include_str!("../../../templates/javascript/src/component.js") },
+    TemplateFile { path: "src/function.js", text: include_str!("../../../templates/javascript/src/function.js") },
+    TemplateFile {
+        path: "test/function.test.js",
+        text: include_str!("../../../templates/javascript/test/function.test.js"),
+    },
+    TemplateFile { path: "README.md", text: include_str!("../../../templates/javascript/README.md") },
+    TemplateFile { path: ".gitignore", text: include_str!("../../../templates/javascript/gitignore") },
+    TemplateFile { path: "wit/transform.wit", text: TRANSFORM_WIT },
+];
+
 impl Lang {
     fn files(self) -> &'static [TemplateFile] {
         match self {
             Self::Rust => RUST,
+            Self::Javascript => JAVASCRIPT,
         }
     }
 }
@@ -97,25 +113,60 @@ pub fn scaffold(args: &NewArgs) -> anyhow::Result<PathBuf> {
 /// Builds the project in `dir` with its language's command; returns the
 /// component's path.
 pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
-    let manifest = dir.join("Cargo.toml");
-    if !manifest.is_file() {
-        bail!("{} holds no project `sluice new` made: no Cargo.toml", dir.display());
+    if dir.join("Cargo.toml").is_file() {
+        build_rust(dir)
+    } else if dir.join("package.json").is_file() {
+        build_javascript(dir)
+    } else {
+        bail!("{} holds no project `sluice new` made: no Cargo.toml or package.json", dir.display())
     }
-    let name = package_name(&manifest)?;
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
+}
+
+/// Runs `program args` in `dir`, failing with what it was when it fails.
+fn run_in(dir: &Path, program: impl AsRef<std::ffi::OsStr>, args: &[&str], what: &str) -> anyhow::Result<()> {
+    // Their progress goes to stderr: stdout carries only the component's path.
+    let status = Command::new(program)
+        .args(args)
         .current_dir(dir)
+        .stdout(std::process::Stdio::from(std::io::stderr()))
         .status()
-        .context("cannot run cargo (is Rust installed?)")?;
+        .with_context(|| format!("cannot run {what} (is it installed?)"))?;
     if !status.success() {
-        bail!("cargo build failed ({status})");
+        bail!("{what} failed ({status})");
     }
+    Ok(())
+}
+
+fn build_rust(dir: &Path) -> anyhow::Result<PathBuf> {
+    let name = package_name(&dir.join("Cargo.toml"))?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run_in(dir, cargo, &["build", "--release", "--target", "wasm32-wasip2"], "cargo build")?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| dir.join("target"), PathBuf::from);
-    let component = target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
-    if !component.is_file() {
-        bail!("cargo finished but {} is missing", component.display());
+    built(target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_"))))
+}
+
+fn build_javascript(dir: &Path) -> anyhow::Result<PathBuf> {
+    let manifest = dir.join("package.json");
+    let text = std::fs::read_to_string(&manifest).with_context(|| format!("cannot read {}", manifest.display()))?;
+    let package: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", manifest.display()))?;
+    let name = package["name"]
+        .as_str()
+        .filter(|name| valid_project_name(name))
+        .with_context(|| format!("{} names no package `sluice new` could have made", manifest.display()))?;
+    if !dir.join("node_modules").is_dir() {
+        run_in(dir, "npm", &["install", "--no-audit", "--no-fund"], "npm install")?;
     }
-    Ok(component)
+    run_in(dir, "npm", &["run", "build", "--silent"], "npm run build")?;
+    built(dir.join(format!("{name}.wasm")))
+}
+
+/// `component`, once the build said it succeeded and the file is there.
+fn built(component: PathBuf) -> anyhow::Result<PathBuf> {
+    if !component.is_file() {
+        bail!("the build finished but {} is missing", component.display());
+    }
+    component.canonicalize().with_context(|| format!("cannot resolve {}", component.display()))
 }
 
 /// The `name` of the `[package]` in `manifest`.
@@ -174,6 +225,21 @@ mod tests {
         assert!(readme.contains("release/my_fn.wasm") && !readme.contains("{{"), "{readme}");
         assert_eq!(std::fs::read_to_string(dir.join("wit/transform.wit")).expect("wit"), TRANSFORM_WIT);
         assert!(dir.join(".gitignore").is_file());
+    }
+
+    #[test]
+    fn a_javascript_project_builds_its_component_under_its_name() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("p");
+        let args = NewArgs { name: "my-fn".to_owned(), lang: Lang::Javascript, dir: Some(dir.clone()) };
+        scaffold(&args).expect("scaffolded");
+        let package: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).expect("package")).expect("json");
+        assert_eq!(package["name"], "my-fn");
+        assert!(package["scripts"]["build"].as_str().is_some_and(|build| build.ends_with("--out my-fn.wasm")));
+        for file in ["src/component.js", "src/function.js", "test/function.test.js", "wit/transform.wit"] {
+            assert!(dir.join(file).is_file(), "{file}");
+        }
     }
 
     #[test]
