@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (README "Quick start"; CI runs it via .ci/run).
 # Installs what is missing — the wasm32-wasip2 target, rustfmt/clippy,
-# redis-server, curl (the README walkthrough uses it), npm (the JavaScript
-# template's build), Pillow (the resize
+# redis-server, curl (the README walkthrough uses it), npm and
+# componentize-py (the JavaScript and Python templates' builds), Pillow (the resize
 # quality yardstick), schemathesis (the API fuzzer), pyvips with its
 # libvips build (the report's libvips column) — then runs every
 # check: formatting, clippy with warnings denied, and every test of the host
@@ -43,7 +43,7 @@ redis-server --version
 curl --version | head -1
 echo "node $(node --version), npm $(npm --version)"
 
-step "python3 with Pillow, schemathesis and pyvips"
+step "python3 with Pillow, schemathesis, pyvips and componentize-py"
 pip_install() {
     python3 -m pip install --quiet --disable-pip-version-check "$@" \
         || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$@"
@@ -54,6 +54,9 @@ python3 -c 'import PIL; print("Pillow", PIL.__version__)'
 python3 -c 'import schemathesis; print("schemathesis", schemathesis.__version__)'
 python3 -c 'import pyvips' 2>/dev/null || pip_install pyvips pyvips-binary
 python3 -c 'import pyvips; print("libvips %d.%d" % (pyvips.version(0), pyvips.version(1)))'
+# The Python template's build.
+command -v componentize-py >/dev/null || pip_install 'componentize-py==0.25.1'
+componentize-py --version
 
 step "formatting"
 cargo fmt --all --check

@@ -103,3 +103,13 @@ async fn a_javascript_function_goes_from_new_to_deployed_invoked_and_logged() {
     assert_eq!(component, expected.to_str().expect("utf-8"));
     deploy_invoke_and_read_logs("js-greeter", &component, root.path()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_function_goes_from_new_to_deployed_invoked_and_logged() {
+    let (root, dir) = scaffold("py-greeter", "python").await;
+    succeeds("python3", &["-m", "unittest", "discover", "-s", "tests"], &dir, "the template's own tests").await;
+    let component = build(&dir).await;
+    let expected = dir.join("py-greeter.wasm").canonicalize().expect("built");
+    assert_eq!(component, expected.to_str().expect("utf-8"));
+    deploy_invoke_and_read_logs("py-greeter", &component, root.path()).await;
+}

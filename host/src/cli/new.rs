@@ -16,6 +16,8 @@ pub enum Lang {
     Rust,
     /// JavaScript, built by componentize-js (from npm).
     Javascript,
+    /// Python, built by componentize-py (from PyPI).
+    Python,
 }
 
 /// Arguments of `sluice new`.
@@ -71,11 +73,25 @@ const JAVASCRIPT: &[TemplateFile] = &[
     TemplateFile { path: "wit/transform.wit", text: TRANSFORM_WIT },
 ];
 
+const PYTHON: &[TemplateFile] = &[
+    TemplateFile { path: "pyproject.toml", text: include_str!("../../../templates/python/pyproject.toml") },
+    TemplateFile { path: "src/app.py", text: include_str!("../../../templates/python/src/app.py") },
+    TemplateFile { path: "src/greeting.py", text: include_str!("../../../templates/python/src/greeting.py") },
+    TemplateFile {
+        path: "tests/test_greeting.py",
+        text: include_str!("../../../templates/python/tests/test_greeting.py"),
+    },
+    TemplateFile { path: "README.md", text: include_str!("../../../templates/python/README.md") },
+    TemplateFile { path: ".gitignore", text: include_str!("../../../templates/python/gitignore") },
+    TemplateFile { path: "wit/transform.wit", text: TRANSFORM_WIT },
+];
+
 impl Lang {
     fn files(self) -> &'static [TemplateFile] {
         match self {
             Self::Rust => RUST,
             Self::Javascript => JAVASCRIPT,
+            Self::Python => PYTHON,
         }
     }
 }
@@ -117,8 +133,10 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         build_rust(dir)
     } else if dir.join("package.json").is_file() {
         build_javascript(dir)
+    } else if dir.join("pyproject.toml").is_file() {
+        build_python(dir)
     } else {
-        bail!("{} holds no project `sluice new` made: no Cargo.toml or package.json", dir.display())
+        bail!("{} holds no project `sluice new` made: no Cargo.toml, package.json or pyproject.toml", dir.display())
     }
 }
 
@@ -138,7 +156,7 @@ fn run_in(dir: &Path, program: impl AsRef<std::ffi::OsStr>, args: &[&str], what:
 }
 
 fn build_rust(dir: &Path) -> anyhow::Result<PathBuf> {
-    let name = package_name(&dir.join("Cargo.toml"))?;
+    let name = package_name(&dir.join("Cargo.toml"), "[package]")?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     run_in(dir, cargo, &["build", "--release", "--target", "wasm32-wasip2"], "cargo build")?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| dir.join("target"), PathBuf::from);
@@ -161,6 +179,14 @@ fn build_javascript(dir: &Path) -> anyhow::Result<PathBuf> {
     built(dir.join(format!("{name}.wasm")))
 }
 
+fn build_python(dir: &Path) -> anyhow::Result<PathBuf> {
+    let name = package_name(&dir.join("pyproject.toml"), "[project]")?;
+    let out = format!("{name}.wasm");
+    let args = ["-d", "wit", "-w", "transform", "componentize", "-p", "src", "app", "-o", &out];
+    run_in(dir, "componentize-py", &args, "componentize-py")?;
+    built(dir.join(out))
+}
+
 /// `component`, once the build said it succeeded and the file is there.
 fn built(component: PathBuf) -> anyhow::Result<PathBuf> {
     if !component.is_file() {
@@ -169,14 +195,15 @@ fn built(component: PathBuf) -> anyhow::Result<PathBuf> {
     component.canonicalize().with_context(|| format!("cannot resolve {}", component.display()))
 }
 
-/// The `name` of the `[package]` in `manifest`.
-fn package_name(manifest: &Path) -> anyhow::Result<String> {
+/// The `name` in the `section` (`[package]`, `[project]`) of the TOML
+/// `manifest`, checked as a project name.
+fn package_name(manifest: &Path, section: &str) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(manifest).with_context(|| format!("cannot read {}", manifest.display()))?;
     text.lines()
-        .skip_while(|line| line.trim() != "[package]")
+        .skip_while(|line| line.trim() != section)
         .find_map(|line| line.trim().strip_prefix("name").map(str::trim).and_then(|rest| rest.strip_prefix('=')))
         .map(|value| value.trim().trim_matches('"').to_owned())
-        .filter(|name| !name.is_empty())
+        .filter(|name| valid_project_name(name))
         .with_context(|| format!("{} names no package", manifest.display()))
 }
 
@@ -220,7 +247,7 @@ mod tests {
         assert_eq!(scaffold(&args).expect("scaffolded"), dir);
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");
         assert!(manifest.contains("name = \"my-fn\""), "{manifest}");
-        assert_eq!(package_name(&dir.join("Cargo.toml")).expect("named"), "my-fn");
+        assert_eq!(package_name(&dir.join("Cargo.toml"), "[package]").expect("named"), "my-fn");
         let readme = std::fs::read_to_string(dir.join("README.md")).expect("readme");
         assert!(readme.contains("release/my_fn.wasm") && !readme.contains("{{"), "{readme}");
         assert_eq!(std::fs::read_to_string(dir.join("wit/transform.wit")).expect("wit"), TRANSFORM_WIT);
@@ -238,6 +265,18 @@ mod tests {
         assert_eq!(package["name"], "my-fn");
         assert!(package["scripts"]["build"].as_str().is_some_and(|build| build.ends_with("--out my-fn.wasm")));
         for file in ["src/component.js", "src/function.js", "test/function.test.js", "wit/transform.wit"] {
+            assert!(dir.join(file).is_file(), "{file}");
+        }
+    }
+
+    #[test]
+    fn a_python_project_names_itself_in_pyproject() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("p");
+        let args = NewArgs { name: "my_fn".to_owned(), lang: Lang::Python, dir: Some(dir.clone()) };
+        scaffold(&args).expect("scaffolded");
+        assert_eq!(package_name(&dir.join("pyproject.toml"), "[project]").expect("named"), "my_fn");
+        for file in ["src/app.py", "src/greeting.py", "tests/test_greeting.py", "wit/transform.wit"] {
             assert!(dir.join(file).is_file(), "{file}");
         }
     }
