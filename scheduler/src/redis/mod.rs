@@ -5,7 +5,7 @@
 //!
 //! | key | what |
 //! |---|---|
-//! | `{p}:job:{id}` | hash: `job` (JSON, no body), `body` (until the job ends), `tenant`, `kind`, `bytes`, `submitted`, `function`, `status`, `deliveries`, `record` (JSON as accepted), `error`/`usage` (JSON, once ended), `attempts` (JSON objects, comma-joined), `last_usage`, `finished`, `lease` (the receipt), `worker`, `taken` (ms; while taken), `idem` (its key's name), `output_body`, `output_type`, `output_member`, `log` (JSON, once ended, when it printed), `log_member` (its place in the result budget); expires `result_ttl` after the job ends |
+//! | `{p}:job:{id}` | hash: `job` (JSON, no body), `body` (until the job ends), `tenant`, `kind`, `bytes`, `submitted`, `function`, `status`, `deliveries`, `record` (JSON as accepted), `error`/`usage` (JSON, once ended), `attempts` (JSON objects, comma-joined), `last_usage`, `finished`, `lease` (the receipt), `worker`, `taken` (ms; while taken), `idem` (its key's name), `output_body`, `output_type`, `output_member`, `log_out`, `log_err`, `log_cut` (once ended, when it printed; `log_cut` alone when the budget had no room), `log_member` (its place in the result budget); expires `result_ttl` after the job ends |
 //! | `{p}:lane:sync:{tenant}`, `{p}:lane:async:{tenant}` | lists: the tenant's waiting job ids, oldest first (bounded by its quota) |
 //! | `{p}:oldest:{tenant}` | sorted set: the tenant's waiting job ids by submission time |
 //! | `{p}:tenant:{tenant}` | hash: `waiting`, `bytes` (of waiting bodies), `running`, `limit` (running, from its newest job), `turn` (1 while in the ring); gone once the tenant holds nothing |
@@ -575,15 +575,7 @@ impl Queue for RedisQueue {
         };
         let error = error.map(|error| serde_json::to_string(&error)).transpose().map_err(unavailable)?;
         let usage = usage.map(|usage| serde_json::to_string(&usage)).transpose().map_err(unavailable)?;
-        let log = if log.is_empty() {
-            None
-        } else {
-            Some(scripts::KeptLog {
-                json: serde_json::to_string(&log).map_err(unavailable)?,
-                dropped_json: serde_json::to_string(&log.dropped()).map_err(unavailable)?,
-                bytes: log.bytes(),
-            })
-        };
+        let log = (!log.is_empty()).then_some(log);
         let end = scripts::Complete {
             id: delivery.job.id.clone(),
             status: status.as_str(),
@@ -633,13 +625,16 @@ impl Queue for RedisQueue {
 
     async fn logs(&self, id: &JobId) -> Result<Option<JobLog>, QueueError> {
         let mut con = self.commands.clone();
-        let (tenant, log): (Option<String>, Option<String>) =
-            con.hmget(self.keys.job(id), &["tenant", "log"]).await.map_err(unavailable)?;
+        let (tenant, stdout, stderr, cut): (Option<String>, Option<String>, Option<String>, Option<String>) =
+            con.hmget(self.keys.job(id), &["tenant", "log_out", "log_err", "log_cut"]).await.map_err(unavailable)?;
         if tenant.is_none() {
             return Ok(None);
         }
-        let log = log.map(|log| serde_json::from_str(&log)).transpose().map_err(unavailable)?;
-        Ok(Some(log.unwrap_or_default()))
+        Ok(Some(JobLog {
+            stdout: stdout.unwrap_or_default(),
+            stderr: stderr.unwrap_or_default(),
+            truncated: cut.as_deref() == Some("1"),
+        }))
     }
 
     async fn take_output(&self, id: &JobId) -> Result<Option<CallOutput>, QueueError> {

@@ -21,7 +21,7 @@ use redis::aio::ConnectionManager;
 use redis::{Script, ScriptInvocation};
 
 use super::unavailable;
-use crate::{JobId, QueueError};
+use crate::{JobId, JobLog, QueueError};
 
 /// What every script starts with: shared arguments, key names, helpers.
 ///
@@ -704,27 +704,32 @@ pub(super) async fn extend(
 static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     script(
         &r"
--- Adds job id's log (JSON; `bytes` of text) to `fields`, counted in t's
--- result budget after its output (`out_bytes`); when the budgets have no
--- room, the stand-in `dropped` (the log emptied, marked truncated) instead.
-local function keep_log(id, t, log, bytes, out_bytes, dropped, fields)
+-- Adds job id's log (its two streams and whether they were cut) to
+-- `fields`, its text counted in t's result budget after its output
+-- (`out_bytes`); when the budgets have no room, only the mark that it was cut.
+local function keep_log(id, t, out, err, cut, out_bytes, fields)
   trim_results()
+  local bytes = #out + #err
   local f = redis.call('HMGET', K_RESULT_BYTES, 't:' .. t, 'total')
   if num(f[1]) + out_bytes + bytes > TENANT_RESULTS or num(f[2]) + out_bytes + bytes > ALL_RESULTS then
-    table.insert(fields, 'log')
-    table.insert(fields, dropped)
+    table.insert(fields, 'log_cut')
+    table.insert(fields, '1')
     return
   end
-  local member = bytes .. '|' .. id .. ':log|' .. t
-  redis.call('ZADD', K_RESULTS, now_ms() + TTL_MS, member)
-  redis.call('HINCRBY', K_RESULT_BYTES, 't:' .. t, bytes)
-  redis.call('HINCRBY', K_RESULT_BYTES, 'total', bytes)
-  for _, v in ipairs({'log', log, 'log_member', member}) do table.insert(fields, v) end
+  if bytes > 0 then
+    local member = bytes .. '|' .. id .. ':log|' .. t
+    redis.call('ZADD', K_RESULTS, now_ms() + TTL_MS, member)
+    redis.call('HINCRBY', K_RESULT_BYTES, 't:' .. t, bytes)
+    redis.call('HINCRBY', K_RESULT_BYTES, 'total', bytes)
+    table.insert(fields, 'log_member')
+    table.insert(fields, member)
+  end
+  for _, v in ipairs({'log_out', out, 'log_err', err, 'log_cut', cut}) do table.insert(fields, v) end
 end
 local function complete(a)
   local id, status, err, usage = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local has_output, out_body, out_type = ARGV[a + 4] == '1', ARGV[a + 5], ARGV[a + 6]
-  local log, dropped_log, log_bytes = ARGV[a + 7], ARGV[a + 8], tonumber(ARGV[a + 9])
+  local log_out, log_err, log_cut = ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]
   local jk = k_job(id)
   local f = redis.call('HMGET', jk, 'tenant', 'kind', 'bytes', 'status', 'lease', 'attempts')
   if not f[1] or is_final(f[4]) then return 0 end
@@ -739,9 +744,9 @@ local function complete(a)
   end
   if err == '' then err = nil end
   if not has_output then out_body, out_type = nil, nil end
-  if log ~= '' then
+  if log_cut ~= '' then
     fields = fields or {}
-    keep_log(id, t, log, log_bytes, has_output and (#out_body + #out_type) or 0, dropped_log, fields)
+    keep_log(id, t, log_out, log_err, log_cut, has_output and (#out_body + #out_type) or 0, fields)
   end
   local held = f[5]
   if not held then remove_waiting(id, t, f[2], num(f[3])) end
@@ -778,18 +783,7 @@ pub(super) struct Complete {
     /// The output's body and media type, when it succeeded.
     pub output: Option<(Vec<u8>, String)>,
     /// What the attempt printed; `None` when it printed nothing.
-    pub log: Option<KeptLog>,
-}
-
-/// A job's log as [`COMPLETE`] keeps it.
-#[derive(Debug)]
-pub(super) struct KeptLog {
-    /// The log as JSON.
-    pub json: String,
-    /// The stand-in kept when the result budgets have no room, as JSON.
-    pub dropped_json: String,
-    /// Bytes the log counts in the result budgets (its text).
-    pub bytes: u64,
+    pub log: Option<JobLog>,
 }
 
 impl Complete {
@@ -798,7 +792,7 @@ impl Complete {
         self.output.as_ref().map_or(0, |(body, content_type)| body.len() + content_type.len())
             + self.error.as_ref().map_or(0, String::len)
             + self.usage.as_ref().map_or(0, String::len)
-            + self.log.as_ref().map_or(0, |log| log.json.len() + log.dropped_json.len())
+            + self.log.as_ref().map_or(0, |log| log.stdout.len() + log.stderr.len())
     }
 }
 
@@ -824,8 +818,8 @@ pub(super) async fn complete(
             .arg(body)
             .arg(content_type);
         match &end.log {
-            Some(log) => invocation.arg(&log.json).arg(&log.dropped_json).arg(log.bytes),
-            None => invocation.arg("").arg("").arg(0),
+            Some(log) => invocation.arg(&log.stdout).arg(&log.stderr).arg(if log.truncated { "1" } else { "0" }),
+            None => invocation.arg("").arg("").arg(""),
         };
     }
     let ended: Vec<i64> = invocation.invoke_async(con).await.map_err(unavailable)?;
