@@ -18,7 +18,7 @@ fn main() {
     let functions = root.join("functions");
     let guest_target_dir = root.join("target").join("guests");
 
-    println!("cargo:rerun-if-changed={}", functions.display());
+    watch_guest_sources(&functions);
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
 
     ensure_guest_target();
@@ -67,6 +67,27 @@ fn main() {
     }
     assemble_wat_fixtures(&functions.join("fixtures").join("wat"), &out);
     println!("cargo:rustc-env=SLUICE_GUEST_DIR={}", out.display());
+}
+
+/// Asks cargo to rerun this script when a file the guest build reads
+/// changes. File by file rather than the whole folder: the JavaScript and
+/// Python examples beside the crates are built by their own toolchains
+/// (into `node_modules/`, `dist/`, `*.wasm` in place), and watching them
+/// would rebuild the host after every test run.
+fn watch_guest_sources(dir: &Path) {
+    let is_other_toolchain = ["package.json", "pyproject.toml"].iter().any(|manifest| dir.join(manifest).exists());
+    if is_other_toolchain {
+        return;
+    }
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display()));
+    for entry in entries {
+        let path = entry.unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display())).path();
+        if path.is_dir() {
+            watch_guest_sources(&path);
+        } else {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
 }
 
 /// Assembles each component-text fixture (`functions/fixtures/wat/NAME.wat`)

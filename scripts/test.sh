@@ -2,7 +2,7 @@
 # The one test command (README "Quick start"; CI runs it via .ci/run).
 # Installs what is missing — the wasm32-wasip2 target, rustfmt/clippy,
 # redis-server, curl (the README walkthrough uses it), npm and
-# componentize-py (the JavaScript and Python templates' builds), Pillow (the resize
+# componentize-py (the JavaScript and Python templates' and examples' builds), Pillow (the resize
 # quality yardstick), schemathesis (the API fuzzer), pyvips with its
 # libvips build (the report's libvips column) — then runs every
 # check: formatting, clippy with warnings denied, and every test of the host
@@ -33,7 +33,7 @@ step "redis-server, curl and npm"
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v curl >/dev/null || missing+=(curl)
-# The JavaScript template's test installs componentize-js with npm.
+# The JavaScript template's and example's tests install componentize-js with npm.
 command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -qq
@@ -54,7 +54,7 @@ python3 -c 'import PIL; print("Pillow", PIL.__version__)'
 python3 -c 'import schemathesis; print("schemathesis", schemathesis.__version__)'
 python3 -c 'import pyvips' 2>/dev/null || pip_install pyvips pyvips-binary
 python3 -c 'import pyvips; print("libvips %d.%d" % (pyvips.version(0), pyvips.version(1)))'
-# The Python template's build.
+# The Python template's and example's builds.
 command -v componentize-py >/dev/null || pip_install 'componentize-py==0.25.1'
 componentize-py --version
 
