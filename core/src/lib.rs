@@ -11,14 +11,17 @@
 //!   with function names, so they cannot be swapped.
 //! - [`redact_url`]: how a connection URL (and its password) may be shown.
 //! - [`whole_number`]: counts in JSON bodies, written `5` or `5.0`.
+//! - [`World`]: which WIT world a component implements.
 
 mod call;
 mod error_code;
 mod ids;
 mod url;
 pub mod whole_number;
+mod world;
 
 pub use call::{CallOutput, CallRequest, Outcome};
 pub use error_code::{ErrorCode, UnknownCode};
 pub use ids::{TenantId, Version};
 pub use url::redact_url;
+pub use world::World;

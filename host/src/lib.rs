@@ -5,6 +5,8 @@
 //!
 //! - [`runtime`]: the wasmtime sandbox — validation, compilation and its
 //!   on-disk cache, per-call limits, metering.
+//! - [`http_message`]: how a call to a `wasi:http` component travels
+//!   through the queue (`message/http`).
 //! - [`builtins`]: the functions compiled into the binary (`resize`,
 //!   `grayscale`, `meter`).
 //! - [`meter`]: host side of the usage aggregator.
@@ -25,6 +27,7 @@ pub mod allocator;
 pub mod backend;
 pub mod builtins;
 pub mod cli;
+pub mod http_message;
 pub mod meter;
 pub mod metrics;
 pub mod node;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice_core::{ErrorCode, TenantId, Version};
+use sluice_core::{ErrorCode, TenantId, Version, World};
 use sluice_scheduler::Queue;
 
 use crate::builtins;
@@ -169,6 +169,8 @@ pub struct Resolved {
     pub name: String,
     /// Component version to run.
     pub version: Version,
+    /// The world that version implements: which URL calls it.
+    pub world: World,
 }
 
 /// One node's platform.
@@ -266,12 +268,19 @@ impl Platform {
             return Ok(Some(builtin));
         }
         let record = self.stores.functions.get(tenant, name).await?;
-        Ok(record.map(|record| Resolved { name: name.to_owned(), version: record.active }))
+        Ok(record.map(|record| {
+            let world = record.versions.iter().find(|v| v.version == record.active).map(|v| v.world);
+            Resolved { name: name.to_owned(), version: record.active, world: world.unwrap_or_default() }
+        }))
     }
 
     /// The built-in `name`, if there is one.
     pub fn builtin(&self, name: &str) -> Option<Resolved> {
-        self.builtin_versions.get(name).map(|version| Resolved { name: name.to_owned(), version: version.clone() })
+        self.builtin_versions.get(name).map(|version| Resolved {
+            name: name.to_owned(),
+            version: version.clone(),
+            world: World::Transform,
+        })
     }
 
     /// True when `name` is a built-in.
@@ -352,8 +361,9 @@ impl Platform {
             Ok(Ok(result)) => result?,
         };
         let version = Version(function.version().to_owned());
+        let deployed = (&version, function.world());
         let deployment =
-            self.stores.functions.deploy_keeping(tenant, name, &version, &bytes, self.config.max_versions).await?;
+            self.stores.functions.deploy_keeping(tenant, name, deployed, &bytes, self.config.max_versions).await?;
         self.loaded.insert(&version.0, function);
         self.forget(&deployment.collected);
         Ok((deployment.record, deployment.is_new))

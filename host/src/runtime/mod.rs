@@ -16,15 +16,21 @@
 //!   closed;
 //! - a [`Usage`] record of what it consumed, whatever its outcome.
 //!
+//! A component implements one of two worlds ([`World`]): Sluice's
+//! `transform`, or the standard `wasi:http/proxy` (`http`), called with an
+//! HTTP request carried as `message/http` ([`crate::http_message`]).
+//!
 //! Submodules: [`bindings`] (generated from `wit/`), [`config`], [`error`],
-//! `cache` (compiled artifacts on disk), `limiter`, `log`, `cpu`, `shape`
-//! (counting a component's instances), `usage`.
+//! `cache` (compiled artifacts on disk), `http` (calling a `wasi:http`
+//! component), `limiter`, `log`, `cpu`, `shape` (counting a component's
+//! instances), `usage`.
 
 pub mod bindings;
 mod cache;
 pub mod config;
 mod cpu;
 pub mod error;
+mod http;
 mod limiter;
 pub mod log;
 mod shape;
@@ -36,10 +42,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use sluice_core::{CallOutput, CallRequest, Outcome};
+use sluice_core::{CallOutput, CallRequest, Outcome, World};
 use wasmtime::component::{Component, Linker, ResourceTable, ResourceTableError};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::WasiHttpCtx;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use bindings::transform::{TransformPre, sluice::function::types};
 use cache::ArtifactCache;
@@ -75,7 +83,14 @@ pub fn version_of(bytes: &[u8]) -> String {
 pub struct Function {
     version: String,
     size: usize,
-    pre: TransformPre<CallState>,
+    pre: Pre,
+}
+
+/// A component ready to instantiate, by the world it implements.
+#[derive(Clone)]
+enum Pre {
+    Transform(TransformPre<CallState>),
+    Http(ProxyPre<CallState>),
 }
 
 impl Function {
@@ -88,11 +103,24 @@ impl Function {
     pub fn size(&self) -> usize {
         self.size
     }
+
+    /// The world the component implements.
+    pub fn world(&self) -> World {
+        match self.pre {
+            Pre::Transform(_) => World::Transform,
+            Pre::Http(_) => World::Http,
+        }
+    }
 }
 
 impl std::fmt::Debug for Function {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Function").field("version", &self.version).field("size", &self.size).finish()
+        let world = self.world();
+        f.debug_struct("Function")
+            .field("version", &self.version)
+            .field("size", &self.size)
+            .field("world", &world)
+            .finish()
     }
 }
 
@@ -100,6 +128,8 @@ impl std::fmt::Debug for Function {
 /// the captured output streams.
 pub struct CallState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    http_hooks: http::SandboxHooks,
     table: ResourceTable,
     limiter: CallLimiter,
     stdout: CappedPipe,
@@ -159,6 +189,10 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|err| RuntimeError::Linker(format!("{err:#}")))?;
+        // `wasi:http` types for components that serve HTTP; its outgoing
+        // handler refuses every request (see `http::SandboxHooks`).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|err| RuntimeError::Linker(format!("{err:#}")))?;
 
         let cache = config.cache_dir.as_deref().map(|dir| ArtifactCache::open(dir, &engine)).transpose()?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
@@ -170,13 +204,26 @@ impl Runtime {
         &self.config
     }
 
-    /// Validates and compiles a `transform` component (or loads it from the
-    /// artifact cache), ready to call.
+    /// Validates and compiles a `transform` or `wasi:http/proxy` component
+    /// (or loads it from the artifact cache), ready to call.
     pub fn load(&self, bytes: &[u8]) -> Result<Function, LoadError> {
         let (component, version) = self.compile(bytes)?;
         let pre = self.linker.instantiate_pre(&component).map_err(|err| LoadError::Imports(format!("{err:#}")))?;
-        let pre = TransformPre::new(pre)
-            .map_err(|err| LoadError::WrongWorld { world: "transform", reason: format!("{err:#}") })?;
+        let pre = match TransformPre::new(pre.clone()) {
+            Ok(transform) => Pre::Transform(transform),
+            Err(not_transform) => match ProxyPre::new(pre) {
+                Ok(proxy) => Pre::Http(proxy),
+                Err(_) => {
+                    return Err(LoadError::WrongWorld {
+                        world: "transform",
+                        reason: format!(
+                            "{not_transform:#}; nor is it a `wasi:http/proxy` component \
+                             (it does not export `wasi:http/incoming-handler`)"
+                        ),
+                    });
+                }
+            },
+        };
         Ok(Function { version, size: bytes.len(), pre })
     }
 
@@ -255,12 +302,16 @@ impl Runtime {
         self.invoke_with(function, request, &CallLimits::from(&self.config)).await
     }
 
-    /// Calls `function` in a fresh instance under `limits`.
+    /// Calls `function` in a fresh instance under `limits`. A `wasi:http`
+    /// component takes its request as `message/http` and answers the same way.
     #[tracing::instrument(skip_all, fields(function = %function.version))]
     pub async fn invoke_with(&self, function: &Function, request: CallRequest, limits: &CallLimits) -> Invocation {
+        let pre = match &function.pre {
+            Pre::Transform(pre) => pre.clone(),
+            Pre::Http(pre) => return self.invoke_http(pre, request, limits).await,
+        };
         let bytes_in = request.body.len() as u64;
         let req = types::Request { body: request.body, content_type: request.content_type, params: request.params };
-        let pre = function.pre.clone();
         let max_output = limits.max_output;
         let sandboxed = self
             .run_sandboxed(limits, bytes_in, async move |store: &mut Store<CallState>| {
@@ -330,7 +381,18 @@ impl Runtime {
             memories: usize::try_from(self.config.max_memories_per_component).unwrap_or(usize::MAX),
             tables: usize::try_from(self.config.max_tables_per_component).unwrap_or(usize::MAX),
         };
-        let state = CallState { wasi: wasi.build(), table, limiter: CallLimiter::new(memory, counts), stdout, stderr };
+        let mut http = WasiHttpCtx::new();
+        // Header fields the guest builds live on the host: a bound on them.
+        http.set_field_size_limit(4 * crate::http_message::MAX_HEAD_BYTES);
+        let state = CallState {
+            wasi: wasi.build(),
+            http,
+            http_hooks: http::SandboxHooks,
+            table,
+            limiter: CallLimiter::new(memory, counts),
+            stdout,
+            stderr,
+        };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         // Handles the guest makes itself (`resource.new`) live in wasmtime's
@@ -356,12 +418,14 @@ impl Runtime {
     /// instance per call costs. The platform itself never reuses an
     /// instance: state left in linear memory could leak between callers.
     pub async fn warm_instance(&self, function: &Function) -> Result<WarmInstance, InvokeError> {
+        let Pre::Transform(pre) = &function.pre else {
+            return Err(InvokeError::InvalidInput("only a transform can be kept warm".to_owned()));
+        };
         let limits = CallLimits::from(&self.config);
         // No deadline: the owner decides how long to keep calling.
         let far_future = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let mut store = self.new_store(&limits, far_future);
-        let instance = function
-            .pre
+        let instance = pre
             .instantiate_async(&mut store)
             .await
             .map_err(|err| classify(Failure::Instantiate(err), store.data(), &limits, self.config.max_instances))?;

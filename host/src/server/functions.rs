@@ -14,7 +14,7 @@ use axum::http::header::{CONTENT_LENGTH, HeaderMap, HeaderValue, LOCATION};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
-use sluice_core::{ErrorCode, Version};
+use sluice_core::{ErrorCode, Version, World};
 use sluice_scheduler::JobStatus;
 use utoipa::{IntoParams, ToSchema};
 
@@ -51,6 +51,9 @@ pub struct Deployed {
     pub version: String,
     /// Component size in bytes.
     pub size: u64,
+    /// The world the component implements, which says where it is called:
+    /// `transform` at `/invoke` and `/jobs`, `http` at `/http/{path}`.
+    pub world: World,
 }
 
 /// One deployed version.
@@ -62,6 +65,8 @@ pub struct VersionView {
     pub size: u64,
     /// When it was first deployed (RFC 3339).
     pub deployed_at: String,
+    /// The world its component implements.
+    pub world: World,
 }
 
 /// A function as its tenant sees it.
@@ -73,6 +78,9 @@ pub struct FunctionView {
     pub builtin: bool,
     /// The version calls run.
     pub active_version: String,
+    /// The world the active version implements: `transform` is called at
+    /// `/invoke` and `/jobs`, `http` at `/http/{path}`.
+    pub world: World,
     /// Every deployed version, oldest first (empty for built-ins).
     pub versions: Vec<VersionView>,
 }
@@ -170,13 +178,13 @@ api_errors!(
 );
 api_errors!(
     /// What a sync call can answer.
-    InvokeErrors: InvalidRequest, Unauthorized, NotFound, BodyTooLarge, InvalidInput, RateLimited,
+    InvokeErrors: InvalidRequest, Unauthorized, NotFound, WrongWorld, BodyTooLarge, InvalidInput, RateLimited,
     QueueQuota, FunctionTrapped, FunctionError, MemoryLimit, OutputTooLarge, WorkerLost,
     FunctionUnavailable, JobCancelled, Internal, Overloaded, QueueUnavailable, StoreUnavailable, Timeout
 );
 api_errors!(
     /// What submitting an async job can answer.
-    SubmitErrors: InvalidRequest, IdempotencyKeyTooLong, Unauthorized, NotFound, BodyTooLarge,
+    SubmitErrors: InvalidRequest, IdempotencyKeyTooLong, Unauthorized, NotFound, WrongWorld, BodyTooLarge,
     IdempotencyConflict, RateLimited, QueueQuota, ResultStorageFull, Internal, Overloaded,
     QueueUnavailable, StoreUnavailable, ResultStorageExhausted
 );
@@ -254,10 +262,11 @@ pub async fn deploy(
         .deploy(&tenant.id, &name, bytes.into())
         .await
         .map_err(|err| ApiError::from(err).into_response())?;
-    let size = record.versions.iter().find(|v| v.version == record.active).map_or(0, |v| v.size);
+    let active = record.versions.iter().find(|v| v.version == record.active);
+    let (size, world) = active.map_or((0, World::Transform), |v| (v.size, v.world));
     tracing::info!(tenant = %tenant.id, function = %name, version = %record.active, "deployed");
     let status = if is_new { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(Deployed { name, version: record.active.to_string(), size })))
+    Ok((status, Json(Deployed { name, version: record.active.to_string(), size, world })))
 }
 
 /// Shows a function and its versions.
@@ -282,6 +291,7 @@ pub async fn get_function(
             name,
             builtin: true,
             active_version: resolved.version.to_string(),
+            world: resolved.world,
             versions: Vec::new(),
         })),
         None => Err(no_function(&name)),
@@ -358,16 +368,22 @@ pub async fn invoke(
     PathParam(FunctionPath { name }): PathParam<FunctionPath>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let function = api.precheck(&tenant, &name).await?;
+    let function = api.precheck(&tenant, &name, World::Transform).await?;
     let call = read_call(request, api.platform.config.max_body).await?;
     match api.platform.call_sync(&tenant, function, call).await? {
         SyncCall::Succeeded { record, output } => Ok(output_response(&record, output)),
         SyncCall::Failed(record) => Ok(failure_response(&record)),
-        SyncCall::Pending { record, waited } => Err(ApiError::new(
-            ErrorCode::Timeout,
-            format!("no result within {}ms; the job is still {}", waited.as_millis(), record.status.as_str()),
-        )),
+        SyncCall::Pending { record, waited } => Err(still_pending(&record, waited)),
     }
+}
+
+/// The answer to a sync caller whose job had no result in time: 504
+/// `timeout`; the job goes on and can be looked up by its id.
+pub(super) fn still_pending(record: &sluice_scheduler::JobRecord, waited: std::time::Duration) -> ApiError {
+    ApiError::new(
+        ErrorCode::Timeout,
+        format!("no result within {}ms; the job is still {}", waited.as_millis(), record.status.as_str()),
+    )
 }
 
 /// Longest `Idempotency-Key` accepted, in bytes: enough for any UUID or
@@ -415,7 +431,7 @@ pub async fn submit(
         ),
         None => None,
     };
-    let function = api.precheck(&tenant, &name).await?;
+    let function = api.precheck(&tenant, &name, World::Transform).await?;
     let call = read_call(request, api.platform.config.max_body).await?;
     let accepted = api.platform.submit(&tenant, function, call, key).await?;
     let mut response =
@@ -428,10 +444,20 @@ pub async fn submit(
 }
 
 impl Api {
-    /// Resolves the function and takes a rate token: the checks that come
-    /// before a body is read.
-    async fn precheck(&self, tenant: &Tenant, name: &str) -> Result<Resolved, ApiError> {
+    /// Resolves the function, checks it is of the `world` the route calls
+    /// and takes a rate token: the checks that come before a body is read.
+    pub(super) async fn precheck(&self, tenant: &Tenant, name: &str, world: World) -> Result<Resolved, ApiError> {
         let resolved = self.platform.resolve(&tenant.id, name).await?.ok_or_else(|| no_function(name))?;
+        if resolved.world != world {
+            let (kind, path) = match resolved.world {
+                World::Transform => ("a transform", resolved.world.call_path(name)),
+                World::Http => ("a wasi:http component", resolved.world.call_path(name)),
+            };
+            return Err(ApiError::new(
+                ErrorCode::WrongWorld,
+                format!("function `{name}` is {kind}: call it at {path}"),
+            ));
+        }
         self.rate_limit(tenant)?;
         Ok(resolved)
     }
@@ -442,6 +468,7 @@ fn function_view(record: &FunctionRecord) -> FunctionView {
         name: record.name.clone(),
         builtin: false,
         active_version: record.active.to_string(),
+        world: record.versions.iter().find(|v| v.version == record.active).map_or(World::Transform, |v| v.world),
         versions: record
             .versions
             .iter()
@@ -449,6 +476,7 @@ fn function_view(record: &FunctionRecord) -> FunctionView {
                 version: v.version.to_string(),
                 size: v.size,
                 deployed_at: format_time(v.deployed_at_ms),
+                world: v.world,
             })
             .collect(),
     }

@@ -300,7 +300,7 @@ pub fn failure_response(record: &JobRecord) -> Response {
     response
 }
 
-fn add_job_headers(response: &mut Response, record: &JobRecord) {
+pub(super) fn add_job_headers(response: &mut Response, record: &JobRecord) {
     let headers = response.headers_mut();
     if let Ok(id) = HeaderValue::from_str(&record.id.0) {
         headers.insert("sluice-job-id", id);

@@ -20,6 +20,7 @@ pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod functions;
+pub mod http_calls;
 pub mod jobs;
 pub mod limits;
 pub mod openapi;
@@ -170,6 +171,10 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(functions::rollback))
         .routes(routes!(functions::invoke))
         .routes(routes!(functions::submit))
+        // Any path below `/http` (documented in `openapi::ApiDoc`).
+        .route("/v1/functions/{name}/http", http_calls::route())
+        .route("/v1/functions/{name}/http/", http_calls::route())
+        .route("/v1/functions/{name}/http/{*path}", http_calls::route())
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::job_status, jobs::cancel_job))
         .routes(routes!(queue::queue_view))

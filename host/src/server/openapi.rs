@@ -16,6 +16,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
+use super::http_calls::__path_call_http;
 
 /// The document's fixed parts; the routes add their paths.
 #[derive(OpenApi)]
@@ -26,6 +27,8 @@ use super::error::{ErrorBody, ErrorDetail};
                        `{\"error\": {\"code\", \"message\"}}` with a stable `code` (schema `ErrorCode`)."
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
+    // Routed with any method in `routes()`, which utoipa's router cannot document.
+    paths(call_http),
     modifiers(&Security, &ErrorCodeTable),
     tags(
         (name = "tenants", description = "Tenants and their API keys (admin)"),

@@ -11,7 +11,7 @@
 //! record references any more (after a prune or a delete) are collected.
 
 use serde::{Deserialize, Serialize};
-use sluice_core::{TenantId, Version};
+use sluice_core::{TenantId, Version, World};
 
 use super::StoreError;
 
@@ -24,6 +24,10 @@ pub struct FunctionVersion {
     pub size: u64,
     /// Deployed at, ms since the epoch.
     pub deployed_at_ms: u64,
+    /// The world the component implements (records written before worlds
+    /// were recorded hold only transforms).
+    #[serde(default)]
+    pub world: World,
 }
 
 /// A tenant's function and its history.
@@ -78,9 +82,9 @@ pub trait FunctionStore: Send + Sync {
     /// The bytes of `version`; an error when they were never stored.
     async fn component(&self, version: &Version) -> Result<Vec<u8>, StoreError>;
 
-    /// Records a deployment of `bytes` (already validated) as `version` and
-    /// makes it active. Returns the updated record and whether the version is
-    /// new; every version is kept.
+    /// Records a deployment of `bytes` (already validated, a `transform`) as
+    /// `version` and makes it active. Returns the updated record and whether
+    /// the version is new; every version is kept.
     async fn deploy(
         &self,
         tenant: &TenantId,
@@ -88,18 +92,19 @@ pub trait FunctionStore: Send + Sync {
         version: &Version,
         bytes: &[u8],
     ) -> Result<(FunctionRecord, bool), StoreError> {
-        let deployment = self.deploy_keeping(tenant, name, version, bytes, usize::MAX).await?;
+        let deployment = self.deploy_keeping(tenant, name, (version, World::Transform), bytes, usize::MAX).await?;
         Ok((deployment.record, deployment.is_new))
     }
 
-    /// [`deploy`](Self::deploy), keeping at most `keep` versions (at least
-    /// two: the active one and its rollback target); older inactive ones
-    /// are pruned and their bytes collected when nothing else references them.
+    /// [`deploy`](Self::deploy) of a component of any world, keeping at
+    /// most `keep` versions (at least two: the active one and its rollback
+    /// target); older inactive ones are pruned and their bytes collected
+    /// when nothing else references them.
     async fn deploy_keeping(
         &self,
         tenant: &TenantId,
         name: &str,
-        version: &Version,
+        version: (&Version, World),
         bytes: &[u8],
         keep: usize,
     ) -> Result<Deployment, StoreError>;
@@ -168,7 +173,7 @@ pub(crate) fn with_deployment(
     record: Option<FunctionRecord>,
     tenant: &TenantId,
     name: &str,
-    version: &Version,
+    (version, world): (&Version, World),
     size: u64,
     keep: usize,
 ) -> (FunctionRecord, bool, Vec<Version>) {
@@ -184,6 +189,7 @@ pub(crate) fn with_deployment(
             version: version.clone(),
             size,
             deployed_at_ms: sluice_scheduler::now_ms(),
+            world,
         });
     }
     record.active = version.clone();
@@ -253,7 +259,7 @@ mod tests {
         let mut pruned = Vec::new();
         for label in labels {
             let version = Version(format!("sha256:{label}"));
-            let (next, _, dropped) = with_deployment(record, &tenant, "f", &version, 1, keep);
+            let (next, _, dropped) = with_deployment(record, &tenant, "f", (&version, World::Transform), 1, keep);
             pruned.extend(dropped);
             record = Some(next);
         }
@@ -275,7 +281,8 @@ mod tests {
     fn the_active_version_and_its_rollback_target_are_never_pruned() {
         let (record, _) = deploy_all(&["a", "b", "c"], 10);
         let b = Version::from("sha256:b");
-        let (record, is_new, pruned) = with_deployment(Some(record), &TenantId::from("t"), "f", &b, 1, 2);
+        let (record, is_new, pruned) =
+            with_deployment(Some(record), &TenantId::from("t"), "f", (&b, World::Transform), 1, 2);
         assert!(!is_new);
         assert_eq!(labels(&record), ["a", "b"], "b is active and a, its rollback target, is older than c");
         assert_eq!(pruned, [Version::from("sha256:c")]);

@@ -1,7 +1,7 @@
 //! `FunctionStore`: deploys, rollbacks, deletes and component bytes.
 
 use sluice::store::functions::{FunctionRecord, RegistryError};
-use sluice_core::{ErrorCode, TenantId, Version};
+use sluice_core::{ErrorCode, TenantId, Version, World};
 
 use crate::common::stores::Backend;
 
@@ -29,6 +29,7 @@ conformance!(
     delete_of_an_unknown_function_is_not_found,
     records_and_bytes_survive_a_restart,
     concurrent_deploys_all_land_in_the_history,
+    each_version_keeps_the_world_its_component_implements,
 );
 
 fn acme() -> TenantId {
@@ -54,6 +55,15 @@ async fn a_first_deploy_creates_the_function_with_its_version_active(backend: Ba
     assert_eq!(record.versions[0].size, 3);
     assert!((before..=after).contains(&record.versions[0].deployed_at_ms));
     assert_eq!(stores.functions.get(&acme(), "blur").await.expect("read"), Some(record));
+}
+
+async fn each_version_keeps_the_world_its_component_implements(backend: Backend) {
+    let stores = backend.open().await;
+    stores.functions.deploy(&acme(), "blur", &version("aa"), b"one").await.expect("deployed");
+    stores.functions.deploy_keeping(&acme(), "blur", (&version("bb"), World::Http), b"two", 5).await.expect("deployed");
+    let record = stores.functions.get(&acme(), "blur").await.expect("read").expect("there");
+    let worlds: Vec<World> = record.versions.iter().map(|v| v.world).collect();
+    assert_eq!(worlds, [World::Transform, World::Http]);
 }
 
 async fn a_new_version_becomes_active_after_the_earlier_ones(backend: Backend) {
@@ -201,10 +211,17 @@ async fn delete_keeps_bytes_another_function_uses(backend: Backend) {
 async fn a_deploy_past_the_version_quota_prunes_the_oldest_and_collects_its_bytes(backend: Backend) {
     let stores = backend.open().await;
     for (label, bytes) in [("aa", b"one"), ("bb", b"two"), ("cc", b"six")] {
-        stores.functions.deploy_keeping(&acme(), "blur", &version(label), bytes, 3).await.expect("deployed");
+        stores
+            .functions
+            .deploy_keeping(&acme(), "blur", (&version(label), World::Transform), bytes, 3)
+            .await
+            .expect("deployed");
     }
-    let deployment =
-        stores.functions.deploy_keeping(&acme(), "blur", &version("dd"), b"ten", 3).await.expect("deployed");
+    let deployment = stores
+        .functions
+        .deploy_keeping(&acme(), "blur", (&version("dd"), World::Transform), b"ten", 3)
+        .await
+        .expect("deployed");
     assert!(deployment.is_new);
     assert_eq!(versions_of(&deployment.record), ["sha256:bb", "sha256:cc", "sha256:dd"]);
     assert_eq!(deployment.collected, [version("aa")]);
@@ -216,7 +233,11 @@ async fn pruning_keeps_bytes_another_function_uses(backend: Backend) {
     let stores = backend.open().await;
     stores.functions.deploy(&acme(), "crop", &version("aa"), b"one").await.expect("deployed");
     for (label, bytes) in [("aa", b"one"), ("bb", b"two"), ("cc", b"six")] {
-        stores.functions.deploy_keeping(&acme(), "blur", &version(label), bytes, 2).await.expect("deployed");
+        stores
+            .functions
+            .deploy_keeping(&acme(), "blur", (&version(label), World::Transform), bytes, 2)
+            .await
+            .expect("deployed");
     }
     let record = stores.functions.get(&acme(), "blur").await.expect("read").expect("there");
     assert_eq!(versions_of(&record), ["sha256:bb", "sha256:cc"]);
@@ -229,8 +250,11 @@ async fn pruning_never_drops_the_active_version_or_its_rollback_target(backend: 
         stores.functions.deploy(&acme(), "blur", &version(label), bytes).await.expect("deployed");
     }
     // Redeploying bb makes it active; aa, just before it, is its rollback target.
-    let deployment =
-        stores.functions.deploy_keeping(&acme(), "blur", &version("bb"), b"two", 2).await.expect("deployed");
+    let deployment = stores
+        .functions
+        .deploy_keeping(&acme(), "blur", (&version("bb"), World::Transform), b"two", 2)
+        .await
+        .expect("deployed");
     assert_eq!(versions_of(&deployment.record), ["sha256:aa", "sha256:bb"]);
     assert_eq!(deployment.collected, [version("cc")]);
     let record = stores.functions.rollback(&acme(), "blur", None).await.expect("rolled back");

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
-use sluice_core::{TenantId, Version};
+use sluice_core::{TenantId, Version, World};
 
 use super::{io_error, read_json, write_atomic, write_json};
 use crate::store::StoreError;
@@ -102,7 +102,7 @@ impl FunctionStore for LocalFunctions {
         &self,
         tenant: &TenantId,
         name: &str,
-        version: &Version,
+        (version, world): (&Version, World),
         bytes: &[u8],
         keep: usize,
     ) -> Result<Deployment, StoreError> {
@@ -112,7 +112,7 @@ impl FunctionStore for LocalFunctions {
             if !path.exists() {
                 write_atomic(&path, bytes)?;
             }
-            let (record, is_new, _) = with_deployment(record, tenant, name, version, bytes.len() as u64, keep);
+            let (record, is_new, _) = with_deployment(record, tenant, name, (version, world), bytes.len() as u64, keep);
             Ok((Some(record.clone()), (record, is_new)))
         });
         match deployed {

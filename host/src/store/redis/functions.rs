@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use redis::{AsyncCommands, Script};
-use sluice_core::{TenantId, Version};
+use sluice_core::{TenantId, Version, World};
 
 use super::{Shared, corrupt, unavailable};
 use crate::store::StoreError;
@@ -168,7 +168,7 @@ impl FunctionStore for RedisFunctions {
         &self,
         tenant: &TenantId,
         name: &str,
-        version: &Version,
+        (version, world): (&Version, World),
         bytes: &[u8],
         keep: usize,
     ) -> Result<Deployment, StoreError> {
@@ -179,7 +179,7 @@ impl FunctionStore for RedisFunctions {
         let deployed = self
             .update(tenant, name, |record| {
                 let before = record.clone();
-                let (record, is_new, _) = with_deployment(record, tenant, name, version, size, keep);
+                let (record, is_new, _) = with_deployment(record, tenant, name, (version, world), size, keep);
                 let dropped = dropped_versions(before.as_ref(), Some(&record));
                 Ok((Some(record.clone()), (record, is_new, dropped)))
             })
