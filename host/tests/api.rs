@@ -173,7 +173,7 @@ async fn deploy_versions_rollback_and_delete_a_tenant_function() {
     let first: Value = response.json().await.expect("json");
     use sha2::Digest;
     let expected = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&grayscale)));
-    assert_eq!(first, json!({"name": "mine", "version": expected, "size": grayscale.len()}));
+    assert_eq!(first, json!({"name": "mine", "version": expected, "size": grayscale.len(), "world": "transform"}));
     assert_eq!(deploy(&server, &key, "mine", grayscale.clone()).await.status(), StatusCode::OK, "same bytes again");
 
     let grey = invoke(&server, &key, "/v1/functions/mine/invoke", photo("kodim23.png")).await;

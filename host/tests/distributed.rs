@@ -311,6 +311,37 @@ async fn a_function_that_traps_fails_on_its_first_attempt_is_billed_and_its_logs
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_http_component_is_served_by_a_worker_node_and_billed() {
+    let redis = spawn_redis_with(AppendFsync::EverySec);
+    let door = SluiceProcess::front_door(&redis.url, &[]);
+    let _worker = SluiceProcess::worker(&redis.url, "w1", &["--concurrency", "2"]);
+    common::processes::wait_for_workers(&door, 1).await;
+    let key = common::create_tenant(&door.url, ADMIN, "acme").await;
+    let deployed = Client::new()
+        .put(format!("{}/v1/functions/hello", door.url))
+        .bearer_auth(&key)
+        .body(common::guest("sluice_bench_hello_http"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(deployed.status(), StatusCode::CREATED);
+    assert_eq!(deployed.json::<Value>().await.expect("json")["world"], "http");
+
+    for path in ["/", "/a/b?c=d"] {
+        let response = Client::new()
+            .delete(format!("{}/v1/functions/hello/http{path}", door.url))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.text().await.expect("body"), "Hello, world!\n", "{path}");
+    }
+    // Run on the worker (its own process), billed through the shared store.
+    assert_eq!(usage(&door, &key).await, BTreeMap::from([("hello".to_owned(), (2, 0))]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_on_a_tls_redis_with_a_password_serves_calls() {
     let redis = sluice_testkit::spawn_redis_tls();
     let trust = [("SSL_CERT_FILE", redis.ca_file.as_path())];
