@@ -116,12 +116,25 @@ async fn a_javascript_fetch_handler_sees_the_method_path_query_fields_and_body_b
     let echoed: Value = response.json().await.expect("json");
     let expected = json!({
         "method": "PUT", "path": "/some/path", "query": "?x=1&y=two", "greeting": "hi there",
-        "authorization": null, "body": "the body",
+        "authorization": null, "bytes": 8, "body": "the body",
     });
     assert_eq!(echoed, expected);
 
     let logs = server.get_json(&format!("/v1/jobs/{id}/logs"), &key).await;
     assert_eq!(logs, json!({ "stdout": "", "stderr": "echo-http-js: PUT /some/path\n", "truncated": false }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_body_reaches_the_component_byte_for_byte() {
+    let server = start_server().await;
+    let key = deployed(&server, "acme", "echo", echo_js().await).await;
+    let photo = common::photo("kodim23.png");
+    let response = server.request(Method::POST, "/v1/functions/echo/http/", &key).body(photo.clone()).send().await;
+    let response = response.expect("sent");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let echoed: Value = response.json().await.expect("json");
+    assert_eq!(echoed["bytes"].as_u64(), Some(photo.len() as u64));
+    assert_eq!(echoed["body"], String::from_utf8_lossy(&photo).as_ref());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,9 +2,10 @@
 // fetch-event handler (the Service Worker API that componentize-js maps
 // onto `wasi:http/incoming-handler`). Sluice serves it at
 // `/v1/functions/{name}/http/{path}`: it answers the method, path, query,
-// a header and the body it was sent as JSON, with status 201 and a header
-// of its own. `/fail` answers 418; `/big?bytes=N` answers N bytes; `/fetch`
-// tries an outgoing request, which the sandbox refuses.
+// a header, the body's size and the body (as UTF-8 text) as JSON, with
+// status 201 and a header of its own. `/fail` answers 418; `/big?bytes=N`
+// answers N bytes; `/fetch` tries an outgoing request, which the sandbox
+// refuses.
 addEventListener("fetch", (event) => event.respondWith(answer(event.request)));
 
 async function answer(request) {
@@ -24,14 +25,17 @@ async function answer(request) {
       return new Response(`refused: ${err}\n`, { status: 502 });
     }
   }
-  const body = await request.text();
+  // The bytes, not `request.text()`: the engine's text() does not return
+  // on a body that is not valid UTF-8.
+  const bytes = new Uint8Array(await request.arrayBuffer());
   const echoed = {
     method: request.method,
     path: url.pathname,
     query: url.search,
     greeting: request.headers.get("x-greeting"),
     authorization: request.headers.get("authorization"),
-    body,
+    bytes: bytes.length,
+    body: new TextDecoder().decode(bytes),
   };
   return new Response(JSON.stringify(echoed), {
     status: 201,
