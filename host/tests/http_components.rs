@@ -180,3 +180,14 @@ async fn a_request_body_past_the_body_limit_is_refused_before_the_component_runs
     assert_eq!((status, code.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
     assert_eq!(message, "the request body is larger than the 1024-byte limit");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_fields_past_the_head_cap_are_refused_before_the_component_runs() {
+    let server = start_server().await;
+    let key = deployed(&server, "acme", "hello", guest("sluice_bench_hello_http")).await;
+    let response =
+        server.request(Method::GET, "/v1/functions/hello/http/", &key).header("x-big", "a".repeat(70_000)).send().await;
+    let (status, code, message) = error_of(response.expect("sent")).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    assert!(message.contains("at most 100 fields and 65536 bytes are passed to a function"), "{message}");
+}
