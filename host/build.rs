@@ -19,6 +19,7 @@ fn main() {
     let guest_target_dir = root.join("target").join("guests");
 
     watch_guest_sources(&functions);
+    embed_console(&manifest_dir.join("console"));
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
 
     ensure_guest_target();
@@ -88,6 +89,28 @@ fn watch_guest_sources(dir: &Path) {
             println!("cargo:rerun-if-changed={}", path.display());
         }
     }
+}
+
+/// Lists the console's files (`host/console/`) for `server::console` to
+/// embed, so the folder is the one list of what the console serves and a
+/// new file needs no change in Rust.
+fn embed_console(dir: &Path) {
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display()))
+        .map(|entry| entry.unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display())).path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    let mut table = String::from("&[\n");
+    for path in &files {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let name = path.file_name().and_then(|n| n.to_str()).expect("console file names are UTF-8");
+        table.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", path.display().to_string()));
+    }
+    table.push_str("]\n");
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("console_files.rs");
+    std::fs::write(&out, table).unwrap_or_else(|err| panic!("cannot write {}: {err}", out.display()));
 }
 
 /// Assembles each component-text fixture (`functions/fixtures/wat/NAME.wat`)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (README "Quick start"; CI runs it via .ci/run).
 # Installs what is missing — the wasm32-wasip2 target, rustfmt/clippy,
-# redis-server, curl (the README walkthrough uses it), npm and
+# redis-server, curl (the README walkthrough uses it), Chromium with its
+# WebDriver (the console's browser tests) and a font for its pages, npm and
 # componentize-py (the JavaScript and Python templates' and examples' builds), Pillow (the resize
 # quality yardstick), schemathesis (the API fuzzer), pyvips with its
 # libvips build (the report's libvips column) — then runs every
@@ -29,18 +30,24 @@ for component in rustfmt clippy; do
     grep -q "^$component" <<<"$installed_components" || rustup component add "$component"
 done
 
-step "redis-server, curl and npm"
+step "redis-server, curl, Chromium with chromedriver, and npm"
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v curl >/dev/null || missing+=(curl)
 # The JavaScript template's and example's tests install componentize-js with npm.
 command -v npm >/dev/null || missing+=(npm)
+# The console's tests drive a headless Chromium over WebDriver.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 redis-server --version
 curl --version | head -1
+chromium --version 2>/dev/null
+chromedriver --version
 echo "node $(node --version), npm $(npm --version)"
 
 step "python3 with Pillow, schemathesis, pyvips and componentize-py"

@@ -544,6 +544,22 @@ async fn the_queue_view_counts_a_tenants_waiting_jobs_their_bytes_and_its_quota(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_reads_any_tenants_queue_view_and_a_tenant_key_cannot() {
+    let server = start_server_with(|c| c.workers = 0).await;
+    let key = server.tenant("acme").await;
+    submit_job(&server, &key, "resize", b"12345".to_vec()).await;
+    let view = server.get_json("/v1/tenants/acme/queue", &server.admin).await;
+    assert_eq!((&view["queued"], &view["queued_bytes"], &view["running"]), (&json!(1), &json!(5), &json!(0)));
+    assert_eq!(view["quota"], server.get_json("/v1/queue", &key).await["quota"]);
+
+    let response = server.request(Method::GET, "/v1/tenants/acme/queue", &key).send().await.expect("sent");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = server.request(Method::GET, "/v1/tenants/nobody/queue", &server.admin).send().await.expect("sent");
+    let (status, code, _) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "not_found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_are_listed_a_page_at_a_time_and_filtered_by_function_and_status() {
     let server = start_server_with(|c| c.workers = 0).await;
     let (key, other) = (server.tenant("acme").await, server.tenant("other").await);

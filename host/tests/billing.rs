@@ -123,3 +123,57 @@ async fn usage_reports_past_the_burst_are_429_with_retry_after_for_that_tenant_o
     let response = server.request(Method::GET, "/v1/usage", &key).send().await.expect("sent");
     assert_eq!(response.status(), StatusCode::OK, "a token came back after a second");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hourly_report_gives_each_hours_totals_per_function_and_they_sum_to_the_period() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    for _ in 0..3 {
+        let response = invoke(&server, &key, "/v1/functions/resize/invoke?width=16", photo("basn6a16.png")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let response = invoke(&server, &key, "/v1/functions/grayscale/invoke", photo("bricks-gray.png")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let day_ago = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() - 86_400;
+    let report = server.get_json(&format!("/v1/usage?from={day_ago}&granularity=hour"), &key).await;
+    let hourly = report["hourly"].as_array().unwrap_or_else(|| panic!("hourly in {report}"));
+    // All four calls fall in this hour (or, across an hour's turn, the two).
+    let hours: std::collections::BTreeSet<&str> = hourly.iter().map(|h| h["hour"].as_str().expect("hour")).collect();
+    assert!((1..=2).contains(&hours.len()), "{report}");
+    assert!(hours.iter().all(|hour| hour.ends_with(":00:00Z")), "{report}");
+    for function in report["functions"].as_array().expect("functions") {
+        let name = &function["function"];
+        let of_function: Vec<&Value> = hourly.iter().filter(|h| h["function"] == *name).collect();
+        for field in ["invocations", "failures", "bytes_in", "bytes_out"] {
+            let summed: u64 = of_function.iter().map(|h| h[field].as_u64().expect("count")).sum();
+            assert_eq!(summed, function[field].as_u64().expect("count"), "{field} of {name}: {report}");
+        }
+    }
+    let invocations = |name: &str| -> u64 {
+        hourly.iter().filter(|h| h["function"] == name).map(|h| h["invocations"].as_u64().expect("count")).sum()
+    };
+    assert_eq!((invocations("resize"), invocations("grayscale")), (3, 1));
+
+    // Without `granularity` the report has totals only.
+    let totals = server.get_json(&format!("/v1/usage?from={day_ago}"), &key).await;
+    assert_eq!(totals.get("hourly"), None, "{totals}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hourly_report_over_more_than_31_days_or_an_unknown_granularity_is_400() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let response = server.request(Method::GET, "/v1/usage?granularity=hour", &key).send().await.expect("sent");
+    let (status, code, message) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    assert_eq!(
+        message,
+        "`granularity=hour` covers at most 744 hours (31 days); give a `from` and `to` closer together"
+    );
+    let month = "/v1/usage?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z&granularity=hour";
+    assert_eq!(server.request(Method::GET, month, &key).send().await.expect("sent").status(), StatusCode::OK);
+    let response = server.request(Method::GET, "/v1/usage?granularity=minute", &key).send().await.expect("sent");
+    let (status, code, _) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
+}

@@ -7,8 +7,8 @@
 //! queued jobs under a timeout, aggregates the last usage and returns.
 //!
 //! Handlers are thin and split by resource: [`tenants`], [`functions`],
-//! [`jobs`], [`queue`], [`usage`], [`ops`]; the work they start lives in
-//! [`crate::platform`]. Around them: [`extract`] (who is calling, bodies
+//! [`jobs`], [`queue`], [`usage`], [`ops`], and the [`console`] page; the
+//! work they start lives in [`crate::platform`]. Around them: [`extract`] (who is calling, bodies
 //! under a cap), [`error`] (the one error → response mapping), [`limits`]
 //! (per-tenant rates), [`connections`] (the accept loop: timeouts, the
 //! connection cap, lingering close), [`body_rate`] (the request body's
@@ -17,6 +17,7 @@
 
 pub mod body_rate;
 pub mod connections;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod functions;
@@ -166,6 +167,7 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(tenants::revoke_key))
         .routes(routes!(tenants::set_limits))
         .routes(routes!(tenants::tenant_usage))
+        .routes(routes!(queue::tenant_queue))
         .routes(routes!(functions::list_functions))
         .routes(routes!(functions::deploy, functions::get_function, functions::delete_function))
         .routes(routes!(functions::rollback))
@@ -185,6 +187,10 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
+        // The console is a page, not API: it stays out of the document.
+        .route("/console", console::redirect_route())
+        .route("/console/", console::index_route())
+        .route("/console/{file}", console::file_route())
 }
 
 /// The OpenAPI document of every route (`/openapi.json`).

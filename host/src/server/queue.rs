@@ -1,5 +1,6 @@
 //! A tenant's view of its share of the queue: how much of its work waits
-//! and runs, how long the oldest job has waited, and the bounds in force.
+//! and runs, how long the oldest job has waited, and the bounds in force;
+//! the operator reads any tenant's at `/v1/tenants/{tenant}/queue`.
 
 use std::sync::Arc;
 
@@ -11,8 +12,9 @@ use utoipa::ToSchema;
 
 use super::Api;
 use super::error::ApiError;
-use super::extract::AuthTenant;
+use super::extract::{Admin, AuthTenant, PathParam};
 use super::openapi::api_errors;
+use crate::store::tenants::{Tenant, TenantError};
 
 /// The bounds a tenant's jobs are held to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -69,14 +71,42 @@ pub async fn queue_view(
     State(api): State<Arc<Api>>,
     AuthTenant(tenant): AuthTenant,
 ) -> Result<Json<QueueView>, ApiError> {
+    Ok(Json(view(&api, &tenant).await?))
+}
+
+api_errors!(
+    /// What an operator's look at a tenant's queue can answer.
+    TenantQueueErrors: Unauthorized, NotFound, QueueUnavailable, StoreUnavailable, Internal
+);
+
+/// A tenant's queued and running jobs, the oldest one's wait, and its
+/// quota, as the tenant itself sees them at `/v1/queue`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/queue",
+    tag = "tenants",
+    params(("tenant" = String, Path, description = "The tenant's name")),
+    responses((status = 200, body = QueueView), TenantQueueErrors),
+    security(("admin" = []))
+)]
+pub async fn tenant_queue(
+    State(api): State<Arc<Api>>,
+    _admin: Admin,
+    PathParam(name): PathParam<String>,
+) -> Result<Json<QueueView>, ApiError> {
+    let tenant = api.platform.stores.tenants.get(&name).await?.ok_or(TenantError::NotFound(name))?;
+    Ok(Json(view(&api, &tenant).await?))
+}
+
+async fn view(api: &Api, tenant: &Tenant) -> Result<QueueView, ApiError> {
     let queue = &api.platform.queue;
     let mine = queue.tenant_queue(&tenant.id).await?;
     let now = now_ms();
-    Ok(Json(QueueView {
+    Ok(QueueView {
         queued: mine.queued,
         queued_bytes: mine.queued_bytes,
         running: mine.running,
         oldest_queued_age_ms: mine.oldest_queued_at_ms.map(|at| now.saturating_sub(at)),
         quota: QueueQuota::effective(&queue.config(), &tenant.limits.for_jobs()),
-    }))
+    })
 }

@@ -22,7 +22,7 @@ use super::error::ApiError;
 use super::extract::{AuthTenant, QueryParams};
 use super::openapi::api_errors;
 use super::{Api, format_time};
-use crate::store::usage::BUCKET_MS;
+use crate::store::usage::{BUCKET_MS, Bucket};
 
 /// Usage reports a tenant may read: one a second, in bursts of ten.
 /// Each one aggregates the log and runs the meter, work a tenant must not
@@ -42,7 +42,24 @@ pub struct UsagePeriod {
     /// End, RFC 3339 or Unix seconds; default: the end of the current hour.
     #[param(schema_with = instant_schema)]
     pub to: Option<String>,
+    /// `hour` adds each hour's totals per function (`hourly`), for a
+    /// period of at most 744 hours (31 days).
+    #[param(inline)]
+    pub granularity: Option<Granularity>,
 }
+
+/// How finely a report breaks the period down beyond its totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    /// Each hour's totals per function.
+    Hour,
+}
+
+/// The longest period a report breaks down by hour: 31 days. It bounds
+/// the answer (hours × functions) and the pricing work behind it; longer
+/// periods are read as totals, or a month at a time.
+pub const MAX_HOURLY_PERIOD_HOURS: u64 = 31 * 24;
 
 /// One function's totals over the period.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -67,6 +84,16 @@ pub struct FunctionUsage {
     pub cost: f64,
 }
 
+/// One function's totals in one hour.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HourlyUsage {
+    /// Start of the hour (RFC 3339).
+    pub hour: String,
+    /// The function's totals in that hour, priced on their own.
+    #[serde(flatten)]
+    pub usage: FunctionUsage,
+}
+
 /// A tenant's usage over a period.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UsageReport {
@@ -78,6 +105,12 @@ pub struct UsageReport {
     pub to: String,
     /// Per-function totals.
     pub functions: Vec<FunctionUsage>,
+    /// With `granularity=hour`: each hour's totals per function, by hour
+    /// then function; hours without calls are left out. Each is priced on
+    /// its own, so their costs may sum to a few micro-units more than the
+    /// period's, which is priced once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hourly: Option<Vec<HourlyUsage>>,
 }
 
 api_errors!(
@@ -85,8 +118,9 @@ api_errors!(
     UsageErrors: InvalidRequest, Unauthorized, RateLimited, StoreUnavailable, Internal
 );
 
-/// Usage totals per function; hourly buckets count when their hour starts in
-/// `[from, to)`. At most one report a second per tenant, in bursts of ten.
+/// Usage totals per function, and with `granularity=hour` each hour's;
+/// hourly buckets count when their hour starts in `[from, to)`. At most
+/// one report a second per tenant, in bursts of ten.
 #[utoipa::path(
     get,
     path = "/v1/usage",
@@ -119,14 +153,42 @@ pub(super) async fn report(
     if from_ms > to_ms {
         return Err(ApiError::bad_request("`from` is after `to`"));
     }
+    let from_bucket = from_ms / BUCKET_MS * BUCKET_MS;
+    if period.granularity == Some(Granularity::Hour) && to_ms - from_bucket > MAX_HOURLY_PERIOD_HOURS * BUCKET_MS {
+        return Err(ApiError::bad_request(format!(
+            "`granularity=hour` covers at most {MAX_HOURLY_PERIOD_HOURS} hours ({} days); \
+             give a `from` and `to` closer together",
+            MAX_HOURLY_PERIOD_HOURS / 24
+        )));
+    }
     if let Err(err) = api.platform.aggregate_usage().await {
         // Totals committed so far are still right; report what is there.
         tracing::warn!(cause = %format!("{err:#}"), "usage aggregation before a query failed");
     }
-    let from_bucket = from_ms / BUCKET_MS * BUCKET_MS;
-    let totals = api.platform.stores.usage.totals(tenant, from_bucket, to_ms).await?;
-    let costs = api.platform.price(&totals).await.map_err(|err| ApiError::internal(&format!("{err:#}")))?;
-    let functions = totals
+    let usage = &api.platform.stores.usage;
+    let functions = priced(api, usage.totals(tenant, from_bucket, to_ms).await?).await?;
+    let hourly = match period.granularity {
+        Some(Granularity::Hour) => {
+            let hours = usage.hourly(tenant, from_bucket, to_ms).await?;
+            let starts: Vec<u64> = hours.iter().map(|bucket| bucket.hour_ms).collect();
+            let priced = priced(api, hours).await?;
+            Some(
+                starts
+                    .into_iter()
+                    .zip(priced)
+                    .map(|(hour_ms, usage)| HourlyUsage { hour: format_time(hour_ms), usage })
+                    .collect(),
+            )
+        }
+        None => None,
+    };
+    Ok(UsageReport { tenant: name, from: format_time(from_bucket), to: format_time(to_ms), functions, hourly })
+}
+
+/// `buckets` as the report shows them, each priced.
+async fn priced(api: &Api, buckets: Vec<Bucket>) -> Result<Vec<FunctionUsage>, ApiError> {
+    let costs = api.platform.price(&buckets).await.map_err(|err| ApiError::internal(&format!("{err:#}")))?;
+    Ok(buckets
         .into_iter()
         .zip(costs)
         .map(|(b, cost_micros)| FunctionUsage {
@@ -139,8 +201,7 @@ pub(super) async fn report(
             bytes_out: b.bytes_out,
             cost: cost_micros as f64 / 1e6,
         })
-        .collect();
-    Ok(UsageReport { tenant: name, from: format_time(from_bucket), to: format_time(to_ms), functions })
+        .collect())
 }
 
 /// What `from` and `to` accept: Unix seconds or an RFC 3339 date-time.

@@ -123,13 +123,37 @@ pub trait UsageLedger: Send + Sync {
     /// `batch.through`, atomically.
     async fn commit(&self, batch: &UsageBatch, deltas: &[Bucket]) -> Result<(), CommitError>;
 
+    /// The tenant's hourly buckets starting in `[from_ms, to_ms)` and within
+    /// the retention, sorted by hour, then function; hours without calls
+    /// have none.
+    async fn hourly(&self, tenant: &TenantId, from_ms: u64, to_ms: u64) -> Result<Vec<Bucket>, StoreError>;
+
     /// The tenant's totals per function (sorted by name) over hours starting
     /// in `[from_ms, to_ms)`; `hour_ms` of each is 0.
-    async fn totals(&self, tenant: &TenantId, from_ms: u64, to_ms: u64) -> Result<Vec<Bucket>, StoreError>;
+    async fn totals(&self, tenant: &TenantId, from_ms: u64, to_ms: u64) -> Result<Vec<Bucket>, StoreError> {
+        Ok(sum_by_function(&self.hourly(tenant, from_ms, to_ms).await?, tenant, from_ms, to_ms))
+    }
+}
+
+/// `buckets` of `tenant` starting in `[from_ms, to_ms)`, sorted by hour,
+/// then function.
+pub(crate) fn hours_of<'a>(
+    buckets: impl IntoIterator<Item = &'a Bucket>,
+    tenant: &TenantId,
+    from_ms: u64,
+    to_ms: u64,
+) -> Vec<Bucket> {
+    let mut hours: Vec<Bucket> = buckets
+        .into_iter()
+        .filter(|bucket| bucket.tenant == *tenant && bucket.hour_ms >= from_ms && bucket.hour_ms < to_ms)
+        .cloned()
+        .collect();
+    hours.sort_by(|a, b| (a.hour_ms, &a.function).cmp(&(b.hour_ms, &b.function)));
+    hours
 }
 
 /// Sums `buckets` of `tenant` per function over hours starting in `[from_ms, to_ms)`.
-pub(crate) fn sum_by_function<'a>(
+fn sum_by_function<'a>(
     buckets: impl IntoIterator<Item = &'a Bucket>,
     tenant: &TenantId,
     from_ms: u64,

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod browser;
 pub mod burst;
 pub mod http;
 pub mod processes;

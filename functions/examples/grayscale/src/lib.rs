@@ -47,6 +47,8 @@ impl Guest for Grayscale {
             .grayscale()
             .write_to(&mut out, ImageFormat::Png)
             .map_err(|e| Error::Internal(format!("cannot encode PNG: {e}")))?;
+        // What a tenant reads back in the job's logs (`GET /v1/jobs/{id}/logs`).
+        eprintln!("grayscale: {width}x{height} {format:?} in, {} bytes of PNG out", out.get_ref().len());
         Ok(Response { body: out.into_inner(), content_type: "image/png".to_owned() })
     }
 }

@@ -26,7 +26,7 @@ use sluice_scheduler::{JobId, Usage};
 
 use super::{io_error, read_json, write_atomic, write_json};
 use crate::store::StoreError;
-use crate::store::usage::{Bucket, CommitError, UsageBatch, UsageEntry, UsageLedger, UsageRetention, sum_by_function};
+use crate::store::usage::{Bucket, CommitError, UsageBatch, UsageEntry, UsageLedger, UsageRetention, hours_of};
 
 /// The log is compacted once it holds at least this many aggregated lines
 /// (and at least as many as known ids).
@@ -416,9 +416,9 @@ impl UsageLedger for LocalUsage {
         Ok(())
     }
 
-    async fn totals(&self, tenant: &TenantId, from_ms: u64, to_ms: u64) -> Result<Vec<Bucket>, StoreError> {
+    async fn hourly(&self, tenant: &TenantId, from_ms: u64, to_ms: u64) -> Result<Vec<Bucket>, StoreError> {
         let oldest_hour = self.retention.oldest_hour_ms(sluice_scheduler::now_ms());
-        Ok(sum_by_function(&self.lock().totals.buckets, tenant, from_ms.max(oldest_hour), to_ms))
+        Ok(hours_of(&self.lock().totals.buckets, tenant, from_ms.max(oldest_hour), to_ms))
     }
 }
 

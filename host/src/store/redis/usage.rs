@@ -13,7 +13,7 @@ use sluice_scheduler::{JobId, Usage};
 use super::{Shared, corrupt, unavailable};
 use crate::store::StoreError;
 use crate::store::usage::{
-    Bucket, CommitError, PERIOD_MS, UsageBatch, UsageEntry, UsageLedger, UsageRetention, sum_by_function,
+    Bucket, CommitError, PERIOD_MS, UsageBatch, UsageEntry, UsageLedger, UsageRetention, hours_of,
 };
 
 /// Logs a job's usage once.
@@ -161,7 +161,7 @@ impl UsageLedger for RedisUsage {
         if committed == 1 { Ok(()) } else { Err(CommitError::AlreadyAggregated) }
     }
 
-    async fn totals(&self, tenant: &TenantId, from_ms: u64, to_ms: u64) -> Result<Vec<Bucket>, StoreError> {
+    async fn hourly(&self, tenant: &TenantId, from_ms: u64, to_ms: u64) -> Result<Vec<Bucket>, StoreError> {
         // Only days that can hold totals: within the retention, and not
         // after today (usage is recorded when it happens).
         let now_ms = sluice_scheduler::now_ms();
@@ -204,7 +204,7 @@ impl UsageLedger for RedisUsage {
                 _ => {}
             }
         }
-        Ok(sum_by_function(buckets.values(), tenant, from_ms.max(self.retention.oldest_hour_ms(now_ms)), to_ms))
+        Ok(hours_of(buckets.values(), tenant, from_ms.max(self.retention.oldest_hour_ms(now_ms)), to_ms))
     }
 }
 

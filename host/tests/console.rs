@@ -1,0 +1,487 @@
+//! The console (`/console`) in a real headless Chromium over WebDriver,
+//! against an embedded node and against a front door and worker sharing a
+//! Redis: a tenant signs in, deploys the example component, calls it with
+//! a photo, finds the job and its logs and sees the usage chart move; the
+//! operator manages keys. Screenshots of each page land in
+//! `target/test-artifacts/console/`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::browser::Browser;
+use common::http::error_of;
+use common::processes::{ADMIN, SluiceProcess};
+use common::{start_server, start_server_with, testdata};
+use fantoccini::key::Key;
+use reqwest::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use sluice_testkit::{AppendFsync, spawn_redis_with};
+
+/// The example component the tenant deploys from the browser.
+fn example_component() -> PathBuf {
+    Path::new(env!("SLUICE_GUEST_DIR")).join("sluice_example_grayscale.wasm")
+}
+
+/// The photo the tenant calls it with.
+fn photo_path() -> PathBuf {
+    testdata().join("photos").join("bricks-gray.png")
+}
+
+/// A desktop-sized window.
+async fn desktop() -> Browser {
+    Browser::start(1280, 1000).await
+}
+
+/// Opens the console at `url` and signs in with `key`; waits for `view`.
+async fn sign_in(browser: &Browser, url: &str, key: &str, view: &str) {
+    browser.open(&format!("{url}/console")).await;
+    browser.fill("#signin-key", key).await;
+    browser.click("#signin-submit").await;
+    browser.wait_for_view(view).await;
+}
+
+/// The sum of the values of the usage chart's bars for `function`.
+async fn charted(browser: &Browser, function: &str) -> f64 {
+    let total = browser
+        .eval(
+            "return [...document.querySelectorAll('#usage-chart rect[data-function]')] \
+               .filter(r => r.dataset.function === arguments[0]) \
+               .reduce((sum, r) => sum + Number(r.dataset.value), 0)",
+            vec![json!(function)],
+        )
+        .await;
+    total.as_f64().unwrap_or_else(|| panic!("no chart total: {total}"))
+}
+
+/// Everything a tenant does in the console, against the front door at `url`:
+/// deploy, call with a photo and see its preview, usage numbers and logs,
+/// find the job, see the usage chart count the calls. With `shots`, saves
+/// each page under that prefix.
+async fn tenant_journey(url: &str, key: &str, shots: Option<&str>) {
+    let browser = desktop().await;
+    let shot = async |name: &str| {
+        if let Some(prefix) = shots {
+            browser.screenshot(&format!("{prefix}{name}")).await;
+        }
+    };
+    browser.open(&format!("{url}/console")).await;
+    browser.find("#signin-key").await;
+    shot("sign-in").await;
+    browser.fill("#signin-key", key).await;
+    browser.click("#signin-submit").await;
+    browser.wait_for_view("functions").await;
+
+    // Deploy: choose the file, watch upload then compile, see it listed.
+    browser.choose_file("#deploy-file", &example_component()).await;
+    browser.fill("#deploy-name", "grey").await;
+    browser.click("#deploy-submit").await;
+    browser
+        .wait_until(
+            "the deploy finished",
+            "const s = document.querySelector('#deploy-status'); return !!s && s.dataset.state === 'done'",
+            vec![],
+        )
+        .await;
+    let status = browser.text("#deploy-status").await;
+    assert!(status.contains("grey") && status.contains("transform"), "{status}");
+    let progress =
+        browser.eval("const p = document.querySelector('#deploy-progress'); return [p.value, p.max]", vec![]);
+    let progress = progress.await;
+    assert_eq!(progress[0], progress[1], "the upload reached 100%: {progress}");
+    browser.wait_for_view("functions").await;
+    let row = browser.text("tr[data-function='grey']").await;
+    assert!(row.contains("transform"), "{row}");
+    shot("functions").await;
+
+    // Try it: a photo in, a grey PNG previewed, the call's numbers and logs.
+    browser.open(&format!("{url}/console/#/try")).await;
+    browser.wait_for_view("try").await;
+    browser.select("#try-function", "grey").await;
+    browser.choose_file("#try-file", &photo_path()).await;
+    browser.click("#try-submit").await;
+    browser
+        .wait_until(
+            "the call's result",
+            "const r = document.querySelector('#try-result'); return !!r && r.dataset.state === 'done'",
+            vec![],
+        )
+        .await;
+    browser
+        .wait_until(
+            "the preview, decoded",
+            "const img = document.querySelector('#try-preview'); return !!img && img.complete && img.naturalWidth > 0",
+            vec![],
+        )
+        .await;
+    let photo = image::open(photo_path()).expect("the photo decodes");
+    let shown = browser
+        .eval("const i = document.querySelector('#try-preview'); return [i.naturalWidth, i.naturalHeight]", vec![]);
+    assert_eq!(shown.await, json!([photo.width(), photo.height()]));
+    let bytes_in = browser.find("#try-usage [data-usage='bytes-in']").await.attr("data-value").await.expect("attr");
+    let size = std::fs::metadata(photo_path()).expect("photo").len();
+    assert_eq!(bytes_in, Some(size.to_string()));
+    let logs_line = format!("grayscale: {}x{} Png in", photo.width(), photo.height());
+    browser
+        .wait_until(
+            "the call's logs",
+            "const l = document.querySelector('#try-logs'); return !!l && l.textContent.includes(arguments[0])",
+            vec![json!(logs_line)],
+        )
+        .await;
+    let job = browser.text("#try-job").await;
+    let job = job.trim().to_owned();
+    assert!(!job.is_empty(), "the call's job id is shown");
+    shot("try-it").await;
+
+    // Jobs: the call is listed as succeeded; its page has the logs.
+    browser.open(&format!("{url}/console/#/jobs")).await;
+    browser.wait_for_view("jobs").await;
+    let listed = browser.find(&format!("#jobs-table tr[data-job='{job}']")).await;
+    assert_eq!(listed.attr("data-status").await.expect("attr").as_deref(), Some("succeeded"));
+    shot("jobs").await;
+    browser.click(&format!("#jobs-table tr[data-job='{job}'] a")).await;
+    browser.wait_for_view("job").await;
+    let logs = browser.text("#job-logs").await;
+    assert!(logs.contains(&logs_line), "{logs}");
+    assert!(browser.text("#job-record").await.contains("succeeded"));
+    shot("job").await;
+
+    // Usage: the chart counts the call; another call moves it.
+    browser.open(&format!("{url}/console/#/usage")).await;
+    browser.wait_for_view("usage").await;
+    assert_eq!(charted(&browser, "grey").await, 1.0);
+    let again = Client::new()
+        .post(format!("{url}/v1/functions/grey/invoke"))
+        .bearer_auth(key)
+        .body(std::fs::read(photo_path()).expect("photo"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(again.status(), StatusCode::OK);
+    browser.click("#usage-refresh").await;
+    browser
+        .wait_until(
+            "the chart counting two calls",
+            "return [...document.querySelectorAll('#usage-chart rect[data-function]')] \
+               .filter(r => r.dataset.function === 'grey') \
+               .reduce((sum, r) => sum + Number(r.dataset.value), 0) === 2",
+            vec![],
+        )
+        .await;
+    let table = browser.text("#usage-table tr[data-function='grey']").await;
+    assert!(table.contains('2'), "{table}");
+    shot("usage").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_deploys_calls_and_follows_a_job_and_its_usage_in_the_browser() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    tenant_journey(&server.url, &key, Some("")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_against_a_front_door_and_a_worker_sharing_redis() {
+    let redis = spawn_redis_with(AppendFsync::EverySec);
+    let door = SluiceProcess::front_door(&redis.url, &[]);
+    let _worker = SluiceProcess::worker(&redis.url, "w1", &["--concurrency", "2"]);
+    common::processes::wait_for_workers(&door, 1).await;
+    let key = common::create_tenant(&door.url, ADMIN, "acme").await;
+    tenant_journey(&door.url, &key, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_is_refused_on_the_sign_in_form_with_its_code() {
+    let server = start_server().await;
+    let browser = desktop().await;
+    browser.open(&format!("{}/console", server.url)).await;
+    browser.fill("#signin-key", "not-a-key").await;
+    browser.click("#signin-submit").await;
+    browser
+        .wait_until(
+            "the sign-in error",
+            "const e = document.querySelector('#signin-error'); return !!e && e.textContent.includes('unauthorized')",
+            vec![],
+        )
+        .await;
+    let stored = browser.eval("return sessionStorage.getItem('sluice.key')", vec![]).await;
+    assert_eq!(stored, Value::Null, "a refused key is not kept");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_is_kept_in_session_storage_only_and_signing_out_forgets_it() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let browser = desktop().await;
+    sign_in(&browser, &server.url, &key, "functions").await;
+    let stores = browser
+        .eval("return [sessionStorage.getItem('sluice.key'), localStorage.length, document.cookie]", vec![])
+        .await;
+    assert_eq!(stores, json!([key, 0, ""]));
+    // A reload keeps the session; signing out ends it.
+    browser.client.refresh().await.expect("reload");
+    browser.wait_for_view("functions").await;
+    browser.click("#signout").await;
+    browser.find("#signin-key").await;
+    assert_eq!(browser.eval("return sessionStorage.length", vec![]).await, json!(0));
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_version_rolls_back_and_delete_asks_first() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let component = std::fs::read(example_component()).expect("component");
+    let first = common::http::deploy(&server, &key, "grey", component.clone()).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    // A second version with other bytes: the same code, one more custom section.
+    let mut other = component;
+    other.extend_from_slice(&[0x00, 0x06, 0x05, b'n', b'o', b't', b'e', b's']);
+    let second = common::http::deploy(&server, &key, "grey", other).await;
+    assert_eq!(second.status(), StatusCode::CREATED, "a new version of a deployed function");
+    let before = server.get_json("/v1/functions/grey", &key).await;
+    let versions: Vec<String> = before["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| v["version"].as_str().expect("v").to_owned())
+        .collect();
+    assert_eq!(versions.len(), 2, "{before}");
+    let older = versions.iter().find(|v| **v != before["active_version"]).expect("an older version").clone();
+
+    let browser = desktop().await;
+    sign_in(&browser, &server.url, &key, "functions").await;
+    browser.click("button[data-versions='grey']").await;
+    browser.click(&format!("#versions button[data-rollback='{older}']")).await;
+    browser
+        .wait_until(
+            "the rollback",
+            "const row = document.querySelector(\"tr[data-function='grey']\"); \
+             return !!row && row.textContent.includes(arguments[0].slice(0, 12))",
+            vec![json!(older)],
+        )
+        .await;
+    assert_eq!(server.get_json("/v1/functions/grey", &key).await["active_version"], json!(older));
+    browser.screenshot("versions").await;
+
+    // Delete: cancelled once, then confirmed.
+    browser.click("button[data-delete='grey']").await;
+    browser.click("#confirm-no").await;
+    assert_eq!(
+        server.request(Method::GET, "/v1/functions/grey", &key).send().await.expect("sent").status(),
+        StatusCode::OK
+    );
+    browser.click("button[data-delete='grey']").await;
+    browser.click("#confirm-yes").await;
+    browser.wait_until("the row gone", "return !document.querySelector(\"tr[data-function='grey']\")", vec![]).await;
+    let gone = server.request(Method::GET, "/v1/functions/grey", &key).send().await.expect("sent");
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_sees_queue_depths_rotates_a_key_and_revokes_one() {
+    let server = start_server_with(|c| c.workers = 0).await;
+    let key = server.tenant("acme").await;
+    server.tenant("globex").await;
+    let queued = Client::new()
+        .post(format!("{}/v1/functions/resize/jobs?width=8", server.url))
+        .bearer_auth(&key)
+        .body(b"12345".to_vec())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(queued.status(), StatusCode::ACCEPTED);
+
+    let browser = desktop().await;
+    sign_in(&browser, &server.url, &server.admin, "admin").await;
+    let row = browser.text("#tenants-table tr[data-tenant='acme']").await;
+    assert!(row.contains("1 queued"), "{row}");
+    browser.find("#tenants-table tr[data-tenant='globex']").await;
+    browser.screenshot("admin").await;
+
+    // Rotate with no grace: the new key is shown once and works, the old one stops.
+    browser.click("button[data-rotate='acme']").await;
+    if let Ok(grace) = browser.client.find(fantoccini::Locator::Css("#rotate-grace")).await {
+        grace.clear().await.expect("clear");
+        grace.send_keys("0").await.expect("type");
+    }
+    browser.click("#rotate-submit").await;
+    let shown = browser.text("#admin-new-key code").await;
+    let new_key = shown.trim().to_owned();
+    assert_ne!(new_key, key);
+    let with = |k: &str| server.request(Method::GET, "/v1/functions", k).send();
+    assert_eq!(with(&new_key).await.expect("sent").status(), StatusCode::OK);
+    assert_eq!(with(&key).await.expect("sent").status(), StatusCode::UNAUTHORIZED);
+
+    // Revoke the key just made: it stops at once.
+    let tenant = server.get_json("/v1/tenants/acme", &server.admin).await;
+    let key_id = tenant["keys"].as_array().expect("keys").last().expect("a key")["id"].as_str().expect("id").to_owned();
+    browser.click(&format!("button[data-revoke='{key_id}']")).await;
+    browser.click("#confirm-yes").await;
+    browser
+        .wait_until(
+            "the key gone from the table",
+            "return !document.querySelector(`button[data-revoke='${arguments[0]}']`)",
+            vec![json!(key_id)],
+        )
+        .await;
+    assert_eq!(with(&new_key).await.expect("sent").status(), StatusCode::UNAUTHORIZED);
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_errors_show_their_code_and_message_and_the_view_stays_usable() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let browser = desktop().await;
+    sign_in(&browser, &server.url, &key, "functions").await;
+    // A job that does not exist: 404 with its code, on the job's page.
+    browser.open(&format!("{}/console/#/jobs/00000000-0000-4000-8000-000000000000", server.url)).await;
+    browser
+        .wait_until(
+            "the not_found error",
+            "const e = document.querySelector('#error'); return !!e && e.textContent.includes('not_found')",
+            vec![],
+        )
+        .await;
+    // A call the function refuses: 422 with the function's own message.
+    browser.open(&format!("{}/console/#/try", server.url)).await;
+    browser.wait_for_view("try").await;
+    browser.select("#try-function", "grayscale").await;
+    browser.choose_file("#try-file", &testdata().join("SOURCES.md")).await;
+    browser.click("#try-submit").await;
+    browser
+        .wait_until(
+            "the invalid_input error",
+            "const r = document.querySelector('#try-result'); \
+             return !!r && r.dataset.state === 'error' && r.textContent.includes('invalid_input') \
+               && r.textContent.includes('send a PNG or JPEG image')",
+            vec![],
+        )
+        .await;
+    // Still usable: the next call works.
+    browser.choose_file("#try-file", &photo_path()).await;
+    browser.click("#try-submit").await;
+    browser
+        .wait_until(
+            "a result after the error",
+            "const r = document.querySelector('#try-result'); return !!r && r.dataset.state === 'done'",
+            vec![],
+        )
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_view_shows_429_with_its_wait_and_recovers() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let browser = desktop().await;
+    sign_in(&browser, &server.url, &key, "functions").await;
+    browser.open(&format!("{}/console/#/usage", server.url)).await;
+    browser.wait_for_view("usage").await;
+    // Usage reports are limited to one a second in bursts of ten per tenant.
+    for _ in 0..12 {
+        browser.click("#usage-refresh").await;
+    }
+    browser
+        .wait_until(
+            "the rate_limited error",
+            "const e = document.querySelector('#error'); \
+             return !!e && e.textContent.includes('rate_limited') && e.textContent.includes('retry in')",
+            vec![],
+        )
+        .await;
+    browser.find("#usage-chart").await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    browser.click("#usage-refresh").await;
+    browser.wait_for_view("usage").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_view_fits_a_phone_and_every_control_has_a_label() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let browser = Browser::start(390, 844).await;
+    sign_in(&browser, &server.url, &key, "functions").await;
+    for view in ["functions", "try", "jobs", "usage"] {
+        browser.open(&format!("{}/console/#/{view}", server.url)).await;
+        browser.wait_for_view(view).await;
+        let fits = browser.eval("return document.documentElement.scrollWidth <= window.innerWidth", vec![]).await;
+        assert_eq!(fits, json!(true), "the {view} view scrolls sideways at phone width");
+        let unlabelled = browser
+            .eval(
+                "return [...document.querySelectorAll('input, select, textarea')] \
+                   .filter(c => c.type !== 'hidden' && c.labels.length === 0 \
+                     && !c.getAttribute('aria-label') && !c.getAttribute('aria-labelledby')) \
+                   .map(c => c.id || c.name || c.outerHTML)",
+                vec![],
+            )
+            .await;
+        assert_eq!(unlabelled, json!([]), "controls without a label in the {view} view");
+        let unreachable = browser
+            .eval(
+                "return [...document.querySelectorAll('a[href], button, input, select, textarea')] \
+                   .filter(c => c.offsetParent !== null && c.tabIndex < 0) \
+                   .map(c => c.id || c.textContent)",
+                vec![],
+            )
+            .await;
+        assert_eq!(unreachable, json!([]), "controls out of the tab order in the {view} view");
+    }
+    browser.screenshot("phone-functions").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyboard_alone_signs_in_and_moves_between_views() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let browser = desktop().await;
+    browser.open(&format!("{}/console", server.url)).await;
+    // Enter in the key field submits the form.
+    browser.find("#signin-key").await.send_keys(&format!("{key}\u{E007}")).await.expect("typed");
+    browser.wait_for_view("functions").await;
+    // Tab until the Jobs link has focus, then Enter follows it.
+    for _ in 0..40 {
+        let on_jobs = browser
+            .eval("return document.activeElement && document.activeElement.getAttribute('href') === '#/jobs'", vec![])
+            .await;
+        if on_jobs == json!(true) {
+            break;
+        }
+        browser.press(Key::Tab).await;
+    }
+    browser.press(Key::Enter).await;
+    browser.wait_for_view("jobs").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_is_served_with_a_strict_policy_and_unknown_files_are_404() {
+    let server = start_server().await;
+    let client = Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let moved = client.get(format!("{}/console", server.url)).send().await.expect("sent");
+    assert_eq!(moved.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(moved.headers()[LOCATION], "/console/");
+
+    let page = client.get(format!("{}/console/", server.url)).send().await.expect("sent");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+    let policy = page.headers()[CONTENT_SECURITY_POLICY].to_str().expect("ascii").to_owned();
+    assert!(policy.contains("script-src 'self'") && policy.contains("connect-src 'self'"), "{policy}");
+    let html = page.text().await.expect("body");
+    assert!(!html.contains("http://") && !html.contains("https://"), "the page loads nothing from elsewhere");
+
+    let script = client.get(format!("{}/console/console.js", server.url)).send().await.expect("sent");
+    assert_eq!(script.headers()[CONTENT_TYPE], "text/javascript; charset=utf-8");
+    let missing = client.get(format!("{}/console/..%2Fsecrets", server.url)).send().await.expect("sent");
+    let (status, code, _) = error_of(missing).await;
+    assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "not_found"));
+}
