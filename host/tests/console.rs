@@ -434,8 +434,8 @@ async fn every_view_fits_a_phone_and_every_control_has_a_label() {
             )
             .await;
         assert_eq!(unreachable, json!([]), "controls out of the tab order in the {view} view");
+        browser.screenshot(&format!("phone-{view}")).await;
     }
-    browser.screenshot("phone-functions").await;
     browser.close().await;
 }
 
@@ -484,4 +484,101 @@ async fn the_console_is_served_with_a_strict_policy_and_unknown_files_are_404() 
     let missing = client.get(format!("{}/console/..%2Fsecrets", server.url)).send().await.expect("sent");
     let (status, code, _) = error_of(missing).await;
     assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "not_found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_job_is_cancelled_from_its_page_after_a_confirmation() {
+    let server = start_server_with(|c| c.workers = 0).await;
+    let key = server.tenant("acme").await;
+    let accepted = Client::new()
+        .post(format!("{}/v1/functions/resize/jobs?width=8", server.url))
+        .bearer_auth(&key)
+        .body(std::fs::read(photo_path()).expect("photo"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let id = accepted.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_owned();
+
+    let browser = desktop().await;
+    sign_in(&browser, &server.url, &key, "functions").await;
+    browser.open(&format!("{}/console/#/jobs/{id}", server.url)).await;
+    browser.wait_for_view("job").await;
+    browser.click("#job-cancel").await;
+    browser.click("#confirm-yes").await;
+    browser
+        .wait_until(
+            "the job shown cancelled",
+            "const r = document.querySelector('#job-record'); return !!r && r.textContent.includes('cancelled')",
+            vec![],
+        )
+        .await;
+    assert_eq!(server.get_json(&format!("/v1/jobs/{id}"), &key).await["status"], "cancelled");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_csv_holds_each_hours_totals_per_function() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    for _ in 0..2 {
+        let response = Client::new()
+            .post(format!("{}/v1/functions/grayscale/invoke", server.url))
+            .bearer_auth(&key)
+            .body(std::fs::read(photo_path()).expect("photo"))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let browser = desktop().await;
+    sign_in(&browser, &server.url, &key, "functions").await;
+    browser.open(&format!("{}/console/#/usage", server.url)).await;
+    browser.wait_for_view("usage").await;
+    // Keep the file the page hands to the browser, to read it back.
+    browser
+        .eval(
+            "const make = URL.createObjectURL.bind(URL); \
+             URL.createObjectURL = (blob) => { window.savedBlob = blob; return make(blob); }; return true",
+            vec![],
+        )
+        .await;
+    browser.click("#usage-csv").await;
+    browser.wait_until("the CSV made", "return !!window.savedBlob", vec![]).await;
+    let csv = browser
+        .client
+        .execute_async("const done = arguments[arguments.length - 1]; window.savedBlob.text().then(done)", vec![])
+        .await
+        .expect("the CSV's text");
+    let csv = csv.as_str().expect("text");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("hour,function,invocations,failures,cpu_ms,wall_ms,bytes_in,bytes_out,cost"));
+    let rows: Vec<Vec<&str>> = lines.map(|line| line.split(',').collect()).collect();
+    let invocations: u64 =
+        rows.iter().filter(|row| row[1] == "grayscale").map(|row| row[2].parse::<u64>().expect("count")).sum();
+    assert_eq!(invocations, 2, "{csv}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_mid_session_returns_to_the_sign_in_form_with_the_reason() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let browser = desktop().await;
+    sign_in(&browser, &server.url, &key, "functions").await;
+    let tenant = server.get_json("/v1/tenants/acme", &server.admin).await;
+    let key_id = tenant["keys"][0]["id"].as_str().expect("key id").to_owned();
+    let revoked = server
+        .request(Method::DELETE, &format!("/v1/tenants/acme/keys/{key_id}"), &server.admin)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(revoked.status(), StatusCode::OK);
+
+    // Within the page, without a reload: the next call is refused.
+    browser.eval("location.hash = '#/jobs'; return true", vec![]).await;
+    browser.wait_for_view("signin").await;
+    browser.wait_until("the reason", "return document.body.textContent.includes('unauthorized')", vec![]).await;
+    assert_eq!(browser.eval("return sessionStorage.getItem('sluice.key')", vec![]).await, Value::Null);
+    browser.close().await;
 }
