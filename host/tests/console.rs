@@ -191,6 +191,13 @@ async fn the_console_works_against_a_front_door_and_a_worker_sharing_redis() {
     common::processes::wait_for_workers(&door, 1).await;
     let key = common::create_tenant(&door.url, ADMIN, "acme").await;
     tenant_journey(&door.url, &key, None).await;
+
+    // The operator's view reads tenants and queues from the shared Redis.
+    let browser = desktop().await;
+    sign_in(&browser, &door.url, ADMIN, "admin").await;
+    let row = browser.text("#tenants-table tr[data-tenant='acme']").await;
+    assert!(row.contains("0 queued") && row.contains("0 running"), "{row}");
+    browser.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
