@@ -20,6 +20,7 @@ conformance!(
     a_batch_is_committed_once,
     commits_add_to_the_totals,
     totals_sum_each_function_over_the_hours_in_range,
+    hourly_gives_each_hour_per_function_in_range_in_order,
     totals_are_private_to_their_tenant,
     a_job_is_not_recorded_again_after_its_batch_was_committed,
     the_log_cursor_and_totals_survive_a_restart,
@@ -158,6 +159,34 @@ async fn totals_sum_each_function_over_the_hours_in_range(backend: Backend) {
     assert_eq!(middle, [total("blur", 8, 4000), total("resize", 2, 20)], "hours starting in [from, to)");
     let later = stores.usage.totals(&acme(), hour() + 3 * BUCKET_MS, u64::MAX).await.expect("totals");
     assert_eq!(later, Vec::<Bucket>::new());
+}
+
+async fn hourly_gives_each_hour_per_function_in_range_in_order(backend: Backend) {
+    let stores = backend.open().await;
+    record_all(&stores, &["j1"]).await;
+    let batch = stores.usage.pending(100).await.expect("pending");
+    let theirs = Bucket { tenant: TenantId::from("t_other"), ..bucket("resize", hour(), 9, 9) };
+    let deltas = [
+        bucket("resize", hour() + 2 * BUCKET_MS, 4, 300),
+        bucket("resize", hour(), 1, 1),
+        bucket("blur", hour() + BUCKET_MS, 8, 4000),
+        bucket("resize", hour() + BUCKET_MS, 2, 20),
+        theirs,
+    ];
+    stores.usage.commit(&batch, &deltas).await.expect("committed");
+    let all = stores.usage.hourly(&acme(), 0, u64::MAX).await.expect("hourly");
+    assert_eq!(
+        all,
+        [
+            bucket("resize", hour(), 1, 1),
+            bucket("blur", hour() + BUCKET_MS, 8, 4000),
+            bucket("resize", hour() + BUCKET_MS, 2, 20),
+            bucket("resize", hour() + 2 * BUCKET_MS, 4, 300),
+        ],
+        "by hour, then function; the tenant's own"
+    );
+    let middle = stores.usage.hourly(&acme(), hour() + BUCKET_MS, hour() + 2 * BUCKET_MS).await.expect("hourly");
+    assert_eq!(middle, [bucket("blur", hour() + BUCKET_MS, 8, 4000), bucket("resize", hour() + BUCKET_MS, 2, 20)]);
 }
 
 async fn totals_are_private_to_their_tenant(backend: Backend) {
