@@ -54,6 +54,18 @@ async function eachLimited(items, limit, task) {
   await Promise.all(Array.from({ length: Math.min(limit, queue.length) }, worker));
 }
 
+/**
+ * A new key whose answer came after its view was left (the Admin link
+ * pressed again, say). Keys are shown only once, so it waits here for the
+ * next Admin view rather than being lost; signing out forgets it.
+ */
+let unseenKey = null;
+
+/** Drops a new key not yet shown: the session that asked for it has ended. */
+export function forgetUnseenKey() {
+  unseenKey = null;
+}
+
 export function mount(ctx) {
   let cursor = null;
   const tenants = new Map(); // name → TenantView, for the forms
@@ -147,6 +159,10 @@ export function mount(ctx) {
 
   /** A key is shown once: here, with a copy button, until the next one or leaving the view. */
   function showKey(tenant, apiKey) {
+    if (ctx.signal.aborted) {
+      unseenKey = { tenant, apiKey };
+      return;
+    }
     const copied = h('span', { class: 'hint', 'aria-live': 'polite' });
     const copy = h('button', { type: 'button', id: 'admin-new-key-copy' }, 'Copy');
     copy.hidden = !navigator.clipboard;
@@ -173,16 +189,20 @@ export function mount(ctx) {
   }
 
   function closePanel() {
-    const name = panel.dataset.tenant;
+    const { tenant: name, opener } = panel.dataset;
     panel.hidden = true;
     panel.replaceChildren();
     delete panel.dataset.tenant;
-    if (name) list.tbody.querySelector(`tr[data-tenant="${CSS.escape(name)}"] button`)?.focus();
+    delete panel.dataset.opener;
+    // Back to the button that opened the panel (not the row's first, which may be a Revoke).
+    if (name) list.tbody.querySelector(`tr[data-tenant="${CSS.escape(name)}"] button[data-${opener}]`)?.focus();
   }
 
-  function openPanel(name, title, form) {
+  /** `opener` names the row button's data attribute (`rotate` or `limits`), for focus on close. */
+  function openPanel(name, opener, title, form) {
     replace(panel, h('h3', { id: 'tenant-panel-title', tabindex: '-1' }, title), form);
     panel.dataset.tenant = name;
+    panel.dataset.opener = opener;
     panel.setAttribute('aria-labelledby', 'tenant-panel-title');
     panel.hidden = false;
     panel.querySelector('input')?.focus();
@@ -231,7 +251,7 @@ export function mount(ctx) {
       showKey(name, data.api_key);
       await ctx.load(() => show([data.tenant], { append: false }));
     });
-    openPanel(name, `Rotate the key of ${name}`, form);
+    openPanel(name, 'rotate', `Rotate the key of ${name}`, form);
   }
 
   function openLimits(name) {
@@ -258,7 +278,7 @@ export function mount(ctx) {
       closePanel();
       await ctx.load(() => show([data], { append: false }));
     });
-    openPanel(name, `Limits of ${name}`, form);
+    openPanel(name, 'limits', `Limits of ${name}`, form);
   }
 
   list.tbody.addEventListener('click', async (event) => {
@@ -332,5 +352,9 @@ export function mount(ctx) {
     list.wrap,
     h('div', { class: 'actions' }, more),
   );
+  if (unseenKey) {
+    showKey(unseenKey.tenant, unseenKey.apiKey);
+    unseenKey = null;
+  }
   ctx.load(reload);
 }

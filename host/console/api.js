@@ -108,9 +108,14 @@ export async function call(method, target, options = {}) {
  * reports upload progress. `onProgress(fraction)` runs while bytes go out,
  * `onSent()` once they all have (the server then compiles).
  */
-export function upload(target, file, { onProgress = () => {}, onSent = () => {} } = {}) {
+export function upload(target, file, { onProgress = () => {}, onSent = () => {}, signal = null } = {}) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
+    if (signal?.aborted) {
+      reject(new DOMException('upload aborted', 'AbortError'));
+      return;
+    }
+    signal?.addEventListener('abort', () => xhr.abort(), { once: true });
     xhr.open('PUT', target);
     const bearer = key.get();
     if (bearer) xhr.setRequestHeader('Authorization', `Bearer ${bearer}`);

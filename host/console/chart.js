@@ -25,16 +25,20 @@ function niceTicks(max, integer) {
   return Array.from({ length: count + 1 }, (_, i) => Number((i * step).toPrecision(12)));
 }
 
-/** Should the slot at `time` carry an x label, and which. */
+/**
+ * Should the slot at `time` carry an x label, and which. Slots start on
+ * UTC hours, which in zones half or three quarters of an hour off UTC
+ * start at :30 or :45 local time, so only the local hour is looked at.
+ */
 function xLabel(time, every) {
   const d = new Date(time);
-  const midnight = d.getHours() === 0 && d.getMinutes() === 0;
+  const midnight = d.getHours() === 0;
   if (every < 24) {
-    if (d.getHours() % every !== 0 || d.getMinutes() !== 0) return null;
+    if (d.getHours() % every !== 0) return null;
     return midnight ? localDate(d).slice(5) : localHour(d);
   }
   if (!midnight) return null;
-  const day = Math.round((time - d.getTimezoneOffset() * 60000) / (24 * HOUR_MS));
+  const day = Math.floor((time - d.getTimezoneOffset() * 60000) / (24 * HOUR_MS));
   return day % (every / 24) === 0 ? localDate(d).slice(5) : null;
 }
 

@@ -5,7 +5,7 @@
 
 import { ApiError, call, key, whenUnauthorized } from './api.js';
 import { h, field, replace } from './dom.js';
-import { clearError, describe, initErrors, isAbort, showError } from './errors.js';
+import { clearError, clearErrorIf, describe, initErrors, isAbort, showError } from './errors.js';
 import { isoSeconds } from './format.js';
 import * as admin from './admin.js';
 import * as functions from './functions.js';
@@ -73,6 +73,13 @@ function open(view, { arg = null, params = new URLSearchParams(), keepError = fa
 
   let pending = 0;
   let failed = false;
+  // The last failure this view put in the banner (a 503 while Redis was
+  // away, say), cleared once its data loads again.
+  let loadError = null;
+  const recovered = () => {
+    clearErrorIf(loadError);
+    loadError = null;
+  };
   const setState = (state) => {
     if (signal.aborted) return;
     main.dataset.state = state;
@@ -91,12 +98,16 @@ function open(view, { arg = null, params = new URLSearchParams(), keepError = fa
         await task();
       } catch (err) {
         ok = false;
-        if (!signal.aborted && !isAbort(err)) showError(err);
+        if (!signal.aborted && !isAbort(err)) {
+          showError(err);
+          loadError = err;
+        }
       }
       pending -= 1;
       failed ||= !ok;
       if (pending === 0) {
         setState(failed ? 'error' : 'ready');
+        if (!failed && !signal.aborted) recovered();
         failed = false;
       }
       return ok;
@@ -113,9 +124,15 @@ function open(view, { arg = null, params = new URLSearchParams(), keepError = fa
           try {
             await task();
             // Fresh data again after a failed load: the view is usable.
-            if (pending === 0) setState('ready');
+            if (pending === 0 && !signal.aborted) {
+              setState('ready');
+              recovered();
+            }
           } catch (err) {
-            if (!signal.aborted) showError(err);
+            if (!signal.aborted && !isAbort(err)) {
+              showError(err);
+              loadError = err;
+            }
           }
         }
         if (!signal.aborted && !stopped) timer = setTimeout(tick, ms);
@@ -183,6 +200,7 @@ function enter(who) {
 /** Back to the sign-in form; `error` says why when the key stopped working. */
 function signOut({ error = null, forget = true } = {}) {
   session = null;
+  admin.forgetUnseenKey();
   if (forget) key.clear();
   const dialog = document.getElementById('confirm-dialog');
   if (dialog.open) dialog.close();

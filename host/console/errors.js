@@ -21,17 +21,30 @@ export function describe(err) {
 
 const banner = () => document.getElementById('error');
 
+/** The error the banner shows, so a view can take back only its own. */
+let shown = null;
+
 /** Shows an error in the banner; a view that was left has nothing to say. */
 export function showError(err) {
   if (isAbort(err)) return;
   if (err?.name !== 'ApiError') console.error(err);
+  shown = err;
   replace(document.getElementById('error-text'), describe(err));
   banner().hidden = false;
 }
 
 export function clearError() {
+  shown = null;
   replace(document.getElementById('error-text'));
   banner().hidden = true;
+}
+
+/**
+ * Clears the banner if it still shows `err`: once a view's data loads again
+ * its old failure is stale, but an error something else reported since is not.
+ */
+export function clearErrorIf(err) {
+  if (err !== null && shown === err) clearError();
 }
 
 export function initErrors() {

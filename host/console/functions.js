@@ -5,7 +5,7 @@
 import { call, path, upload } from './api.js';
 import { confirmAction } from './dialog.js';
 import { badge, emptyRow, field, h, replace, table, td } from './dom.js';
-import { clearError, describe, showError } from './errors.js';
+import { clearError, describe, isAbort, showError } from './errors.js';
 import { bytes, localTime, plural, shortVersion } from './format.js';
 
 const NAME_PATTERN = '[a-z0-9_\\-]{1,64}';
@@ -163,13 +163,16 @@ export function mount(ctx) {
     } else if (button.dataset.rollback) {
       const name = shown;
       button.disabled = true;
-      await ctx.load(async () => {
+      const ok = await ctx.load(async () => {
         const { data } = await call('POST', path('/v1/functions', name, 'rollback'), {
           json: { version: button.dataset.rollback },
+          signal: ctx.signal,
         });
         shown = data.name;
         await refresh();
       });
+      // After a failure the same button is still there: let it be tried again.
+      if (!ok) button.disabled = false;
       versions.querySelector('h3')?.focus();
     }
   });
@@ -268,7 +271,9 @@ function deployForm(ctx, lastList, refresh) {
     progress.value = 0;
     setStatus('uploading', 'Uploading… 0%');
     try {
+      // Leaving the view stops the upload; a deploy already sent still completes on the server.
       const { status: code, data } = await upload(path('/v1/functions', fnName), file, {
+        signal: ctx.signal,
         onProgress: (fraction) => {
           const percent = Math.floor(fraction * 100);
           progress.value = percent;
@@ -287,6 +292,7 @@ function deployForm(ctx, lastList, refresh) {
       choose(null);
       ctx.load(refresh);
     } catch (err) {
+      if (isAbort(err)) return;
       setStatus('error', describe(err));
       showError(err);
     } finally {

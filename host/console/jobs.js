@@ -50,6 +50,7 @@ export function mountList(ctx) {
   let loaded = 0;
   let cursor = null;
   let latest = 0; // a slow poll must not overwrite a newer filter's rows
+  let growing = false; // "Load more" under way: a poll now would count the old rows
 
   const status = h('select', { id: 'jobs-status', name: 'status' }, h('option', { value: '' }, 'all'), STATUSES.map((s) => h('option', { value: s }, s)));
   status.value = STATUSES.includes(filters.status) ? filters.status : '';
@@ -90,13 +91,18 @@ export function mountList(ctx) {
 
   async function loadMore() {
     const ticket = ++latest;
-    const { data } = await call('GET', '/v1/jobs', { query: { ...filters, limit: PAGE, cursor }, signal: ctx.signal });
-    if (ticket !== latest) return;
-    jobs.tbody.querySelector('tr.empty')?.remove();
-    jobs.tbody.append(...data.jobs.map(jobRow));
-    loaded += data.jobs.length;
-    cursor = data.next_cursor ?? null;
-    more.hidden = cursor === null;
+    growing = true;
+    try {
+      const { data } = await call('GET', '/v1/jobs', { query: { ...filters, limit: PAGE, cursor }, signal: ctx.signal });
+      if (ticket !== latest) return;
+      jobs.tbody.querySelector('tr.empty')?.remove();
+      jobs.tbody.append(...data.jobs.map(jobRow));
+      loaded += data.jobs.length;
+      cursor = data.next_cursor ?? null;
+      more.hidden = cursor === null;
+    } finally {
+      growing = false;
+    }
   }
 
   function applyFilters() {
@@ -135,7 +141,9 @@ export function mountList(ctx) {
     fillFunctions([...list.data.functions.map((f) => f.name), ...list.data.builtins.map((b) => b.name)]);
   });
   // Polls keep as many rows as are shown, so "Load more" is not undone.
-  ctx.every(LIST_POLL_MS, () => reload(Math.min(MAX_PAGE, Math.max(PAGE, loaded))));
+  ctx.every(LIST_POLL_MS, async () => {
+    if (!growing) await reload(Math.min(MAX_PAGE, Math.max(PAGE, loaded)));
+  });
 }
 
 function record(job) {
@@ -167,8 +175,11 @@ function record(job) {
 
 export function mountJob(ctx) {
   const id = ctx.arg;
-  let finishedShown = false;
+  let finishedShown = false; // the ended job's logs and result are on the page
+  let finishing = false; // ...and are being fetched
   let stopPolling = null;
+  let sent = 0; // requests for the record, numbered
+  let drawn = 0; // the newest shown: a poll answered after a newer one is dropped
 
   const title = h('h2', { tabindex: '-1' }, 'Job ', h('code', {}, id));
   const dl = h('dl', { id: 'job-record', class: 'pairs' });
@@ -199,26 +210,49 @@ export function mountJob(ctx) {
   }
 
   async function refresh() {
-    const { data: job } = await call('GET', path('/v1/jobs', id), { signal: ctx.signal });
+    const mine = ++sent;
+    let job;
+    try {
+      ({ data: job } = await call('GET', path('/v1/jobs', id), { signal: ctx.signal }));
+    } catch (err) {
+      // No such job: there is nothing to wait for. Anything else is retried.
+      if (err instanceof ApiError && err.status === 404) endPolling();
+      throw err;
+    }
+    if (mine < drawn) return;
+    drawn = mine;
     replace(dl, record(job));
     raw.textContent = JSON.stringify(job, null, 2);
     cancel.hidden = job.status !== 'queued';
-    const ended = !['queued', 'running'].includes(job.status);
-    if (ended && !finishedShown) {
-      finishedShown = true;
-      stopPolling?.();
-      const [logData] = await Promise.all([call('GET', path('/v1/jobs', id, 'logs'), { signal: ctx.signal }), loadResult(job)]);
-      showLogs(logs, logData.data);
-    } else if (!ended) {
+    if (['queued', 'running'].includes(job.status)) {
       logs.textContent = '(nothing yet: logs appear when the job ends)';
       replace(result, h('p', { class: 'muted' }, 'No result until the job ends.'));
       startPolling();
+      return;
     }
+    if (!finishedShown && !finishing) {
+      finishing = true;
+      // Polling goes on until the logs and result are in, so a failure to fetch them is retried.
+      startPolling();
+      try {
+        const [logData] = await Promise.all([call('GET', path('/v1/jobs', id, 'logs'), { signal: ctx.signal }), loadResult(job)]);
+        showLogs(logs, logData.data);
+        finishedShown = true;
+      } finally {
+        finishing = false;
+      }
+    }
+    if (finishedShown) endPolling();
   }
 
   function startPolling() {
     if (stopPolling) return;
     stopPolling = ctx.every(JOB_POLL_MS, refresh);
+  }
+
+  function endPolling() {
+    stopPolling?.();
+    stopPolling = null;
   }
 
   cancel.addEventListener('click', async () => {
@@ -231,7 +265,7 @@ export function mountJob(ctx) {
     if (!yes) return;
     await ctx.load(async () => {
       try {
-        await call('DELETE', path('/v1/jobs', id));
+        await call('DELETE', path('/v1/jobs', id), { signal: ctx.signal });
       } catch (err) {
         showError(err); // e.g. a worker took it meanwhile; show where it is now
       }
@@ -250,5 +284,7 @@ export function mountJob(ctx) {
     h('h3', {}, 'Result'),
     result,
   );
+  // Polled from the start, so a first load that fails (a 503, say) is retried.
+  startPolling();
   ctx.load(refresh);
 }

@@ -25,7 +25,15 @@ function looksLikeText(buffer) {
   }
 }
 
-const EXTENSIONS = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/webp': 'webp', 'image/gif': 'gif', 'application/json': 'json', 'text/plain': 'txt' };
+const EXTENSIONS = {
+  'image/png': 'png',
+  'image/jpeg': 'jpg',
+  'image/webp': 'webp',
+  'image/gif': 'gif',
+  'image/svg+xml': 'svg',
+  'application/json': 'json',
+  'text/plain': 'txt',
+};
 
 /**
  * Nodes previewing `blob`: an image when its type is `image/*`, else the

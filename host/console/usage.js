@@ -16,6 +16,9 @@ const PERIODS = {
 };
 const shortMs = (v) => (v >= 1000 ? `${Number((v / 1000).toPrecision(3))} s` : `${Number(v.toPrecision(3))} ms`);
 const shortBytes = (v) => bytes(v).replace('.0 ', ' ');
+/** `5e-7` as `0.0000005`: costs per hour are often far below one unit. */
+const plainDecimal = (v) =>
+  v === 0 ? '0' : v.toFixed(Math.min(12, Math.max(0, 2 - Math.floor(Math.log10(Math.abs(v)))))).replace(/\.?0+$/, '');
 /** Each metric: its label, how a value reads in a tooltip, and how an axis tick reads. */
 const METRICS = {
   invocations: { label: 'invocations', tip: (v) => plural(v, 'invocation'), tick: String, integer: true },
@@ -24,7 +27,7 @@ const METRICS = {
   wall_ms: { label: 'wall time', tip: (v) => `${fixedMs(v)} wall`, tick: shortMs },
   bytes_in: { label: 'bytes in', tip: (v) => `${bytes(v)} in`, tick: shortBytes, integer: true },
   bytes_out: { label: 'bytes out', tip: (v) => `${bytes(v)} out`, tick: shortBytes, integer: true },
-  cost: { label: 'cost', tip: (v) => `cost ${cost(v)}`, tick: (v) => String(v) },
+  cost: { label: 'cost', tip: (v) => `cost ${cost(v)}`, tick: plainDecimal },
 };
 const CSV_COLUMNS = ['hour', 'function', 'invocations', 'failures', 'cpu_ms', 'wall_ms', 'bytes_in', 'bytes_out', 'cost'];
 /** Series colours defined in console.css (light and dark variants). */
@@ -56,8 +59,12 @@ function saveFile(name, text, type) {
 
 export function mount(ctx) {
   let report = null;
+  /** The period `report` covers, which the select may not show while a load is under way. */
+  let shownPeriod = null;
   let slots = [];
   let drawnWidth = 0;
+  /** Only the newest request may draw: an older answer arriving last is dropped. */
+  let ticket = 0;
 
   const periodSelect = h('select', { id: 'usage-period', name: 'period' }, Object.entries(PERIODS).map(([v, p]) => h('option', { value: v }, p.label)));
   const metricSelect = h('select', { id: 'usage-metric', name: 'metric' }, Object.entries(METRICS).map(([v, m]) => h('option', { value: v }, m.label)));
@@ -81,7 +88,9 @@ export function mount(ctx) {
   const totals = table('usage-table', 'Totals per function over the period', columns);
 
   async function load() {
-    const hours = PERIODS[periodSelect.value].hours;
+    const mine = ++ticket;
+    const period = periodSelect.value;
+    const hours = PERIODS[period].hours;
     // The current hour is included; the server counts buckets starting in [from, to).
     const end = Math.floor(Date.now() / HOUR_MS) * HOUR_MS + HOUR_MS;
     const start = end - hours * HOUR_MS;
@@ -91,11 +100,17 @@ export function mount(ctx) {
         query: { from: isoSeconds(start), to: isoSeconds(end), granularity: 'hour' },
         signal: ctx.signal,
       });
+      if (mine !== ticket) return;
       report = { ...data, hourly: Array.isArray(data.hourly) ? data.hourly : [] };
+      shownPeriod = period;
       slots = Array.from({ length: hours }, (_, i) => start + i * HOUR_MS);
       render();
+    } catch (err) {
+      // The chart still shows the last period that loaded: say so.
+      if (mine === ticket && shownPeriod) periodSelect.value = shownPeriod;
+      throw err;
     } finally {
-      refreshButton.disabled = false;
+      if (mine === ticket) refreshButton.disabled = false;
     }
   }
 
@@ -140,7 +155,7 @@ export function mount(ctx) {
       if (sum > 0 && (!busiest || sum > busiest.sum)) busiest = { sum, when };
       return { time, segments };
     });
-    const period = PERIODS[periodSelect.value].label;
+    const period = PERIODS[shownPeriod].label;
     const desc = busiest
       ? `${metric.tip(total)} in total across ${plural(names.length, 'function')}; the busiest hour was ${busiest.when} with ${metric.tip(busiest.sum)}.`
       : `No ${metric.label} in the ${period}.`;

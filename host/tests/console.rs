@@ -291,6 +291,59 @@ async fn a_second_version_rolls_back_and_delete_asks_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_dropped_on_the_drop_zone_is_named_after_its_file_and_deployed() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let browser = desktop().await;
+    sign_in(&browser, &server.url, &key, "functions").await;
+    // What a file dragged in from the desktop delivers: a DataTransfer
+    // holding the file, over the drop zone and then dropped on it.
+    let bytes = common::guest("sluice_bench_hello_http");
+    let dragging = browser
+        .eval(
+            "const bytes = Uint8Array.from(arguments[0].match(/../g), (pair) => parseInt(pair, 16)); \
+             const transfer = new DataTransfer(); \
+             transfer.items.add(new File([bytes], 'Hello_HTTP.wasm', { type: 'application/wasm' })); \
+             window.dropped = transfer; \
+             const zone = document.querySelector('#deploy-drop'); \
+             const over = new DragEvent('dragover', { dataTransfer: transfer, bubbles: true, cancelable: true }); \
+             zone.dispatchEvent(over); \
+             return [over.defaultPrevented, zone.classList.contains('dragging')]",
+            vec![json!(hex::encode(&bytes))],
+        )
+        .await;
+    assert_eq!(dragging, json!([true, true]), "the zone accepts the drag and shows it");
+    let label = browser
+        .eval(
+            "const zone = document.querySelector('#deploy-drop'); \
+             zone.dispatchEvent(new DragEvent('drop', { dataTransfer: window.dropped, bubbles: true, cancelable: true })); \
+             return [zone.textContent, zone.classList.contains('dragging'), \
+                     document.querySelector('#deploy-name').value, document.querySelector('#deploy-file').files.length]",
+            vec![],
+        )
+        .await;
+    let label = label.as_array().expect("four values");
+    assert_eq!(label[0].as_str().map(|l| l.starts_with("Hello_HTTP.wasm (")), Some(true), "{label:?}");
+    assert_eq!(label[1..], [json!(false), json!("hello-http"), json!(1)], "{label:?}");
+    browser.click("#deploy-submit").await;
+    browser
+        .wait_until(
+            "the dropped component deployed",
+            "const s = document.querySelector('#deploy-status'); \
+             return s.dataset.state === 'done' && !!document.querySelector(\"tr[data-function='hello-http']\")",
+            vec![],
+        )
+        .await;
+    let status = browser.text("#deploy-status").await;
+    assert!(status.starts_with("Deployed hello-http version ") && status.contains("(http, "), "{status}");
+    let world = browser.text("tr[data-function='hello-http'] td:nth-of-type(3)").await;
+    assert_eq!(world, "http");
+    let stored = server.get_json("/v1/functions/hello-http", &key).await;
+    assert_eq!((&stored["world"], &stored["versions"][0]["size"]), (&json!("http"), &json!(bytes.len())), "{stored}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_sees_queue_depths_rotates_a_key_and_revokes_one() {
     let server = start_server_with(|c| c.workers = 0).await;
     let key = server.tenant("acme").await;
@@ -408,6 +461,98 @@ async fn a_rate_limited_view_shows_429_with_its_wait_and_recovers() {
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     browser.click("#usage-refresh").await;
     browser.wait_for_view("usage").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_shows_503_keeps_the_session_and_clears_once_redis_is_back() {
+    let mut redis = spawn_redis_with(AppendFsync::Always);
+    let redis_url = redis.url.clone();
+    let server = start_server_with(move |c| c.backend.redis_url = Some(redis_url)).await;
+    let key = server.tenant("acme").await;
+    let browser = desktop().await;
+    sign_in(&browser, &server.url, &key, "functions").await;
+    browser.open(&format!("{}/console/#/jobs", server.url)).await;
+    browser.wait_for_view("jobs").await;
+
+    redis.kill();
+    browser.click("#jobs-refresh").await;
+    browser
+        .wait_until(
+            "the store_unavailable error with its wait",
+            "const main = document.querySelector('main'); const e = document.querySelector('#error'); \
+             return main.dataset.view === 'jobs' && main.dataset.state === 'error' && !e.hidden \
+               && e.textContent.includes('store_unavailable') \
+               && e.textContent.includes('the state store is unavailable; try again shortly (retry in 2 s)')",
+            vec![],
+        )
+        .await;
+    // Moving to another view while Redis is away: the same error, still signed in.
+    browser.click("#nav a[data-nav='functions']").await;
+    browser
+        .wait_until(
+            "the functions view failing with 503",
+            "const main = document.querySelector('main'); \
+             return main.dataset.view === 'functions' && main.dataset.state === 'error' \
+               && document.querySelector('#error').textContent.includes('store_unavailable')",
+            vec![],
+        )
+        .await;
+    assert_eq!(browser.eval("return sessionStorage.getItem('sluice.key')", vec![]).await, json!(key));
+    assert!(browser.text("#whoami").await.contains("acme"));
+
+    redis.restart();
+    browser.click("#nav a[data-nav='jobs']").await;
+    let started = std::time::Instant::now();
+    loop {
+        let state = browser.eval("return document.querySelector('main').dataset.state", vec![]).await;
+        if state == json!("ready") {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the jobs view never loaded again");
+        if state == json!("error") {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            browser.click("#jobs-refresh").await;
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(browser.eval("return document.querySelector('#error').hidden", vec![]).await, json!(true));
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_chart_labels_hours_and_days_in_a_zone_half_an_hour_off_utc() {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    // Hour buckets start on UTC hours: at :30 local time in India.
+    let browser = Browser::start_in_time_zone(1280, 1000, Some("Asia/Kolkata")).await;
+    assert_eq!(browser.eval("return new Date().getTimezoneOffset()", vec![]).await, json!(-330));
+    sign_in(&browser, &server.url, &key, "functions").await;
+    browser.open(&format!("{}/console/#/usage", server.url)).await;
+    browser.wait_for_view("usage").await;
+    let labels = "return [...document.querySelectorAll('#usage-chart .x-axis text')].map(t => t.textContent)";
+    let hours = browser.eval(labels, vec![]).await;
+    let hours = hours.as_array().expect("labels");
+    let month_day = |l: &str| l.len() == 5 && l.as_bytes()[2] == b'-';
+    assert!(hours.len() >= 4, "{hours:?}");
+    assert!(hours.iter().filter_map(Value::as_str).all(|l| l.ends_with(":30") || month_day(l)), "{hours:?}");
+    assert!(hours.iter().filter_map(Value::as_str).any(|l| l.ends_with(":30")), "{hours:?}");
+
+    // Thirty days: a label every other local midnight, each a month and day.
+    browser.select("#usage-period", "30d").await;
+    browser
+        .wait_until(
+            "the month's chart",
+            "return document.querySelector('#usage-chart-title').textContent.includes('last 30 days')",
+            vec![],
+        )
+        .await;
+    browser.wait_for_view("usage").await;
+    let days = browser.eval(labels, vec![]).await;
+    let days = days.as_array().expect("labels");
+    assert!(days.len() >= 10, "{days:?}");
+    assert!(days.iter().filter_map(Value::as_str).all(month_day), "{days:?}");
     browser.close().await;
 }
 

@@ -43,9 +43,20 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver and a Chromium window of `width`×`height`.
     pub async fn start(width: u32, height: u32) -> Self {
+        Self::start_in_time_zone(width, height, None).await
+    }
+
+    /// Like [`Browser::start`], with the browser's local time in `zone`
+    /// (an IANA name such as `Asia/Kolkata`) rather than the machine's.
+    pub async fn start_in_time_zone(width: u32, height: u32, zone: Option<&str>) -> Self {
         let turn = browsers().acquire().await.expect("the browser semaphore is never closed");
         let port = free_port();
-        let driver = Command::new("chromedriver")
+        let mut command = Command::new("chromedriver");
+        // Chromium inherits it from chromedriver.
+        if let Some(zone) = zone {
+            command.env("TZ", zone);
+        }
+        let driver = command
             .arg(format!("--port={port}"))
             // Its own process group, so Chromium goes down with it.
             .process_group(0)
