@@ -11,7 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+started_at=$SECONDS
+# Each step says when it began, so a slow run shows where the time went.
+step() { printf '\n==> %s  [%s, %d min in]\n' "$*" "$(date +%T)" $(((SECONDS - started_at) / 60)); }
 
 # Every test runner's output is also kept here, so the last line can total
 # the tests of all runs (host, benches, guests).
@@ -79,17 +81,21 @@ counted cargo test --release --workspace --locked
 step "schemathesis against a live server and its own /openapi.json (bounded)"
 ./scripts/schemathesis.sh
 
-# The test build above has tokio's test-util on (the queue's tests pause
-# time); the bench and report builds ask for it too, so they reuse that
-# build instead of compiling tokio and everything above it again.
-bench_features=(--features tokio/test-util)
+# Benches are built by `cargo test` over the whole workspace, as the tests
+# were: the same packages selected means the same features resolved, so
+# only the bench binaries compile. (`cargo bench -p sluice-bench` resolves
+# features for that package alone and rebuilds wasmtime, hyper and the rest,
+# about a quarter of an hour on two cores.) `--bench '*'` picks the bench
+# targets only (`--benches` would run every library's unit tests again);
+# run by `cargo test`, criterion runs each benchmark once as a test.
+step "benchmarks compile and run once (criterion's test mode)"
+counted cargo test --release --workspace --locked --bench '*'
 
-step "benchmarks compile and run once (criterion --test mode)"
-counted cargo bench --locked -p sluice-bench "${bench_features[@]}" -- --test
-
+# The build above left `sluice-bench` (and the tests left `sluice`) in
+# target/release; `cargo run -p sluice-bench` would rebuild for the reason above.
 step "benchmark report runs end to end (--quick, into a temporary directory)"
 report_dir=$(mktemp -d)
-cargo run --release --locked -q -p sluice-bench "${bench_features[@]}" -- report --quick --out "$report_dir"
+target/release/sluice-bench report --quick --out "$report_dir"
 test -s "$report_dir/REPORT.md"
 rm -rf "$report_dir"
 
