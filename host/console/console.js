@@ -80,6 +80,11 @@ function open(view, { arg = null, params = new URLSearchParams(), keepError = fa
     clearErrorIf(loadError);
     loadError = null;
   };
+  const failedWith = (err) => {
+    if (signal.aborted || isAbort(err)) return;
+    showError(err);
+    loadError = err;
+  };
   const setState = (state) => {
     if (signal.aborted) return;
     main.dataset.state = state;
@@ -98,10 +103,7 @@ function open(view, { arg = null, params = new URLSearchParams(), keepError = fa
         await task();
       } catch (err) {
         ok = false;
-        if (!signal.aborted && !isAbort(err)) {
-          showError(err);
-          loadError = err;
-        }
+        failedWith(err);
       }
       pending -= 1;
       failed ||= !ok;
@@ -129,10 +131,7 @@ function open(view, { arg = null, params = new URLSearchParams(), keepError = fa
               recovered();
             }
           } catch (err) {
-            if (!signal.aborted && !isAbort(err)) {
-              showError(err);
-              loadError = err;
-            }
+            failedWith(err);
           }
         }
         if (!signal.aborted && !stopped) timer = setTimeout(tick, ms);

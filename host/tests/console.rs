@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use common::browser::Browser;
 use common::http::error_of;
 use common::processes::{ADMIN, SluiceProcess};
-use common::{start_server, start_server_with, testdata};
+use common::{TestServer, start_server, start_server_with, testdata};
 use fantoccini::key::Key;
 use reqwest::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION};
 use reqwest::{Client, Method, StatusCode};
@@ -40,6 +40,16 @@ async fn sign_in(browser: &Browser, url: &str, key: &str, view: &str) {
     browser.fill("#signin-key", key).await;
     browser.click("#signin-submit").await;
     browser.wait_for_view(view).await;
+}
+
+/// An embedded node, its tenant `acme` and a desktop browser signed in
+/// with that tenant's key, on the Functions view.
+async fn signed_in_tenant() -> (TestServer, String, Browser) {
+    let server = start_server().await;
+    let key = server.tenant("acme").await;
+    let browser = desktop().await;
+    sign_in(&browser, &server.url, &key, "functions").await;
+    (server, key, browser)
 }
 
 /// The sum of the values of the usage chart's bars for `function`.
@@ -221,10 +231,7 @@ async fn a_wrong_key_is_refused_on_the_sign_in_form_with_its_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_is_kept_in_session_storage_only_and_signing_out_forgets_it() {
-    let server = start_server().await;
-    let key = server.tenant("acme").await;
-    let browser = desktop().await;
-    sign_in(&browser, &server.url, &key, "functions").await;
+    let (server, key, browser) = signed_in_tenant().await;
     let stores = browser
         .eval("return [sessionStorage.getItem('sluice.key'), localStorage.length, document.cookie]", vec![])
         .await;
@@ -292,10 +299,7 @@ async fn a_second_version_rolls_back_and_delete_asks_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_dropped_on_the_drop_zone_is_named_after_its_file_and_deployed() {
-    let server = start_server().await;
-    let key = server.tenant("acme").await;
-    let browser = desktop().await;
-    sign_in(&browser, &server.url, &key, "functions").await;
+    let (server, key, browser) = signed_in_tenant().await;
     // What a file dragged in from the desktop delivers: a DataTransfer
     // holding the file, over the drop zone and then dropped on it.
     let bytes = common::guest("sluice_bench_hello_http");
@@ -396,10 +400,7 @@ async fn the_operator_sees_queue_depths_rotates_a_key_and_revokes_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_errors_show_their_code_and_message_and_the_view_stays_usable() {
-    let server = start_server().await;
-    let key = server.tenant("acme").await;
-    let browser = desktop().await;
-    sign_in(&browser, &server.url, &key, "functions").await;
+    let (server, key, browser) = signed_in_tenant().await;
     // A job that does not exist: 404 with its code, on the job's page.
     browser.open(&format!("{}/console/#/jobs/00000000-0000-4000-8000-000000000000", server.url)).await;
     browser
@@ -439,10 +440,7 @@ async fn api_errors_show_their_code_and_message_and_the_view_stays_usable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_view_shows_429_with_its_wait_and_recovers() {
-    let server = start_server().await;
-    let key = server.tenant("acme").await;
-    let browser = desktop().await;
-    sign_in(&browser, &server.url, &key, "functions").await;
+    let (server, key, browser) = signed_in_tenant().await;
     browser.open(&format!("{}/console/#/usage", server.url)).await;
     browser.wait_for_view("usage").await;
     // Usage reports are limited to one a second in bursts of ten per tenant.
@@ -714,10 +712,7 @@ async fn the_usage_csv_holds_each_hours_totals_per_function() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_revoked_mid_session_returns_to_the_sign_in_form_with_the_reason() {
-    let server = start_server().await;
-    let key = server.tenant("acme").await;
-    let browser = desktop().await;
-    sign_in(&browser, &server.url, &key, "functions").await;
+    let (server, key, browser) = signed_in_tenant().await;
     let tenant = server.get_json("/v1/tenants/acme", &server.admin).await;
     let key_id = tenant["keys"][0]["id"].as_str().expect("key id").to_owned();
     let revoked = server
