@@ -231,7 +231,7 @@ async fn a_wrong_key_is_refused_on_the_sign_in_form_with_its_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_is_kept_in_session_storage_only_and_signing_out_forgets_it() {
-    let (server, key, browser) = signed_in_tenant().await;
+    let (_server, key, browser) = signed_in_tenant().await;
     let stores = browser
         .eval("return [sessionStorage.getItem('sluice.key'), localStorage.length, document.cookie]", vec![])
         .await;
@@ -400,7 +400,7 @@ async fn the_operator_sees_queue_depths_rotates_a_key_and_revokes_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_errors_show_their_code_and_message_and_the_view_stays_usable() {
-    let (server, key, browser) = signed_in_tenant().await;
+    let (server, _key, browser) = signed_in_tenant().await;
     // A job that does not exist: 404 with its code, on the job's page.
     browser.open(&format!("{}/console/#/jobs/00000000-0000-4000-8000-000000000000", server.url)).await;
     browser
@@ -440,7 +440,7 @@ async fn api_errors_show_their_code_and_message_and_the_view_stays_usable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_view_shows_429_with_its_wait_and_recovers() {
-    let (server, key, browser) = signed_in_tenant().await;
+    let (server, _key, browser) = signed_in_tenant().await;
     browser.open(&format!("{}/console/#/usage", server.url)).await;
     browser.wait_for_view("usage").await;
     // Usage reports are limited to one a second in bursts of ten per tenant.
@@ -712,7 +712,7 @@ async fn the_usage_csv_holds_each_hours_totals_per_function() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_revoked_mid_session_returns_to_the_sign_in_form_with_the_reason() {
-    let (server, key, browser) = signed_in_tenant().await;
+    let (server, _key, browser) = signed_in_tenant().await;
     let tenant = server.get_json("/v1/tenants/acme", &server.admin).await;
     let key_id = tenant["keys"][0]["id"].as_str().expect("key id").to_owned();
     let revoked = server
